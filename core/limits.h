@@ -1,0 +1,37 @@
+/*
+ * Every size and time cap of the C core, named, in one place. Each one is
+ * exercised by a test (tests/c or tests/lua/unit) so a change here shows.
+ */
+#ifndef LUACME_LIMITS_H
+#define LUACME_LIMITS_H
+
+/* Largest PEM (key, certificate chain, CSR) accepted from Lua or disk. */
+#define LUACME_PEM_MAX (1024 * 1024)
+
+/* Largest input to base64url encode/decode and to the digests: the biggest
+ * thing we ever encode is a certificate chain or a JWS payload. */
+#define LUACME_B64_MAX (8 * 1024 * 1024)
+
+/* Default cap on an HTTP response body; core.http{max_body=} overrides. */
+#define LUACME_HTTP_MAX_BODY (2 * 1024 * 1024)
+
+/* Hard ceiling for max_body, whatever the caller asks. */
+#define LUACME_HTTP_MAX_BODY_CEIL (64 * 1024 * 1024)
+
+/* Cap on the total size of response headers kept for Lua. */
+#define LUACME_HTTP_MAX_HEADERS (64 * 1024)
+
+/* Default whole-request and connect timeouts in seconds. */
+#define LUACME_HTTP_TIMEOUT_S 30
+#define LUACME_HTTP_CONNECT_TIMEOUT_S 10
+
+/* Most bytes core.random() hands out in one call. */
+#define LUACME_RANDOM_MAX 4096
+
+/* Most names (DNS + IP) in one CSR; RFC 8555 CAs allow about 100. */
+#define LUACME_CSR_MAX_NAMES 1000
+
+/* Longest identifier we put into a certificate (DNS name limit + slack). */
+#define LUACME_NAME_MAX 255
+
+#endif

@@ -1,0 +1,213 @@
+/*
+ * The luacme executable: one Lua state with luacme.core and cjson
+ * preloaded, module paths set in one place (site_setup), and the command
+ * line handed to require("luacme.cli").main(arg) under a protected call.
+ */
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include <curl/curl.h>
+
+#include "lua_bind.h"
+
+int luaopen_cjson(lua_State *L);
+int luaopen_cjson_safe(lua_State *L);
+
+/* Set by the signal handler; the HTTP transfer's progress callback reads
+ * it so a long transfer is cut short too (see http.c). */
+volatile sig_atomic_t luacme_interrupted = 0;
+
+static lua_State *globalL = NULL;
+
+/* Raise inside Lua at the next hook point, so Ctrl-C and SIGTERM unwind
+ * through pcall and every <close> guard: hooks get their cleanup. The
+ * error is a table the CLI recognises (kind "interrupted"). */
+static void
+lstop(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "interrupted");
+    lua_setfield(L, -2, "kind");
+    lua_pushliteral(L, "interrupted by signal");
+    lua_setfield(L, -2, "detail");
+    lua_error(L);
+}
+
+static void
+laction(int sig)
+{
+    int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+
+    luacme_interrupted = sig;
+    /* Only the first signal is polite; a second one restores the default
+     * action so a wedged run can still be killed. */
+    signal(sig, SIG_DFL);
+    lua_sethook(globalL, lstop, flag, 1);
+}
+
+/* Message handler: table errors print through __tostring (no traceback,
+ * they are expected failures), anything else gets a traceback. */
+static int
+msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") &&
+            lua_type(L, -1) == LUA_TSTRING) {
+            if (getenv("LUACME_TRACE") == NULL)
+                return 1;
+            msg = lua_tostring(L, -1);
+        } else if (lua_istable(L, 1)) {
+            lua_getfield(L, 1, "detail");
+            msg = lua_pushfstring(L, "error: %s",
+                lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no detail)");
+        } else {
+            msg = lua_pushfstring(L, "(error object is a %s value)",
+                luaL_typename(L, 1));
+        }
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Compile-time locations; see site_setup. */
+#ifndef LUACME_SOURCE_DIR
+#define LUACME_SOURCE_DIR "."
+#endif
+#ifndef LUACME_BINARY_DIR
+#define LUACME_BINARY_DIR "."
+#endif
+#ifndef LUACME_DATA_DIR
+#define LUACME_DATA_DIR "/usr/local/share/luacme"
+#endif
+
+/* The one place that decides where Lua modules and built-in hooks come
+ * from, so embedding them in the binary later only changes this. The
+ * root holds lua/ and hooks/: LUACME_LUA_PATH (a directory) overrides;
+ * a binary still in its build directory uses the source tree; otherwise
+ * the install prefix. Sets package.path and preloads "luacme.site". */
+static void
+site_setup(lua_State *L)
+{
+    char exe[4096];
+    char *slash;
+    const char *root = LUACME_DATA_DIR;
+    const char *env = getenv("LUACME_LUA_PATH");
+    ssize_t n;
+
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            if (strcmp(exe, LUACME_BINARY_DIR) == 0)
+                root = LUACME_SOURCE_DIR;
+        }
+    }
+    if (env != NULL && env[0] != '\0')
+        root = env;
+
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, LUA_LOADLIBNAME);
+    lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;%s/?.lua", root,
+        root, root);
+    lua_setfield(L, -2, "path");
+    /* No C modules from disk: everything native is linked in. */
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_pop(L, 1);
+
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, root);
+    lua_setfield(L, -2, "root");
+    lua_pushfstring(L, "%s/hooks", root);
+    lua_setfield(L, -2, "hooks_dir");
+    lua_setfield(L, -2, "luacme.site");
+    lua_pop(L, 1);
+}
+
+static int
+pmain(lua_State *L)
+{
+    int argc = (int)lua_tointeger(L, 1);
+    char **argv = (char **)lua_touserdata(L, 2);
+    int i;
+
+    luaL_openlibs(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_luacme_core);
+    lua_setfield(L, -2, "luacme.core");
+    lua_pushcfunction(L, luaopen_cjson);
+    lua_setfield(L, -2, "cjson");
+    lua_pushcfunction(L, luaopen_cjson_safe);
+    lua_setfield(L, -2, "cjson.safe");
+    lua_pop(L, 1);
+    site_setup(L);
+
+    /* arg as lua.c builds it: arg[0] the program, arg[1..] the rest. */
+    lua_createtable(L, argc, 1);
+    for (i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_setglobal(L, "arg");
+
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "luacme.cli");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "main");
+    lua_getglobal(L, "arg");
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    lua_State *L;
+    int status, code = 1;
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    L = luaL_newstate();
+    if (L == NULL) {
+        fprintf(stderr, "luacme: cannot create Lua state\n");
+        return 1;
+    }
+    globalL = L;
+    signal(SIGINT, laction);
+    signal(SIGTERM, laction);
+
+    lua_pushcfunction(L, msghandler);
+    lua_pushcfunction(L, pmain);
+    lua_pushinteger(L, argc);
+    lua_pushlightuserdata(L, argv);
+    status = lua_pcall(L, 2, 1, 1);
+    if (status != LUA_OK) {
+        fprintf(stderr, "luacme: %s\n",
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error)");
+        code = luacme_interrupted ? 128 + luacme_interrupted : 1;
+    } else if (lua_isinteger(L, -1)) {
+        code = (int)lua_tointeger(L, -1);
+    } else {
+        code = lua_toboolean(L, -1) || lua_isnil(L, -1) ? 0 : 1;
+    }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    /* Closing the state runs __gc and pending __close: keys are freed and
+     * curl handles cleaned up before libcurl itself is torn down. */
+    lua_close(L);
+    curl_global_cleanup();
+    return code;
+}
