@@ -17,12 +17,26 @@ int lbind_fail(lua_State *L, const char *msg, const char *kind);
 /* Same from a filled struct luacme_err. Returns 3. */
 int lbind_err(lua_State *L, const struct luacme_err *err);
 
+/* The key userdata (lua_keys.c owns it; lua_x509.c uses it). */
+#define LUACME_KEY_MT "luacme.key"
+
+struct evp_pkey_st;
+
+/* Return the EVP_PKEY of the key userdata at idx; raises when idx is not
+ * a key or the key was closed. The key stays owned by the userdata. */
+struct evp_pkey_st *lbind_checkkey(lua_State *L, int idx);
+
+/* Push a new key userdata that takes ownership of pkey (freed by __gc /
+ * __close / close()). On a raise (memory) pkey is freed too. */
+void lbind_pushkey(lua_State *L, struct evp_pkey_st *pkey);
+
 /* Each adds its functions to the table at the top of the stack (the
  * module table) and leaves the stack as it found it. */
 void lbind_encoding(lua_State *L);  /* lua_core.c: b64url, digests, random */
 void lbind_keys(lua_State *L);      /* lua_keys.c: keys and JWS */
 void lbind_x509(lua_State *L);      /* lua_x509.c: CSR, certificates */
 void lbind_http(lua_State *L);      /* lua_http.c: the HTTP client */
+void lbind_fs(lua_State *L);        /* lua_fs.c: files, locks, processes */
 
 /* The module entry point, preloaded as "luacme.core" by main.c. */
 int luaopen_luacme_core(lua_State *L);

@@ -210,5 +210,6 @@ luaopen_luacme_core(lua_State *L)
     lbind_keys(L);
     lbind_x509(L);
     lbind_http(L);
+    lbind_fs(L);
     return 1;
 }
