@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+volatile sig_atomic_t luacme_interrupted = 0;
+
 int
 err_set(struct luacme_err *err, const char *kind, const char *fmt, ...)
 {

@@ -16,14 +16,11 @@
 
 #include <curl/curl.h>
 
+#include "err.h"
 #include "lua_bind.h"
 
 int luaopen_cjson(lua_State *L);
 int luaopen_cjson_safe(lua_State *L);
-
-/* Set by the signal handler; the HTTP transfer's progress callback reads
- * it so a long transfer is cut short too (see http.c). */
-volatile sig_atomic_t luacme_interrupted = 0;
 
 static lua_State *globalL = NULL;
 
