@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what luacme needs to build and test, from Debian's packages
+# only, and only what is missing (apt-get update runs once, and only when
+# something has to be installed). Safe to run again.
+#   tests/deps.sh          build + test dependencies
+#   tests/deps.sh --build  only what building needs
+set -euo pipefail
+
+build_pkgs=(cmake make gcc pkg-config liblua5.4-dev lua-cjson-dev
+    libcurl4-openssl-dev libssl-dev)
+test_pkgs=(pebble python3 openssl ca-certificates clang
+    libclang-rt-14-dev procps curl)
+
+pkgs=("${build_pkgs[@]}")
+[ "${1:-}" = "--build" ] || pkgs+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+        missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
