@@ -34,4 +34,10 @@
 /* Longest identifier we put into a certificate (DNS name limit + slack). */
 #define LUACME_NAME_MAX 255
 
+/* Smallest RSA key we load or sign with (RFC 8555 CAs refuse less). */
+#define LUACME_RSA_MIN_BITS 2048
+
+/* Deepest nesting of tables the JWS protected-header encoder accepts. */
+#define LUACME_JSON_MAX_DEPTH 16
+
 #endif
