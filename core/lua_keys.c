@@ -5,11 +5,13 @@
  */
 #include "lua_bind.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 
+#include "jws.h"
 #include "keys.h"
 #include "limits.h"
 
@@ -298,6 +300,364 @@ key_m_write(lua_State *L)
     return 1;
 }
 
+/* key:sign(data) -> raw JWS signature bytes (RS256 PKCS#1 v1.5; ES*
+ * fixed-width R||S of 64, 96 or 132 bytes) | nil, message, kind. */
+static int
+key_m_sign(lua_State *L)
+{
+    EVP_PKEY *pkey = key_get(L, 1);
+    size_t len, siglen = 0;
+    const char *data = luaL_checklstring(L, 2, &len);
+    unsigned char *sig = NULL;
+    struct luacme_err err;
+    int st;
+
+    if (len > LUACME_B64_MAX)
+        return lbind_fail(L, "key: data over LUACME_B64_MAX", "too_large");
+    if (jws_sign(pkey, data, len, &sig, &siglen, &err) != 0)
+        return lbind_err(L, &err);
+    st = safe_pushlstring(L, (const char *)sig, siglen);
+    free(sig);
+    if (st != 0)
+        return lua_error(L);
+    return 1;
+}
+
+/* key:verify(data, sig) -> boolean: sig is a JWS signature (raw R||S for
+ * EC) of data by this key. nil, message, kind only if OpenSSL fails. */
+static int
+key_m_verify(lua_State *L)
+{
+    EVP_PKEY *pkey = key_get(L, 1);
+    size_t len, siglen;
+    const char *data = luaL_checklstring(L, 2, &len);
+    const char *sig = luaL_checklstring(L, 3, &siglen);
+    struct luacme_err err;
+    int v;
+
+    v = jws_verify(pkey, data, len, (const unsigned char *)sig, siglen,
+        &err);
+    if (v < 0)
+        return lbind_err(L, &err);
+    lua_pushboolean(L, v);
+    return 1;
+}
+
+/*
+ * A small deterministic JSON encoder for protected headers: object keys
+ * sorted bytewise (= by code point for UTF-8), no whitespace, strings
+ * escaped per RFC 8259 (never '/'), integers as integers. Anything else
+ * raises: the header is built by our own Lua code, so an unencodable
+ * value is a programmer error. The output grows in a userdata at a
+ * fixed stack slot, so a raise leaks nothing.
+ */
+struct jbuf {
+    lua_State *L;
+    int idx;            /* stack slot of the userdata holding p */
+    char *p;
+    size_t len, cap;
+};
+
+static void
+jb_add(struct jbuf *b, const char *s, size_t n)
+{
+    size_t cap;
+    char *np;
+
+    if (b->cap - b->len < n) {
+        if (n > LUACME_B64_MAX || b->len > LUACME_B64_MAX - n)
+            luaL_error(b->L, "jws: protected header too large");
+        cap = b->cap * 2;
+        if (cap < b->len + n)
+            cap = b->len + n + 64;
+        np = lua_newuserdatauv(b->L, cap, 0);
+        if (b->len > 0)
+            memcpy(np, b->p, b->len);
+        lua_replace(b->L, b->idx);
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+#define jb_lit(b, s) jb_add((b), (s), sizeof(s) - 1)
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid:
+ * no overlong forms, surrogates or values over U+10FFFF. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len, i;
+    unsigned long cp;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+        return 0;
+    return len;
+}
+
+static void
+jb_string(struct jbuf *b, const char *str, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0, run, k;
+    char esc[6];
+
+    jb_lit(b, "\"");
+    while (i < n) {
+        /* Copy the longest run that needs no escape in one go. */
+        run = i;
+        while (run < n && s[run] >= 0x20 && s[run] != '"' &&
+            s[run] != '\\') {
+            k = utf8_seq(s + run, n - run);
+            if (k == 0)
+                luaL_error(b->L, "jws: cannot encode a string that is "
+                    "not UTF-8");
+            run += k;
+        }
+        jb_add(b, str + i, run - i);
+        if (run == n)
+            break;
+        switch (s[run]) {
+        case '"': jb_lit(b, "\\\""); break;
+        case '\\': jb_lit(b, "\\\\"); break;
+        case '\b': jb_lit(b, "\\b"); break;
+        case '\f': jb_lit(b, "\\f"); break;
+        case '\n': jb_lit(b, "\\n"); break;
+        case '\r': jb_lit(b, "\\r"); break;
+        case '\t': jb_lit(b, "\\t"); break;
+        default:
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[s[run] >> 4];
+            esc[5] = hex[s[run] & 0xf];
+            jb_add(b, esc, 6);
+            break;
+        }
+        i = run + 1;
+    }
+    jb_lit(b, "\"");
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+    const struct lstr *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->s, y->s, n);
+
+    if (c != 0)
+        return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static void jb_value(struct jbuf *b, int vi, int depth);
+
+static void
+jb_object(struct jbuf *b, int ti, int depth)
+{
+    lua_State *L = b->L;
+    struct lstr *keys;
+    size_t n = 0, i;
+
+    if (depth >= LUACME_JSON_MAX_DEPTH)
+        luaL_error(L, "jws: tables nested deeper than "
+            "LUACME_JSON_MAX_DEPTH");
+    luaL_checkstack(L, 4, "jws: protected header");
+    lua_pushnil(L);
+    while (lua_next(L, ti) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "jws: cannot encode a table with a %s key",
+                luaL_typename(L, -2));
+        n++;
+        lua_pop(L, 1);
+    }
+    /* The keys stay anchored by the table; only pointers are sorted. */
+    keys = lua_newuserdatauv(L, n > 0 ? n * sizeof(*keys) : 1, 0);
+    i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, ti) != 0) {
+        if (i < n) {
+            keys[i].s = lua_tolstring(L, -2, &keys[i].len);
+            i++;
+        }
+        lua_pop(L, 1);
+    }
+    qsort(keys, i, sizeof(*keys), key_cmp);
+    jb_lit(b, "{");
+    for (n = i, i = 0; i < n; i++) {
+        if (i > 0)
+            jb_lit(b, ",");
+        jb_string(b, keys[i].s, keys[i].len);
+        jb_lit(b, ":");
+        lua_pushlstring(L, keys[i].s, keys[i].len);
+        lua_rawget(L, ti);
+        jb_value(b, lua_gettop(L), depth + 1);
+        lua_pop(L, 1);
+    }
+    jb_lit(b, "}");
+    lua_pop(L, 1);      /* keys */
+}
+
+static void
+jb_value(struct jbuf *b, int vi, int depth)
+{
+    lua_State *L = b->L;
+    const char *s;
+    size_t n;
+    lua_Integer v;
+    int ok;
+    char num[32];
+
+    switch (lua_type(L, vi)) {
+    case LUA_TSTRING:
+        s = lua_tolstring(L, vi, &n);
+        jb_string(b, s, n);
+        break;
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, vi))
+            jb_lit(b, "true");
+        else
+            jb_lit(b, "false");
+        break;
+    case LUA_TNUMBER:
+        /* Floats with an integral value in range pass as integers. */
+        v = lua_tointegerx(L, vi, &ok);
+        if (!ok)
+            luaL_error(L, "jws: cannot encode a non-integral number");
+        n = (size_t)snprintf(num, sizeof(num), LUA_INTEGER_FMT, v);
+        jb_add(b, num, n);
+        break;
+    case LUA_TTABLE:
+        jb_object(b, vi, depth);
+        break;
+    default:
+        luaL_error(L, "jws: cannot encode a %s", luaL_typename(L, vi));
+    }
+}
+
+/* Encode the protected-header table at ti as JSON and push it as a
+ * string; alg is set to alg when the table has none (the caller's table
+ * is not changed). Raises on anything it cannot encode. */
+static void
+push_protected(lua_State *L, int ti, const char *alg)
+{
+    struct jbuf b;
+
+    luaL_checkstack(L, 6, "jws: protected header");
+    lua_pushliteral(L, "alg");
+    if (lua_rawget(L, ti) == LUA_TNIL) {
+        /* A shallow copy with alg added. */
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushnil(L);
+        while (lua_next(L, ti) != 0) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+        lua_pushstring(L, alg);
+        lua_setfield(L, -2, "alg");
+    } else {
+        lua_pop(L, 1);
+        lua_pushvalue(L, ti);
+    }
+    ti = lua_gettop(L);
+    b.L = L;
+    b.cap = 256;
+    b.len = 0;
+    b.p = lua_newuserdatauv(L, b.cap, 0);
+    b.idx = lua_gettop(L);
+    jb_value(&b, ti, 0);
+    lua_pushlstring(L, b.p, b.len);
+    lua_replace(L, ti);
+    lua_settop(L, ti);
+}
+
+/* Shared tail of core.jws and core.jws_hmac: the flattened JWS of the
+ * protected JSON at stack index 4 and the payload at 3. */
+static int
+push_flattened(lua_State *L, EVP_PKEY *pkey, const unsigned char *mac,
+    size_t maclen)
+{
+    size_t plen, paylen, outlen = 0;
+    const char *prot = lua_tolstring(L, 4, &plen);
+    const char *payload = lua_tolstring(L, 3, &paylen);
+    char *out = NULL;
+    struct luacme_err err;
+    int st;
+
+    if (pkey != NULL)
+        st = jws_flatten(pkey, prot, plen, payload, paylen, &out, &outlen,
+            &err);
+    else
+        st = jws_flatten_hmac(mac, maclen, prot, plen, payload, paylen,
+            &out, &outlen, &err);
+    if (st != 0)
+        return lbind_err(L, &err);
+    st = safe_pushlstring(L, out, outlen);
+    free(out);
+    if (st != 0)
+        return lua_error(L);
+    return 1;
+}
+
+/* core.jws(key, protected, payload) -> flattened JSON JWS string
+ * {"protected":..,"payload":..,"signature":..} | nil, message, kind.
+ * protected is a table (alg filled from the key when absent) encoded
+ * with sorted keys; payload a string sent as given. */
+static int
+l_jws(lua_State *L)
+{
+    EVP_PKEY *pkey = key_get(L, 1);
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checkstring(L, 3);
+    lua_settop(L, 3);
+    push_protected(L, 2, key_alg(pkey));
+    return push_flattened(L, pkey, NULL, 0);
+}
+
+/* core.jws_hmac(mac_key, protected, payload) -> the same with HS256
+ * under the raw (already base64url-decoded) mac_key; alg defaults to
+ * "HS256". */
+static int
+l_jws_hmac(lua_State *L)
+{
+    size_t klen;
+    const char *mac = luaL_checklstring(L, 1, &klen);
+
+    luaL_argcheck(L, klen > 0, 1, "empty MAC key");
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checkstring(L, 3);
+    lua_settop(L, 3);
+    push_protected(L, 2, "HS256");
+    return push_flattened(L, NULL, (const unsigned char *)mac, klen);
+}
+
 void
 lbind_keys(lua_State *L)
 {
@@ -313,6 +673,8 @@ lbind_keys(lua_State *L)
         {"spec", key_m_spec},
         {"jwk", key_m_jwk},
         {"thumbprint", key_m_thumbprint},
+        {"sign", key_m_sign},
+        {"verify", key_m_verify},
         {"public_pem", key_m_public_pem},
         {"private_pem", key_m_private_pem},
         {"write", key_m_write},
@@ -322,6 +684,8 @@ lbind_keys(lua_State *L)
     static const luaL_Reg funcs[] = {
         {"key_generate", l_key_generate},
         {"key_load", l_key_load},
+        {"jws", l_jws},
+        {"jws_hmac", l_jws_hmac},
         {NULL, NULL}
     };
 
