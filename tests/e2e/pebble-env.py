@@ -1,0 +1,492 @@
+#!/usr/bin/env python3
+"""Run one command against a private Pebble on loopback.
+
+    pebble-env.py [options] -- COMMAND [ARGS...]
+
+Starts pebble-challtestsrv (as DNS only: every name resolves to 127.0.0.1),
+Pebble (pointed at that DNS) and a plain HTTP server serving a webroot on
+Pebble's httpPort, all on free loopback ports in a fresh temp directory;
+waits until each answers; runs COMMAND with the facts in LUACME_E2E_*
+variables; stops everything it started by PID, also when COMMAND fails or
+this script is interrupted.  The exit status is COMMAND's (or 1 when the
+environment could not be brought up, 130/143 on SIGINT/SIGTERM).
+
+Parallel runs do not collide: ports come from the kernel (bind to port 0)
+and are probed again before use, and each run has its own directory.  A
+run that loses a port race (a server exits or logs "address already in
+use") is retried on new ports a bounded number of times.
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
+CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
+EAB_EXAMPLE = ("/usr/share/doc/pebble/examples/"
+               "pebble-config-external-account-bindings.json")
+# The MAC keys of the example above, in case the doc file is absent
+# (Debian may strip /usr/share/doc in minimal images).
+EAB_FALLBACK = {
+    "kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",
+    "kid-2": "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH",
+}
+BRINGUP_ATTEMPTS = 3
+POLL_INTERVAL = 0.05
+STOP_GRACE = 5.0
+
+
+class Interrupted(Exception):
+    def __init__(self, signum):
+        super().__init__("signal %d" % signum)
+        self.signum = signum
+
+
+class BringUpError(Exception):
+    pass
+
+
+def log(msg):
+    sys.stderr.write("pebble-env: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def pdeathsig():
+    """Child-side: die with the harness even if it is SIGKILLed (ctest
+    timeouts kill only the direct child)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def free_ports(n, taken):
+    """n distinct free TCP ports on 127.0.0.1, none in `taken`.  All
+    sockets stay open until every port is chosen, so they are distinct;
+    each is then probed (connect refused) once more."""
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            p = s.getsockname()[1]
+            if p not in taken and p not in ports:
+                ports.append(p)
+    finally:
+        for s in socks:
+            s.close()
+    for p in ports:
+        if port_in_use(p):
+            raise BringUpError("port %d taken while probing" % p)
+        if udp_in_use(p):
+            raise BringUpError("udp port %d taken while probing" % p)
+    return ports
+
+
+def port_in_use(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def udp_in_use(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def make_cert(workdir):
+    cert = os.path.join(workdir, "cert.pem")
+    key = os.path.join(workdir, "key.pem")
+    cmd = ["openssl", "req", "-x509", "-newkey", "ec",
+           "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", key, "-out", cert, "-days", "30",
+           "-subj", "/CN=localhost",
+           "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        raise BringUpError("openssl req failed: %s" % r.stdout.decode())
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def eab_keys():
+    try:
+        with open(EAB_EXAMPLE) as f:
+            return json.load(f)["pebble"]["externalAccountMACKeys"]
+    except (OSError, ValueError, KeyError):
+        return dict(EAB_FALLBACK)
+
+
+def dns_answers(port, name, qtype):
+    """Number of answers challtestsrv's DNS (UDP) gives for name/qtype
+    (1 = A, 16 = TXT), or -1 when it does not reply."""
+    qid = os.getpid() & 0xffff
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\0" + struct.pack(">HH", qtype, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        try:
+            s.sendto(q, ("127.0.0.1", port))
+            data, _ = s.recvfrom(4096)
+        except OSError:
+            return -1
+    if len(data) < 12 or struct.unpack(">H", data[:2])[0] != qid:
+        return -1
+    return struct.unpack(">H", data[6:8])[0]
+
+
+def post_json(url, obj):
+    req = urllib.request.Request(url, data=json.dumps(obj).encode(),
+                                 method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=1) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError):
+        return -1
+
+
+def http_body(url):
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.read()
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def http_answers(url, ctx=None, want_status=None):
+    """True when url gives an HTTP response (of want_status, if given)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1, context=ctx) as r:
+            status = r.status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    except (urllib.error.URLError, OSError, ssl.SSLError):
+        return False
+    return want_status is None or status == want_status
+
+
+class Env:
+    def __init__(self, opts):
+        self.opts = opts
+        self.procs = []            # (name, Popen, logpath)
+        self.workdir = None
+        self.facts = {}
+
+    # -- lifecycle ---------------------------------------------------
+    def spawn(self, name, argv, env=None, cwd=None):
+        logpath = os.path.join(self.workdir, name + ".log")
+        logf = open(logpath, "ab")
+        try:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                 stdout=logf, stderr=subprocess.STDOUT,
+                                 env=env, cwd=cwd, preexec_fn=pdeathsig)
+        finally:
+            logf.close()
+        self.procs.append((name, p, logpath))
+        return p
+
+    def stop_all(self):
+        for name, p, _ in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    p.terminate()
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + STOP_GRACE
+        for name, p, _ in reversed(self.procs):
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                p.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                log("%s (pid %d) ignored SIGTERM; killing" % (name, p.pid))
+                p.kill()
+                p.wait()
+        self.procs = []
+
+    def tail_logs(self, lines=40):
+        for name in ("challtestsrv", "pebble", "webroot"):
+            path = os.path.join(self.workdir, name + ".log")
+            if not os.path.exists(path):
+                continue
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "replace").splitlines()
+            sys.stderr.write("---- %s.log (last %d lines) ----\n"
+                             % (name, min(lines, len(text))))
+            for line in text[-lines:]:
+                sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    # -- bring-up ----------------------------------------------------
+    def wait_until(self, what, check, deadline):
+        while True:
+            for name, p, _ in self.procs:
+                if p.poll() is not None:
+                    raise BringUpError("%s exited with %d while waiting for %s"
+                                       % (name, p.returncode, what))
+            if check():
+                return
+            if time.monotonic() > deadline:
+                raise BringUpError("timed out waiting for %s" % what)
+            time.sleep(POLL_INTERVAL)
+
+    def bring_up(self, taken):
+        o = self.opts
+        acme, mgmt, dns, cts, http, tls = free_ports(6, taken)
+        taken.update((acme, mgmt, dns, cts, http, tls))
+        cert, key = self.cert, self.key
+        webroot = os.path.join(self.workdir, "webroot")
+        os.makedirs(os.path.join(webroot, ".well-known", "acme-challenge"),
+                    exist_ok=True)
+
+        cfg = {
+            "listenAddress": "127.0.0.1:%d" % acme,
+            "managementListenAddress": "127.0.0.1:%d" % mgmt,
+            "certificate": cert,
+            "privateKey": key,
+            "httpPort": http,
+            "tlsPort": tls,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": bool(o.eab),
+            "domainBlocklist": o.blocklist or ["blocked.test"],
+        }
+        if o.eab:
+            cfg["externalAccountMACKeys"] = eab_keys()
+        if o.validity is not None:
+            cfg["certificateValidityPeriod"] = o.validity
+        config = os.path.join(self.workdir, "pebble.json")
+        with open(config, "w") as f:
+            json.dump({"pebble": cfg}, f, indent=2)
+
+        # challtestsrv: DNS only; A queries answer 127.0.0.1, no AAAA.
+        self.spawn("challtestsrv", [
+            CHALLTESTSRV, "-dns01", "127.0.0.1:%d" % dns,
+            "-http01", "", "-https01", "", "-tlsalpn01", "",
+            "-management", "127.0.0.1:%d" % cts,
+            "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+
+        penv = {k: v for k, v in os.environ.items()
+                if not k.startswith("PEBBLE_")}
+        if not o.sleep:
+            penv["PEBBLE_VA_NOSLEEP"] = "1"
+        for kv in o.env:
+            k, _, v = kv.partition("=")
+            penv[k] = v
+        argv = [PEBBLE, "-config", config, "-dnsserver", "127.0.0.1:%d" % dns]
+        if o.strict:
+            argv.append("-strict")
+        self.spawn("pebble", argv, env=penv, cwd=self.workdir)
+
+        # The http-01 responder: a real server reading files from webroot.
+        # Its access log (webroot.log) shows what Pebble's VA fetched.
+        self.spawn("webroot", [
+            sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1",
+            "--directory", webroot, str(http)])
+
+        ctx = ssl.create_default_context(cafile=cert)
+        deadline = time.monotonic() + o.ready_timeout
+        self.wait_until("challtestsrv management",
+                        lambda: http_answers("http://127.0.0.1:%d/" % cts),
+                        deadline)
+        self.wait_until("challtestsrv DNS",
+                        lambda: dns_answers(dns, "ready.test", 1) >= 0,
+                        deadline)
+        # Ports are shared machine-wide: make sure the servers answering
+        # are ours, not another run's that took a port we chose.  A TXT
+        # record set over our management port must show in our DNS; the
+        # webroot must serve a file we wrote; Pebble must present our
+        # certificate (checked by ctx below).
+        marker = os.path.basename(self.workdir).replace(".", "-").replace(
+            "_", "-").lower()
+        txt_host = "_ready.%s.test." % marker
+        if post_json("http://127.0.0.1:%d/set-txt" % cts,
+                     {"host": txt_host, "value": marker}) != 200:
+            raise BringUpError("challtestsrv set-txt refused")
+        self.wait_until("challtestsrv DNS TXT",
+                        lambda: dns_answers(dns, txt_host, 16) >= 1,
+                        deadline)
+        post_json("http://127.0.0.1:%d/clear-txt" % cts, {"host": txt_host})
+        with open(os.path.join(webroot, ".ready"), "w") as f:
+            f.write(marker)
+        self.wait_until("webroot server",
+                        lambda: http_body("http://127.0.0.1:%d/.ready"
+                                          % http) == marker.encode(),
+                        deadline)
+        os.unlink(os.path.join(webroot, ".ready"))
+        self.wait_until("pebble directory",
+                        lambda: http_answers("https://127.0.0.1:%d/dir"
+                                             % acme, ctx, 200), deadline)
+        self.wait_until("pebble management",
+                        lambda: http_answers("https://127.0.0.1:%d/roots/0"
+                                             % mgmt, ctx, 200), deadline)
+        self.wait_until("all servers alive", lambda: True, deadline)
+
+        self.facts = {
+            "LUACME_E2E_DIRECTORY": "https://127.0.0.1:%d/dir" % acme,
+            "LUACME_E2E_CA_FILE": cert,
+            "LUACME_E2E_MGMT": "https://127.0.0.1:%d" % mgmt,
+            "LUACME_E2E_CHALLTESTSRV": "http://127.0.0.1:%d" % cts,
+            "LUACME_E2E_WEBROOT": webroot,
+            "LUACME_E2E_HTTP_PORT": str(http),
+            "LUACME_E2E_TLS_PORT": str(tls),
+            "LUACME_E2E_DNS_PORT": str(dns),
+            "LUACME_E2E_WORKDIR": self.workdir,
+            "LUACME_E2E_CONFIG": config,
+            "LUACME_E2E_PEBBLE_LOG": os.path.join(self.workdir, "pebble.log"),
+            "LUACME_E2E_HTTP_LOG": os.path.join(self.workdir, "webroot.log"),
+            "LUACME_E2E_STRICT": "1" if o.strict else "0",
+        }
+
+    def start(self):
+        self.workdir = tempfile.mkdtemp(prefix="luacme-e2e.")
+        self.cert, self.key = make_cert(self.workdir)
+        taken = set()
+        for attempt in range(1, BRINGUP_ATTEMPTS + 1):
+            try:
+                self.bring_up(taken)
+                return
+            except BringUpError as e:
+                raced = self.port_raced()
+                self.tail_logs(10)
+                self.stop_all()
+                if attempt == BRINGUP_ATTEMPTS or not raced:
+                    raise
+                log("attempt %d lost a port race (%s); retrying" % (attempt, e))
+                for name in ("challtestsrv", "pebble", "webroot"):
+                    path = os.path.join(self.workdir, name + ".log")
+                    if os.path.exists(path):
+                        os.rename(path, path + ".%d" % attempt)
+
+    def port_raced(self):
+        for name, _, path in self.procs:
+            try:
+                with open(path, "rb") as f:
+                    if b"address already in use" in f.read().lower():
+                        return True
+            except OSError:
+                pass
+        return True if not self.procs else False
+
+    def cleanup(self):
+        self.stop_all()
+        if self.workdir and not self.opts.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        elif self.workdir:
+            log("kept %s" % self.workdir)
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(
+        description="Run COMMAND against a private Pebble on loopback.")
+    ap.add_argument("--env", action="append", default=[], metavar="K=V",
+                    help="PEBBLE_* setting for Pebble (repeatable)")
+    ap.add_argument("--strict", action="store_true",
+                    help="start Pebble with -strict")
+    ap.add_argument("--eab", action="store_true",
+                    help="require external account binding (MAC keys of "
+                         "Pebble's example config)")
+    ap.add_argument("--validity", type=int, metavar="SECONDS",
+                    help="certificateValidityPeriod")
+    ap.add_argument("--blocklist", action="append", metavar="NAME",
+                    help="domainBlocklist entry (repeatable; default "
+                         "blocked.test)")
+    ap.add_argument("--sleep", action="store_true",
+                    help="keep Pebble's random validation sleep (do not "
+                         "set PEBBLE_VA_NOSLEEP=1)")
+    ap.add_argument("--ready-timeout", type=float, default=60.0,
+                    metavar="SECONDS", help="bring-up deadline")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (also LUACME_E2E_KEEP=1)")
+    ap.add_argument("--logs", action="store_true",
+                    help="print the servers' log tails even on success")
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    o = ap.parse_args(argv)
+    if o.command and o.command[0] == "--":
+        o.command = o.command[1:]
+    if not o.command:
+        ap.error("no command given")
+    for kv in o.env:
+        if "=" not in kv or not kv.startswith("PEBBLE_"):
+            ap.error("--env wants PEBBLE_NAME=VALUE, got %r" % kv)
+    if os.environ.get("LUACME_E2E_KEEP") == "1":
+        o.keep = True
+    return o
+
+
+def main(argv):
+    o = parse(argv)
+    for prog in (PEBBLE, CHALLTESTSRV, "openssl"):
+        if not shutil.which(prog):
+            log("%s not found (Debian: apt-get install pebble openssl)" % prog)
+            return 1
+    env = Env(o)
+    child = None
+
+    def on_signal(signum, _frame):
+        if child is not None and child.poll() is None:
+            try:
+                child.send_signal(signum)
+            except ProcessLookupError:
+                pass
+        raise Interrupted(signum)
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+    status = 1
+    try:
+        env.start()
+        cenv = dict(os.environ)
+        cenv.update(env.facts)
+        log("pebble %s (mgmt %s), workdir %s" % (
+            env.facts["LUACME_E2E_DIRECTORY"], env.facts["LUACME_E2E_MGMT"],
+            env.workdir))
+        child = subprocess.Popen(o.command, env=cenv, preexec_fn=pdeathsig)
+        status = child.wait()
+        if status < 0:
+            status = 128 - status
+        if status != 0 or o.logs:
+            env.tail_logs()
+    except BringUpError as e:
+        log("bring-up failed: %s" % e)
+        status = 1
+    except Interrupted as e:
+        log("interrupted by signal %d; stopping" % e.signum)
+        if child is not None:
+            try:
+                child.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        status = 128 + e.signum
+    finally:
+        # A second signal during cleanup must not skip it.
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        env.cleanup()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
