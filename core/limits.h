@@ -40,4 +40,21 @@
 /* Deepest nesting of tables the JWS protected-header encoder accepts. */
 #define LUACME_JSON_MAX_DEPTH 16
 
+/* Default cap of core.read_file (state files, PEM, JSON are far
+ * smaller); read_file(path, max) may ask up to LUACME_FILE_MAX_CEIL. */
+#define LUACME_FILE_MAX (16 * 1024 * 1024)
+#define LUACME_FILE_MAX_CEIL (256 * 1024 * 1024)
+
+/* Default cap on each of a spawned program's stdout and stderr; the rest
+ * is read and discarded. spawn{max_output=} may ask up to the ceiling. */
+#define LUACME_SPAWN_MAX_OUTPUT (1024 * 1024)
+#define LUACME_SPAWN_MAX_OUTPUT_CEIL (64 * 1024 * 1024)
+
+/* Seconds between SIGTERM and SIGKILL for a spawned program that timed
+ * out or was interrupted. */
+#define LUACME_SPAWN_KILL_GRACE_S 1
+
+/* Longest timeout core.spawn and core.lock accept, in seconds (a week). */
+#define LUACME_WAIT_MAX_S (7 * 24 * 3600)
+
 #endif
