@@ -34,6 +34,10 @@
 /* Longest identifier we put into a certificate (DNS name limit + slack). */
 #define LUACME_NAME_MAX 255
 
+/* Most certificates core.pem_split accepts in one chain (leaf, a few
+ * intermediates, maybe a cross-sign). */
+#define LUACME_CHAIN_MAX_CERTS 16
+
 /* Smallest RSA key we load or sign with (RFC 8555 CAs refuse less). */
 #define LUACME_RSA_MIN_BITS 2048
 
