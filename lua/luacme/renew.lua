@@ -1,0 +1,173 @@
+-- When a certificate is due for renewal. Pure functions: the clock (now,
+-- unix seconds) and the random source (rand() -> number in [0, 1)) are
+-- passed in, so tests need no waiting. --force is the caller's.
+local M = {}
+
+local DAY = 86400
+
+-- Certificates valid for less than this renew at half their lifetime,
+-- longer ones once a third remains.
+M.SHORT_LIFETIME = 10 * DAY
+
+-- RFC 9773 §4.3: Retry-After is clamped to [1 min, 1 day]; without a
+-- usable one (errors, missing header) the client checks again in 6 h.
+M.ARI_MIN_RETRY = 60
+M.ARI_MAX_RETRY = DAY
+M.ARI_DEFAULT_RETRY = 6 * 3600
+
+-- A uniform number in [0, 1) from the system's random generator.
+function M.random()
+    local core = require "luacme.core"
+    local b = core.random(7)
+    local n = 0
+    for i = 1, 7 do n = n * 256 + b:byte(i) end
+    return (n >> 3) / (1 << 53)
+end
+
+-- "2025-01-02T03:04:05Z" for unix time t.
+function M.format_time(t)
+    return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
+end
+
+local function days_from_civil(y, m, d)
+    -- Howard Hinnant's algorithm: days since 1970-01-01.
+    y = (m <= 2) and y - 1 or y
+    local era = (y >= 0 and y or y - 399) // 400
+    local yoe = y - era * 400
+    local mp = (m + 9) % 12
+    local doy = (153 * mp + 2) // 5 + d - 1
+    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+end
+
+-- Parse an RFC 3339 date-time (as in ARI's suggestedWindow) into unix
+-- seconds (fractions dropped, offsets applied). nil when malformed.
+function M.parse_time(s)
+    if type(s) ~= "string" then return nil end
+    local y, mo, d, h, mi, sec, rest = s:match(
+        "^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
+    if not y then return nil end
+    y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+    h, mi, sec = tonumber(h), tonumber(mi), tonumber(sec)
+    if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or
+        sec > 60 then
+        return nil
+    end
+    rest = rest:gsub("^%.%d+", "")
+    local offset
+    if rest == "Z" or rest == "z" then
+        offset = 0
+    else
+        local sign, oh, om = rest:match("^([+-])(%d%d):(%d%d)$")
+        if not sign then return nil end
+        offset = (tonumber(oh) * 60 + tonumber(om)) * 60
+        if sign == "-" then offset = -offset end
+    end
+    return days_from_civil(y, mo, d) * DAY + h * 3600 + mi * 60 + sec -
+        offset
+end
+
+local function num(v)
+    if math.type(v) == "float" and v == math.floor(v) then
+        return math.tointeger(v)
+    end
+    if math.type(v) then return v end
+    return nil
+end
+
+-- The lifetime rule: due once a third of the lifetime remains (half of
+-- it for certificates valid under SHORT_LIFETIME).
+local function by_lifetime(nb, na, now, note)
+    local life = na - nb
+    local left = life < M.SHORT_LIFETIME and life / 2 or life / 3
+    local when = math.floor(na - left)
+    local frac = life < M.SHORT_LIFETIME and "half" or "a third"
+    if now >= when then
+        return true, when, string.format("%s of its lifetime remains " ..
+            "(expires %s)%s", frac, M.format_time(na), note)
+    end
+    return false, when, string.format("due at %s, when %s of its " ..
+        "lifetime remains%s", M.format_time(when), frac, note)
+end
+
+-- Is the certificate due? info is core.cert_info's table (not_before,
+-- not_after; nil when there is no certificate), meta the certificate's
+-- meta table (meta.ari = { window_start, window_end } when the CA sent
+-- renewal information), now the time, rand the random source (default
+-- M.random). Returns due, when (unix time it is or was due), reason.
+--
+-- With a valid ARI window (RFC 9773 §4.2) a uniformly random moment in
+-- [start, end] is chosen once and kept in meta.ari.renew_at (with the
+-- window it was drawn from, renew_at_start/renew_at_end), so repeated
+-- runs do not re-roll; the caller saves meta. A changed window draws a
+-- new moment. A window with end <= start is invalid: the lifetime rule
+-- applies. An expired certificate is always due.
+function M.due(info, meta, now, rand)
+    rand = rand or M.random
+    if type(info) ~= "table" or not num(info.not_after) or
+        not num(info.not_before) then
+        return true, now, "no usable certificate"
+    end
+    local nb, na = num(info.not_before), num(info.not_after)
+    if now >= na then
+        return true, now, "expired at " .. M.format_time(na)
+    end
+    if na <= nb then
+        return true, now, "the certificate's validity period is empty"
+    end
+    local ari = type(meta) == "table" and type(meta.ari) == "table" and
+        meta.ari or nil
+    local ws, we = ari and num(ari.window_start), ari and num(ari.window_end)
+    if ws and we then
+        if we <= ws then
+            return by_lifetime(nb, na, now,
+                "; the CA's renewal window is invalid (end <= start)")
+        end
+        ws, we = math.floor(ws), math.floor(we)
+        local at = num(ari.renew_at)
+        if not at or num(ari.renew_at_start) ~= ws or
+            num(ari.renew_at_end) ~= we then
+            local r = rand()
+            at = ws + math.floor(r * (we - ws + 1))
+            if at > we then at = we end
+            ari.renew_at, ari.renew_at_start, ari.renew_at_end = at, ws, we
+        end
+        local window = string.format("the CA's renewal window %s .. %s",
+            M.format_time(ws), M.format_time(we))
+        if now >= we then
+            return true, now, window .. " has passed"
+        end
+        if now >= at then
+            return true, at, "inside " .. window .. " (chosen moment " ..
+                M.format_time(at) .. ")"
+        end
+        return false, at, "due at " .. M.format_time(at) .. ", inside " ..
+            window
+    end
+    return by_lifetime(nb, na, now, "")
+end
+
+-- When to fetch renewal information again (RFC 9773 §4.3): now plus
+-- Retry-After seconds clamped to [ARI_MIN_RETRY, ARI_MAX_RETRY], or plus
+-- ARI_DEFAULT_RETRY when there is no usable Retry-After (an error, a
+-- missing or invalid header: pass nil).
+function M.next_ari_check(retry_after, now)
+    local r = num(retry_after)
+    if not r or r ~= r then return now + M.ARI_DEFAULT_RETRY end
+    if r < M.ARI_MIN_RETRY then r = M.ARI_MIN_RETRY end
+    if r > M.ARI_MAX_RETRY then r = M.ARI_MAX_RETRY end
+    return now + r
+end
+
+-- Seconds to wait before a --jitter run: uniform in [0, max), whole
+-- seconds. max must be a non-negative number (0 or nil: no wait).
+function M.jitter(max, rand)
+    if max == nil or max == 0 then return 0 end
+    if not math.type(max) or max < 0 or max ~= max then
+        error("renew.jitter: max must be a non-negative number", 2)
+    end
+    rand = rand or M.random
+    return math.floor(rand() * max)
+end
+
+return M
