@@ -69,6 +69,13 @@ is_rsa(EVP_PKEY *key)
     return key != NULL && EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA;
 }
 
+/* An RSA key we sign with. */
+static int
+rsa_ok(EVP_PKEY *key)
+{
+    return is_rsa(key) && EVP_PKEY_get_bits(key) >= LUACME_RSA_MIN_BITS;
+}
+
 int
 key_generate(enum key_spec spec, EVP_PKEY **out, struct luacme_err *err)
 {
@@ -201,7 +208,7 @@ key_alg(EVP_PKEY *key)
 
     if (c != NULL)
         return c->alg;
-    if (is_rsa(key))
+    if (rsa_ok(key))
         return "RS256";
     return NULL;
 }
@@ -214,7 +221,7 @@ key_spec_name(EVP_PKEY *key, char *buf, size_t n)
 
     if (c != NULL)
         w = snprintf(buf, n, "%s", c->spec);
-    else if (is_rsa(key))
+    else if (rsa_ok(key))
         w = snprintf(buf, n, "rsa%d", EVP_PKEY_get_bits(key));
     else
         return -1;
