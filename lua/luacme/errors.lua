@@ -1,0 +1,124 @@
+-- Errors are tables sharing one metatable, so retries and callers can
+-- read err.kind / err.type instead of parsing strings.
+--
+-- Fields (all optional but kind):
+--   kind         "acme" for a problem document from the CA; otherwise a
+--                short word: "timeout", "connect", "tls", "too_large",
+--                "protocol", "interrupted" (from the C transport), "http"
+--                (an error status without a problem document), "response"
+--                (the CA sent something we cannot use), "account_exists",
+--                "no_account", "authorization", "order", "deadline",
+--                "unsupported", "identifier", "private_key", ...
+--   type         the problem type URN as sent
+--   detail       human-readable text
+--   status       HTTP status
+--   subproblems  list of error tables, each with identifier = {type, value}
+--   instance     problem instance URL (userActionRequired)
+--   retry_after  seconds from the Retry-After header
+--   headers      the response headers
+--   uri          a URL the error is about (account, order, authorization)
+local M = {}
+
+M.PREFIX = "urn:ietf:params:acme:error:"
+
+local E = { __name = "luacme.error" }
+
+-- Server text is shown on terminals: escape control characters so a CA
+-- cannot move the cursor or forge lines.
+local function printable(s)
+    return (tostring(s):gsub("[%c\127]", function(c)
+        if c == "\n" then return " " end
+        return string.format("\\x%02x", c:byte())
+    end))
+end
+M.printable = printable
+
+local function short_type(t)
+    if t:sub(1, #M.PREFIX) == M.PREFIX then return t:sub(#M.PREFIX + 1) end
+    return t
+end
+
+function E.__tostring(e)
+    local head = e.type and short_type(e.type) or e.kind or "error"
+    local s = head .. ": " .. printable(e.detail or "(no detail)")
+    if type(e.subproblems) == "table" then
+        for _, sp in ipairs(e.subproblems) do
+            local id = sp.identifier
+            local who = id and (id.type .. ":" .. printable(id.value)) or "?"
+            s = s .. "\n  " .. who .. ": " .. tostring(sp)
+        end
+    end
+    if type(e.errors) == "table" then
+        for _, sub in ipairs(e.errors) do
+            s = s .. "\n  " .. tostring(sub)
+        end
+    end
+    return s
+end
+
+-- A new error table; fields (optional) is reused as the error itself.
+function M.new(kind, detail, fields)
+    local t = fields or {}
+    t.kind = kind
+    t.detail = detail
+    return setmetatable(t, E)
+end
+
+-- True when v is one of our error tables.
+function M.iserror(v)
+    return getmetatable(v) == E
+end
+
+local function str(v)
+    if type(v) == "string" then return v end
+    return nil
+end
+
+local function identifier(v)
+    if type(v) ~= "table" then return nil end
+    local t, val = str(v.type), str(v.value)
+    if not t or not val then return nil end
+    return { type = t, value = val }
+end
+
+-- An error from an RFC 7807 problem document `doc` (a decoded table) of a
+-- reply with HTTP `status`. Every member is type-checked: cjson.null and
+-- wrong types count as absent.
+function M.problem(status, doc, headers, retry_after)
+    if type(doc) ~= "table" then doc = {} end
+    local st = math.type(doc.status) and math.tointeger(doc.status) or status
+    local e = M.new("acme", str(doc.detail), {
+        type = str(doc.type),
+        status = st,
+        instance = str(doc.instance),
+        headers = headers,
+        retry_after = retry_after,
+        identifier = identifier(doc.identifier),
+    })
+    if type(doc.subproblems) == "table" then
+        local subs = {}
+        for _, sp in ipairs(doc.subproblems) do
+            if type(sp) == "table" then
+                local se = M.problem(nil, sp)
+                se.status = se.status or st
+                subs[#subs + 1] = se
+            end
+        end
+        if #subs > 0 then e.subproblems = subs end
+    end
+    return e
+end
+
+-- Does err match name? name may be a kind ("timeout"), a bare problem
+-- token ("badNonce") or a full URN. Tokens are compared case-sensitively
+-- against the part after the last ':' of the type.
+function M.is(err, name)
+    if type(err) ~= "table" then return false end
+    if err.kind == name then return true end
+    local t = err.type
+    if type(t) ~= "string" then return false end
+    if t == name then return true end
+    return t:sub(-#name - 1) == ":" .. name
+end
+
+return M
