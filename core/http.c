@@ -1,0 +1,675 @@
+/*
+ * The HTTP transport on libcurl. A client owns one easy handle for its
+ * whole life: libcurl keeps the connection cache in the handle, so the
+ * next request to the same host reuses the TCP and TLS session. Every
+ * security setting is made once in http_client_new and never relaxed.
+ */
+#include "http.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "limits.h"
+
+/* A growing byte buffer, always NUL terminated after len. */
+struct buf {
+    char *p;
+    size_t len;
+    size_t cap;
+};
+
+/* What one transfer collects; lives on http_request's stack. */
+struct xfer {
+    struct buf body;
+    struct buf hdrs;        /* "name\0value\0" pairs */
+    size_t nhdr;
+    size_t max_body;
+    int hdr_done;           /* blank line seen: later lines are trailers */
+    int body_over;
+    int hdr_over;
+    int nomem;
+};
+
+struct http_client {
+    CURL *h;
+    size_t max_body;
+    int allow_http;
+    struct http_stats stats;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/* curl_easy_setopt is variadic, so a helper function cannot forward it;
+ * this keeps the first failure in cc and skips the rest. */
+#define SETOPT(cc, h, opt, val) do {                                    \
+        if ((cc) == CURLE_OK)                                           \
+            (cc) = curl_easy_setopt((h), (opt), (val));                 \
+    } while (0)
+
+/* Append n bytes, keeping the total at most max. Returns 0, 1 when the
+ * cap would be passed (nothing appended), 2 when out of memory. */
+static int
+buf_add(struct buf *b, const void *data, size_t n, size_t max)
+{
+    size_t need, cap;
+    char *p;
+
+    if (b->len > max || n > max - b->len)
+        return 1;
+    need = b->len + n;
+    if (b->p == NULL || need > b->cap) {
+        cap = b->cap < 4096 ? 4096 : b->cap;
+        while (cap < need)
+            cap = cap > max / 2 ? max : cap * 2;
+        if (cap > max)
+            cap = max;          /* still >= need, checked above */
+        /* cap <= max <= LUACME_HTTP_MAX_BODY_CEIL: cap + 1 cannot wrap. */
+        p = realloc(b->p, cap + 1);
+        if (p == NULL)
+            return 2;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n > 0)
+        memcpy(b->p + b->len, data, n);
+    b->len = need;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static int
+is_ows(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static char
+ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* Case-insensitive ASCII comparison of the first n bytes, independent
+ * of the locale (strncasecmp is not). */
+static int
+prefix_ci(const char *s, const char *prefix)
+{
+    for (; *prefix != '\0'; s++, prefix++)
+        if (ascii_lower(*s) != *prefix)
+            return 0;
+    return 1;
+}
+
+static int
+eq_ci(const char *a, const char *b)
+{
+    for (; *a != '\0' && *b != '\0'; a++, b++)
+        if (ascii_lower(*a) != ascii_lower(*b))
+            return 0;
+    return *a == *b;
+}
+
+/* Trim [*s, *e) of surrounding whitespace, CR and LF. */
+static void
+trim(const char **s, const char **e)
+{
+    while (*s < *e && is_ows(**s))
+        (*s)++;
+    while (*e > *s && is_ows((*e)[-1]))
+        (*e)--;
+}
+
+/* Record one header line. A status line starts a new response (a 1xx,
+ * a proxy's CONNECT reply, the final one): what came before is
+ * dropped, so only the final response's headers remain. */
+static int
+header_line(struct xfer *x, const char *line, size_t n)
+{
+    const char *end = line + n, *colon, *ns, *ne, *vs, *ve;
+    size_t start;
+    int r;
+
+    if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        x->hdrs.len = 0;
+        if (x->hdrs.p != NULL)
+            x->hdrs.p[0] = '\0';
+        x->nhdr = 0;
+        x->hdr_done = 0;
+        return 0;
+    }
+    vs = line;
+    ve = end;
+    trim(&vs, &ve);
+    if (vs == ve) {
+        /* The blank line ends a header block; chunked trailers come
+         * after it and are not the response's headers. */
+        x->hdr_done = 1;
+        return 0;
+    }
+    /* A NUL would break the "name\0value\0" framing; such a line is
+     * not valid HTTP anyway. */
+    if (x->hdr_done || memchr(line, '\0', n) != NULL)
+        return 0;
+    if (line[0] == ' ' || line[0] == '\t') {
+        /* Obsolete line folding: continues the previous value. */
+        if (x->nhdr == 0)
+            return 0;
+        x->hdrs.len--;      /* drop the previous value's NUL */
+        r = buf_add(&x->hdrs, " ", 1, LUACME_HTTP_MAX_HEADERS);
+        if (r == 0)
+            r = buf_add(&x->hdrs, vs, (size_t)(ve - vs),
+                LUACME_HTTP_MAX_HEADERS);
+        if (r == 0)
+            r = buf_add(&x->hdrs, "", 1, LUACME_HTTP_MAX_HEADERS);
+        return r;
+    }
+    colon = memchr(line, ':', n);
+    if (colon == NULL)
+        return 0;
+    ns = line;
+    ne = colon;
+    trim(&ns, &ne);
+    if (ns == ne)
+        return 0;
+    vs = colon + 1;
+    ve = end;
+    trim(&vs, &ve);
+    start = x->hdrs.len;
+    r = buf_add(&x->hdrs, ns, (size_t)(ne - ns), LUACME_HTTP_MAX_HEADERS);
+    if (r == 0)
+        r = buf_add(&x->hdrs, "", 1, LUACME_HTTP_MAX_HEADERS);
+    if (r == 0)
+        r = buf_add(&x->hdrs, vs, (size_t)(ve - vs),
+            LUACME_HTTP_MAX_HEADERS);
+    if (r == 0)
+        r = buf_add(&x->hdrs, "", 1, LUACME_HTTP_MAX_HEADERS);
+    if (r != 0)
+        return r;
+    for (; x->hdrs.p[start] != '\0'; start++)
+        x->hdrs.p[start] = ascii_lower(x->hdrs.p[start]);
+    x->nhdr++;
+    return 0;
+}
+
+static size_t
+on_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = size * nmemb;    /* size is always 1 for header data */
+    int r = header_line(x, data, n);
+
+    if (r == 1)
+        x->hdr_over = 1;
+    else if (r == 2)
+        x->nomem = 1;
+    /* Returning less than n makes libcurl abort with a write error. */
+    return r == 0 ? n : 0;
+}
+
+/* The body cap holds here whether or not a Content-Length came. */
+static size_t
+on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = size * nmemb;    /* size is always 1 for body data */
+    int r = buf_add(&x->body, data, n, x->max_body);
+
+    if (r == 1)
+        x->body_over = 1;
+    else if (r == 2)
+        x->nomem = 1;
+    return r == 0 ? n : 0;
+}
+
+/* libcurl calls this about once a second and whenever data moves; a
+ * non-zero return aborts the transfer, so Ctrl-C stops a slow request
+ * promptly instead of waiting for the timeout. */
+static int
+on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
+    curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)ud;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return luacme_interrupted != 0;
+}
+
+/* Seconds (fraction allowed) to milliseconds for libcurl, where 0 would
+ * mean "no timeout": anything not positive takes the default, and a
+ * positive value is rounded up so it never becomes 0. */
+static long
+timeout_ms(double s, long dflt_s)
+{
+    long ms;
+
+    if (!(s > 0))
+        return dflt_s * 1000L;
+    if (s > LUACME_HTTP_TIMEOUT_MAX_S)
+        s = LUACME_HTTP_TIMEOUT_MAX_S;
+    /* Round up by hand: the C core does not link libm for ceil(). */
+    ms = (long)(s * 1000.0);
+    if ((double)ms < s * 1000.0)
+        ms++;
+    return ms;
+}
+
+int
+http_client_new(const struct http_opts *opts, struct http_client **out,
+    struct luacme_err *err)
+{
+    struct http_client *c = NULL;
+    const char *protocols = opts->allow_http ? "http,https" : "https";
+    const curl_version_info_data *cv;
+    char ua[128];
+    CURLcode cc = CURLE_OK;
+    int rc = -1;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        err_set(err, "protocol", "http: out of memory");
+        goto out;
+    }
+    c->h = curl_easy_init();
+    if (c->h == NULL) {
+        err_set(err, "protocol", "http: curl_easy_init failed");
+        goto out;
+    }
+    c->allow_http = opts->allow_http != 0;
+    c->max_body = opts->max_body > 0 ? opts->max_body : LUACME_HTTP_MAX_BODY;
+    if (c->max_body > LUACME_HTTP_MAX_BODY_CEIL)
+        c->max_body = LUACME_HTTP_MAX_BODY_CEIL;
+    if (opts->user_agent == NULL) {
+        cv = curl_version_info(CURLVERSION_NOW);
+        snprintf(ua, sizeof(ua), "luacme libcurl/%s", cv->version);
+    }
+
+    SETOPT(cc, c->h, CURLOPT_ERRORBUFFER, c->errbuf);
+    /* No SIGALRM for DNS timeouts: the process has its own handlers. */
+    SETOPT(cc, c->h, CURLOPT_NOSIGNAL, 1L);
+    /* The scheme is also checked before each transfer; this makes sure
+     * libcurl itself never speaks anything else. */
+    SETOPT(cc, c->h, CURLOPT_PROTOCOLS_STR, protocols);
+    SETOPT(cc, c->h, CURLOPT_REDIR_PROTOCOLS_STR, protocols);
+    SETOPT(cc, c->h, CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(cc, c->h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    SETOPT(cc, c->h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    SETOPT(cc, c->h, CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(cc, c->h, CURLOPT_SSL_VERIFYHOST, 2L);
+    SETOPT(cc, c->h, CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
+    SETOPT(cc, c->h, CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
+    if (opts->ca_file != NULL) {
+        /* Only this file: a system CA directory must not widen trust. */
+        SETOPT(cc, c->h, CURLOPT_CAINFO, opts->ca_file);
+        SETOPT(cc, c->h, CURLOPT_CAPATH, (char *)NULL);
+    }
+    SETOPT(cc, c->h, CURLOPT_USERAGENT,
+        opts->user_agent != NULL ? opts->user_agent : ua);
+    SETOPT(cc, c->h, CURLOPT_TIMEOUT_MS,
+        timeout_ms(opts->timeout_s, LUACME_HTTP_TIMEOUT_S));
+    SETOPT(cc, c->h, CURLOPT_CONNECTTIMEOUT_MS,
+        timeout_ms(opts->connect_timeout_s, LUACME_HTTP_CONNECT_TIMEOUT_S));
+    SETOPT(cc, c->h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    SETOPT(cc, c->h, CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(cc, c->h, CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(cc, c->h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    SETOPT(cc, c->h, CURLOPT_NOPROGRESS, 0L);
+    if (cc != CURLE_OK) {
+        err_set(err, "protocol", "http: setting up libcurl: %s",
+            curl_easy_strerror(cc));
+        goto out;
+    }
+    *out = c;
+    c = NULL;
+    rc = 0;
+out:
+    http_client_free(c);
+    return rc;
+}
+
+void
+http_client_free(struct http_client *c)
+{
+    if (c == NULL)
+        return;
+    curl_easy_cleanup(c->h);    /* accepts NULL */
+    free(c);
+}
+
+int
+http_method_ok(const char *method)
+{
+    size_t i;
+
+    for (i = 0; method[i] != '\0'; i++)
+        if (i >= 16 || method[i] < 'A' || method[i] > 'Z')
+            return 0;
+    return i > 0;
+}
+
+static int
+is_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        (c >= '0' && c <= '9') || (c != '\0' && strchr("!#$%&'*+-.^_`|~",
+        c) != NULL);
+}
+
+int
+http_header_ok(const char *name, const char *value, size_t value_len)
+{
+    size_t i;
+
+    if (name[0] == '\0')
+        return 0;
+    for (i = 0; name[i] != '\0'; i++)
+        if (!is_tchar(name[i]))
+            return 0;
+    for (i = 0; i < value_len; i++)
+        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
+            return 0;
+    return 1;
+}
+
+static int
+scheme_ok(const char *url, int allow_http)
+{
+    if (prefix_ci(url, "https://"))
+        return 1;
+    return allow_http && prefix_ci(url, "http://");
+}
+
+/* The kind of a failed transfer, for callers that retry or report. */
+static const char *
+fail_kind(CURLcode cc, const struct xfer *x)
+{
+    if (x->body_over || x->hdr_over)
+        return "too_large";
+    switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return "timeout";
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+        return "connect";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CLIENTCERT:
+    case CURLE_USE_SSL_FAILED:
+        return "tls";
+    case CURLE_FILESIZE_EXCEEDED:
+        return "too_large";
+    case CURLE_ABORTED_BY_CALLBACK:
+        return "interrupted";
+    default:
+        return "protocol";
+    }
+}
+
+static void
+fail_message(struct http_client *c, CURLcode cc, const struct xfer *x,
+    const char *method, const char *url, struct luacme_err *err)
+{
+    const char *kind = fail_kind(cc, x);
+
+    if (x->body_over)
+        err_set(err, kind, "http: %s %s: body over max_body (%zu bytes)",
+            method, url, c->max_body);
+    else if (x->hdr_over)
+        err_set(err, kind, "http: %s %s: headers over "
+            "LUACME_HTTP_MAX_HEADERS (%d bytes)", method, url,
+            LUACME_HTTP_MAX_HEADERS);
+    else if (x->nomem)
+        err_set(err, kind, "http: %s %s: out of memory", method, url);
+    else if (cc == CURLE_FILESIZE_EXCEEDED)
+        err_set(err, kind, "http: %s %s: Content-Length over max_body "
+            "(%zu bytes)", method, url, c->max_body);
+    else if (cc == CURLE_ABORTED_BY_CALLBACK)
+        err_set(err, kind, "http: %s %s: interrupted by signal", method,
+            url);
+    else if (c->errbuf[0] != '\0')
+        err_set(err, kind, "http: %s %s: %s (%s)", method, url,
+            curl_easy_strerror(cc), c->errbuf);
+    else
+        err_set(err, kind, "http: %s %s: %s", method, url,
+            curl_easy_strerror(cc));
+}
+
+/* The caller's headers plus the two suppressions: no Expect (libcurl
+ * adds "Expect: 100-continue" to larger POSTs and then waits), and no
+ * default form Content-Type when the caller gave none. Returns 0 and the
+ * list in *out (NULL only if empty), or -1 with *err filled. */
+static int
+build_headers(const struct http_request *req, int has_body,
+    struct curl_slist **out, struct luacme_err *err)
+{
+    struct curl_slist *list = NULL, *tmp;
+    char *line = NULL;
+    const char *name, *value;
+    size_t i, nlen, vlen;
+    int has_ctype = 0, has_expect = 0, rc = -1;
+
+    for (i = 0; i < req->nheaders; i++) {
+        name = req->headers[i].name;
+        value = req->headers[i].value;
+        vlen = strlen(value);
+        if (!http_header_ok(name, value, vlen)) {
+            err_set(err, "protocol", "http: header '%s' not allowed", name);
+            goto out;
+        }
+        has_ctype |= eq_ci(name, "content-type");
+        has_expect |= eq_ci(name, "expect");
+        nlen = strlen(name);
+        /* Both come from NUL terminated strings in memory: no wrap. */
+        line = malloc(nlen + vlen + 3);
+        if (line == NULL)
+            goto nomem;
+        /* "Name;" is libcurl's way to send a header with no value
+         * ("Name:" would remove it). */
+        if (vlen == 0)
+            snprintf(line, nlen + 2, "%s;", name);
+        else
+            snprintf(line, nlen + vlen + 3, "%s: %s", name, value);
+        tmp = curl_slist_append(list, line);
+        free(line);
+        line = NULL;
+        if (tmp == NULL)
+            goto nomem;
+        list = tmp;
+    }
+    if (!has_expect) {
+        tmp = curl_slist_append(list, "Expect:");
+        if (tmp == NULL)
+            goto nomem;
+        list = tmp;
+    }
+    if (has_body && !has_ctype) {
+        tmp = curl_slist_append(list, "Content-Type:");
+        if (tmp == NULL)
+            goto nomem;
+        list = tmp;
+    }
+    *out = list;
+    list = NULL;
+    rc = 0;
+    goto out;
+nomem:
+    err_set(err, "protocol", "http: out of memory");
+out:
+    free(line);
+    curl_slist_free_all(list);
+    return rc;
+}
+
+/* Move the collected headers into resp as an array of pointers into the
+ * buffer. Returns 0, or -1 when out of memory. */
+static int
+take_headers(struct xfer *x, struct http_response *resp)
+{
+    const char *p;
+    size_t i;
+
+    if (x->nhdr > 0) {
+        resp->headers = calloc(x->nhdr, sizeof(*resp->headers));
+        if (resp->headers == NULL)
+            return -1;
+    }
+    p = x->hdrs.p;
+    for (i = 0; i < x->nhdr; i++) {
+        resp->headers[i].name = p;
+        p += strlen(p) + 1;
+        resp->headers[i].value = p;
+        p += strlen(p) + 1;
+    }
+    resp->nheaders = x->nhdr;
+    resp->hbuf = x->hdrs.p;
+    x->hdrs.p = NULL;
+    return 0;
+}
+
+int
+http_request(struct http_client *c, const struct http_request *req,
+    struct http_response *resp, struct luacme_err *err)
+{
+    struct xfer x;
+    struct curl_slist *hl = NULL;
+    const char *method = req->method != NULL ? req->method : "GET";
+    const char *url = req->url != NULL ? req->url : "(null)";
+    const char *body = req->body;
+    size_t body_len = req->body_len;
+    curl_off_t maxfile;
+    CURLcode cc = CURLE_OK;
+    long status = 0, nconn = 0;
+    int head, rc = -1;
+
+    memset(resp, 0, sizeof(*resp));
+    memset(&x, 0, sizeof(x));
+    x.max_body = c->max_body;
+    c->errbuf[0] = '\0';
+
+    if (req->url == NULL || !scheme_ok(req->url, c->allow_http)) {
+        err_set(err, "protocol", "http: %s %s: only %s URLs are allowed",
+            method, url, c->allow_http ? "http:// and https://" :
+            "https://");
+        goto out;
+    }
+    if (!http_method_ok(method)) {
+        err_set(err, "protocol", "http: bad method '%s'", method);
+        goto out;
+    }
+    if (luacme_interrupted) {
+        err_set(err, "interrupted", "http: %s %s: interrupted by signal",
+            method, url);
+        goto out;
+    }
+    head = strcmp(method, "HEAD") == 0;
+    if (head && body != NULL) {
+        err_set(err, "protocol", "http: HEAD %s: a HEAD has no body", url);
+        goto out;
+    }
+    /* An empty POST still says Content-Length: 0 (POST-as-GET). */
+    if (body == NULL && strcmp(method, "POST") == 0) {
+        body = "";
+        body_len = 0;
+    }
+    /* curl_off_t is a signed 64-bit type: half of SIZE_MAX fits. */
+    if (body_len > SIZE_MAX / 2) {
+        err_set(err, "too_large", "http: %s %s: request body too large",
+            method, url);
+        goto out;
+    }
+    if (build_headers(req, body != NULL, &hl, err) != 0)
+        goto out;
+
+    /* The handle keeps options between transfers: put the method back
+     * to a plain GET first, then set what this request needs. */
+    maxfile = head ? 0 : (curl_off_t)c->max_body;
+    SETOPT(cc, c->h, CURLOPT_URL, req->url);
+    SETOPT(cc, c->h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+    SETOPT(cc, c->h, CURLOPT_HTTPGET, 1L);
+    SETOPT(cc, c->h, CURLOPT_MAXFILESIZE_LARGE, maxfile);
+    if (head)
+        SETOPT(cc, c->h, CURLOPT_NOBODY, 1L);
+    if (body != NULL) {
+        /* Size first, then the data, which libcurl does not copy: it is
+         * sent as is, with Content-Length, never chunked. */
+        SETOPT(cc, c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        SETOPT(cc, c->h, CURLOPT_POSTFIELDS, body);
+    }
+    if (!head && strcmp(method, body != NULL ? "POST" : "GET") != 0)
+        SETOPT(cc, c->h, CURLOPT_CUSTOMREQUEST, method);
+    SETOPT(cc, c->h, CURLOPT_HTTPHEADER, hl);
+    SETOPT(cc, c->h, CURLOPT_WRITEDATA, &x);
+    SETOPT(cc, c->h, CURLOPT_HEADERDATA, &x);
+    if (cc != CURLE_OK) {
+        err_set(err, "protocol", "http: %s %s: setting up libcurl: %s",
+            method, url, curl_easy_strerror(cc));
+        goto out;
+    }
+
+    cc = curl_easy_perform(c->h);
+    c->stats.requests++;
+    if (curl_easy_getinfo(c->h, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK)
+        c->stats.connects += nconn;
+    if (cc != CURLE_OK || x.nomem) {
+        fail_message(c, cc, &x, method, url, err);
+        goto out;
+    }
+    if (curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status) !=
+        CURLE_OK || status < 100) {
+        err_set(err, "protocol", "http: %s %s: no HTTP status", method, url);
+        goto out;
+    }
+    if (take_headers(&x, resp) != 0) {
+        err_set(err, "protocol", "http: %s %s: out of memory", method, url);
+        goto out;
+    }
+    resp->status = status;
+    resp->body = x.body.p;
+    resp->body_len = x.body.len;
+    x.body.p = NULL;
+    rc = 0;
+out:
+    /* Nothing on the handle may point at freed or stack memory. */
+    curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, (char *)NULL);
+    curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, (void *)NULL);
+    curl_easy_setopt(c->h, CURLOPT_HEADERDATA, (void *)NULL);
+    curl_slist_free_all(hl);
+    free(x.body.p);
+    free(x.hdrs.p);
+    if (rc != 0)
+        http_response_free(resp);
+    return rc;
+}
+
+void
+http_response_free(struct http_response *resp)
+{
+    free(resp->headers);
+    free(resp->hbuf);
+    free(resp->body);
+    memset(resp, 0, sizeof(*resp));
+}
+
+void
+http_client_stats(const struct http_client *c, struct http_stats *st)
+{
+    *st = c->stats;
+}

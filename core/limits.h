@@ -25,6 +25,9 @@
 #define LUACME_HTTP_TIMEOUT_S 30
 #define LUACME_HTTP_CONNECT_TIMEOUT_S 10
 
+/* Longest timeout core.http{} accepts (seconds); longer ones are a typo. */
+#define LUACME_HTTP_TIMEOUT_MAX_S (24 * 60 * 60)
+
 /* Most bytes core.random() hands out in one call. */
 #define LUACME_RANDOM_MAX 4096
 

@@ -1,0 +1,104 @@
+/*
+ * The HTTP transport: one libcurl easy handle per client, kept for the
+ * client's life so TCP and TLS connections are reused, HTTP/2 when the
+ * server offers it, TLS >= 1.2 with certificate and host verification
+ * always on, no redirects, and caps on the body and the headers kept.
+ * No Lua here: lua_http.c converts tables to these structs and back.
+ */
+#ifndef LUACME_HTTP_H
+#define LUACME_HTTP_H
+
+#include <stddef.h>
+
+#include "err.h"
+
+struct http_client;                 /* opaque; http_client_free frees */
+
+/* Options of a client. Strings are copied by http_client_new; zero
+ * numbers mean the defaults from limits.h. */
+struct http_opts {
+    const char *ca_file;            /* NULL: the system trust store */
+    const char *user_agent;         /* NULL: "luacme libcurl/<version>" */
+    double timeout_s;               /* whole request; 0: default */
+    double connect_timeout_s;       /* connect phase; 0: default */
+    size_t max_body;                /* 0: default; clamped to the ceiling */
+    int allow_http;                 /* non-zero: http:// allowed too */
+};
+
+struct http_header {
+    const char *name;
+    const char *value;
+};
+
+/* One request. The caller keeps every pointer valid during the call. */
+struct http_request {
+    const char *method;             /* NULL: "GET"; see http_method_ok */
+    const char *url;
+    const struct http_header *headers;  /* sent as given; see below */
+    size_t nheaders;
+    const char *body;               /* NULL: no body */
+    size_t body_len;
+};
+
+/* A response. Header names are lower case, values trimmed of
+ * surrounding whitespace, in the order received, repeated names kept as
+ * separate entries; only the final response's headers (1xx and proxy
+ * CONNECT responses are dropped, trailers ignored). body is NUL
+ * terminated after body_len bytes (it may hold NULs itself), or NULL
+ * when empty. http_response_free frees it all. */
+struct http_response {
+    long status;
+    struct http_header *headers;
+    size_t nheaders;
+    char *body;
+    size_t body_len;
+    char *hbuf;                     /* storage behind headers[] */
+};
+
+/* Counters for benchmarks and the connection reuse test. */
+struct http_stats {
+    long requests;                  /* transfers attempted */
+    long connects;                  /* new connections opened */
+};
+
+/* Make a client. Returns 0 and the client in *out (free it with
+ * http_client_free), or -1 with *err filled (kind "protocol" for a
+ * libcurl setup failure) and *out untouched. Timeouts must be >= 0. */
+int http_client_new(const struct http_opts *opts, struct http_client **out,
+    struct luacme_err *err);
+
+/* Free a client and its cached connections. Accepts NULL. */
+void http_client_free(struct http_client *c);
+
+/* Non-zero when method is a plausible HTTP method token (1..16 upper
+ * case letters), so it can go into the request line as is. */
+int http_method_ok(const char *method);
+
+/* Non-zero when name is an RFC 9110 token and value has no CR, LF or
+ * NUL (value_len is its length, so embedded NULs are caught). Such a
+ * header can be sent without changing the request's framing. */
+int http_header_ok(const char *name, const char *value, size_t value_len);
+
+/* Perform one request on the client's handle. Any HTTP response,
+ * 4xx/5xx included, is a success: returns 0 and fills *resp, which the
+ * caller frees with http_response_free. "HEAD" reads no body. A body is
+ * sent with Content-Length (never chunked) and exactly the caller's
+ * Content-Type (none when the caller gives none); Expect: 100-continue
+ * is never sent. On failure returns -1, fills *err with a kind of
+ * "timeout", "connect" (DNS, refused, unreachable), "tls" (verification,
+ * handshake), "too_large" (body over max_body, headers over
+ * LUACME_HTTP_MAX_HEADERS), "interrupted" (luacme_interrupted was set)
+ * or "protocol" (anything else, including a URL scheme not allowed,
+ * refused before any connection), and leaves *resp empty. The caller
+ * must have checked the method and headers with http_method_ok and
+ * http_header_ok; a bad one fails with kind "protocol". */
+int http_request(struct http_client *c, const struct http_request *req,
+    struct http_response *resp, struct luacme_err *err);
+
+/* Free what http_request put into resp and empty it. Idempotent. */
+void http_response_free(struct http_response *resp);
+
+/* The client's counters since it was made. */
+void http_client_stats(const struct http_client *c, struct http_stats *st);
+
+#endif
