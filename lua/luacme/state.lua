@@ -1,0 +1,554 @@
+-- The layout of luacme's state on top of a store (luacme.store):
+--
+--   accounts/<CA host>/account.json, account.key (0600), .lock
+--   certs/<CERTNAME>/privkey.pem (0600), cert.pem, chain.pem,
+--                    fullchain.pem, meta.json (0600), .lock
+--                    and the previous set as *.prev
+--
+-- Certificates are installed so that a crash at any moment leaves either
+-- the complete old set or the complete new set (see install_cert).
+--
+-- meta.json (read_meta / write_meta) is a JSON object:
+--   names, ips            lists of the certificate's identifiers
+--   key_type, reuse_key, must_staple, hooks, deploy_hooks,
+--   preferred_chain, profile, valid_for, directory
+--                         the settings it was issued with, reused on renew
+--   cert_url, order_url   ACME URLs of the certificate and its order
+--   ari = { cert_id, window_start, window_end, explanation_url,
+--           next_check, renew_at, renew_at_start, renew_at_end }
+--                         renewal information; times in unix seconds
+--                         (renew_at: see luacme.renew)
+--   issued_at, not_before, not_after   unix seconds
+--   last_error = { time, message }
+-- Unknown members are kept as they are.
+local core = require "luacme.core"
+local cjson = require "cjson.safe"
+local errors = require "luacme.errors"
+local store = require "luacme.store"
+
+local M = {}
+
+local json = cjson.new()
+if json.encode_empty_table_as_object then
+    json.encode_empty_table_as_object(true)
+end
+-- Times are unix seconds: 14 digits keep them to the millisecond.
+json.encode_number_precision(14)
+
+-- The files of one certificate, meta.json last: it is the commit record.
+M.CERT_FILES = { "privkey.pem", "cert.pem", "chain.pem", "fullchain.pem" }
+M.META = "meta.json"
+
+local SET_FIELDS = {
+    ["privkey.pem"] = "key_pem",
+    ["cert.pem"] = "cert_pem",
+    ["chain.pem"] = "chain_pem",
+    ["fullchain.pem"] = "fullchain_pem",
+}
+
+local function fail(kind, detail)
+    return nil, errors.new(kind, detail)
+end
+
+-- Default state directory: /var/lib/luacme for root, otherwise
+-- $XDG_STATE_HOME/luacme or ~/.local/state/luacme. env is a name->value
+-- table (core.environ()), uid a number; LUACME_STATE wins.
+function M.default_dir(env, uid)
+    if env.LUACME_STATE and env.LUACME_STATE ~= "" then
+        return env.LUACME_STATE
+    end
+    if uid == 0 then return "/var/lib/luacme" end
+    local xdg = env.XDG_STATE_HOME
+    if xdg and xdg:sub(1, 1) == "/" then return xdg .. "/luacme" end
+    if env.HOME and env.HOME ~= "" then
+        return env.HOME .. "/.local/state/luacme"
+    end
+    return nil, errors.new("invalid",
+        "no state directory: set --state, LUACME_STATE or HOME")
+end
+
+-- A certificate name is one store path segment: [A-Za-z0-9._@+-], not
+-- starting with a dot, at most 255 bytes. Returns true or nil, err.
+function M.check_name(name)
+    if type(name) ~= "string" or name == "" then
+        return fail("invalid", "certificate name must be a non-empty string")
+    end
+    if #name > 255 or name:find("[^A-Za-z0-9._@+%-]") or
+        name:sub(1, 1) == "." or name:find("..", 1, true) then
+        return fail("invalid", "certificate name " ..
+            errors.printable(name) .. " is not allowed: use letters, " ..
+            "digits and . _ @ + - (not starting with a dot)")
+    end
+    return true
+end
+
+-- The default certificate name for a first identifier: lower-cased, a
+-- wildcard "*.example.com" becomes "_.example.com" (as lego does), an
+-- IPv6 address has its colons turned into dashes.
+function M.default_name(first)
+    local n = first:lower():gsub("^%*%.", "_."):gsub(":", "-")
+    return n
+end
+
+-- The directory name for a CA: the host of its directory URL, plus
+-- "_PORT" when the port is not the scheme's default. IPv6 literals lose
+-- their brackets and have ":" turned into "-". E.g.
+-- https://acme-v02.api.letsencrypt.org/directory -> acme-v02.api.letsencrypt.org
+-- https://127.0.0.1:14000/dir -> 127.0.0.1_14000
+-- https://[::1]:14000/dir -> --1_14000
+function M.ca_host(url)
+    if type(url) ~= "string" then
+        return fail("invalid", "directory URL must be a string")
+    end
+    local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
+    if not scheme then
+        return fail("invalid", "directory URL " .. errors.printable(url) ..
+            " is not an absolute URL")
+    end
+    scheme = scheme:lower()
+    if authority:find("@", 1, true) then
+        return fail("invalid", "directory URL must not carry a user name")
+    end
+    local host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
+    if host then
+        host = host:gsub(":", "-")
+    else
+        host, port = authority:match("^([^:]+):?(%d*)$")
+    end
+    if not host or host == "" then
+        return fail("invalid", "directory URL " .. errors.printable(url) ..
+            " has no host")
+    end
+    host = host:lower()
+    if host:find("[^a-z0-9._-]") or host:find("..", 1, true) or
+        host:sub(1, 1) == "." then
+        return fail("invalid", "directory URL host " ..
+            errors.printable(host) .. " is not a plain host name")
+    end
+    local default = (scheme == "http") and "80" or "443"
+    if port ~= "" and port ~= default then host = host .. "_" .. port end
+    return host
+end
+
+-- Relative path of the account directory for a directory URL.
+function M.account_dir(url)
+    local host, err = M.ca_host(url)
+    if not host then return nil, err end
+    return "accounts/" .. host
+end
+
+local function account_file(url, file)
+    local dir, err = M.account_dir(url)
+    if not dir then return nil, err end
+    return dir .. "/" .. file
+end
+
+local function decode(data, what)
+    local v, err = json.decode(data)
+    if type(v) ~= "table" then
+        return fail("invalid", what .. " is not a JSON object" ..
+            (err and (": " .. err) or ""))
+    end
+    return v
+end
+
+-- cjson.null means absent: drop it everywhere so callers test for nil.
+local function strip_null(t, depth)
+    if depth > 16 then return t end
+    for k, v in pairs(t) do
+        if v == cjson.null then
+            t[k] = nil
+        elseif type(v) == "table" then
+            strip_null(v, depth + 1)
+        end
+    end
+    return t
+end
+
+local function read_json(st, rel)
+    local data, err = st:get(rel)
+    if not data then return nil, err end
+    local v
+    v, err = decode(data, st:path(rel))
+    if not v then return nil, err end
+    return strip_null(v, 0)
+end
+
+local function encode(v)
+    local s, err = json.encode(v)
+    if not s then return fail("invalid", "cannot encode JSON: " ..
+        tostring(err)) end
+    return s .. "\n"
+end
+
+-- account.json of the CA at url: a table or nil, err ("not_found").
+function M.read_account(st, url)
+    local rel, err = account_file(url, "account.json")
+    if not rel then return nil, err end
+    return read_json(st, rel)
+end
+
+function M.write_account(st, url, acct)
+    local rel, err = account_file(url, "account.json")
+    if not rel then return nil, err end
+    local data
+    data, err = encode(acct)
+    if not data then return nil, err end
+    return st:put(rel, data, { mode = 384 })
+end
+
+-- The account key PEM (written 0600) and its absolute path.
+function M.read_account_key(st, url)
+    local rel, err = account_file(url, "account.key")
+    if not rel then return nil, err end
+    return st:get(rel)
+end
+
+function M.write_account_key(st, url, pem)
+    local rel, err = account_file(url, "account.key")
+    if not rel then return nil, err end
+    return st:put(rel, pem, { mode = 384 })
+end
+
+function M.account_key_path(st, url)
+    local rel, err = account_file(url, "account.key")
+    if not rel then return nil, err end
+    return st:path(rel)
+end
+
+-- Lock the account of the CA at url (see store:lock).
+function M.lock_account(st, url, timeout)
+    local rel, err = account_file(url, ".lock")
+    if not rel then return nil, err end
+    local host = M.ca_host(url)
+    return st:lock(rel, timeout, "the account at " .. host ..
+        " is in use")
+end
+
+-- Relative directory of certificate name.
+function M.cert_dir(name)
+    local ok, err = M.check_name(name)
+    if not ok then return nil, err end
+    return "certs/" .. name
+end
+
+-- Names of the stored certificates (directories under certs/).
+function M.list_certs(st)
+    local names, err = st:list("certs")
+    if not names then return nil, err end
+    local out = {}
+    for _, n in ipairs(names) do
+        if M.check_name(n) and st:exists("certs/" .. n) == "dir" then
+            out[#out + 1] = n
+        end
+    end
+    return out
+end
+
+-- Absolute paths of a certificate's files, for deploy hooks.
+function M.cert_files(st, name)
+    local dir, err = M.cert_dir(name)
+    if not dir then return nil, err end
+    return {
+        key_file = st:path(dir .. "/privkey.pem"),
+        cert_file = st:path(dir .. "/cert.pem"),
+        chain_file = st:path(dir .. "/chain.pem"),
+        fullchain_file = st:path(dir .. "/fullchain.pem"),
+        meta_file = st:path(dir .. "/meta.json"),
+    }
+end
+
+--[[
+Installing a certificate.
+
+The set is five files; meta.json is written last and is the commit
+record. install_cert, with the certificate's lock held, does:
+
+  1. recover() any earlier interrupted install;
+  2. write every new file as F.new (each write atomic and durable:
+     temp file, fsync, rename, directory fsync), meta.json.new last;
+     the moment meta.json.new exists the new set is complete on disk:
+     this is the commit point;
+  3. for each F (privkey, cert, chain, fullchain, meta): if F.new
+     exists, rename F -> F.prev (if F exists), then F.new -> F.
+
+Recovery (recover(), run by lock_cert under the lock, and by
+install_cert): if meta.json.new exists, the install had committed:
+finish step 3 (it is idempotent: a file whose F.new is gone has been
+switched; one whose F is missing was moved to F.prev and only needs
+F.new -> F). Without meta.json.new the install had not committed:
+delete the F.new files; the old set was never touched.
+
+So after recovery the set is complete: the old one (crash before the
+commit) or the new one (crash after), and F.prev holds the set before
+the new one. Readers that do not hold the lock (read_cert) apply the
+same rule without changing anything: with meta.json.new present they
+read each F.new, falling back to F once it has been switched.
+]]
+
+local function new_of(dir, f) return dir .. "/" .. f .. ".new" end
+local function prev_of(dir, f) return dir .. "/" .. f .. ".prev" end
+
+local function all_files()
+    local t = {}
+    for i, f in ipairs(M.CERT_FILES) do t[i] = f end
+    t[#t + 1] = M.META
+    return t
+end
+
+-- Step 3 above. step(name) is the test's crash injection point.
+local function switch(st, dir, step)
+    for _, f in ipairs(all_files()) do
+        local cur = dir .. "/" .. f
+        local has_new, err = st:exists(new_of(dir, f))
+        if has_new == nil then return nil, err end
+        if has_new then
+            local has_cur
+            has_cur, err = st:exists(cur)
+            if has_cur == nil then return nil, err end
+            if has_cur then
+                step("prev " .. f)
+                local ok
+                ok, err = st:rename(cur, prev_of(dir, f))
+                if not ok then return nil, err end
+            end
+            step("switch " .. f)
+            local ok
+            ok, err = st:rename(new_of(dir, f), cur)
+            if not ok then return nil, err end
+        end
+    end
+    return true
+end
+
+local function no_step() end
+
+-- Bring the set of certificate name to a complete state after an
+-- interrupted install (see above). Call with the certificate's lock
+-- held. Returns true, what ("none", "rolled back", "rolled forward") or
+-- nil, err.
+function M.recover(st, name, step)
+    step = step or no_step
+    local dir, err = M.cert_dir(name)
+    if not dir then return nil, err end
+    local committed
+    committed, err = st:exists(new_of(dir, M.META))
+    if committed == nil then return nil, err end
+    if committed then
+        local ok
+        ok, err = switch(st, dir, step)
+        if not ok then return nil, err end
+        return true, "rolled forward"
+    end
+    local what = "none"
+    for _, f in ipairs(M.CERT_FILES) do
+        local has
+        has, err = st:exists(new_of(dir, f))
+        if has == nil then return nil, err end
+        if has then
+            step("discard " .. f)
+            local ok
+            ok, err = st:delete(new_of(dir, f))
+            if not ok then return nil, err end
+            what = "rolled back"
+        end
+    end
+    return true, what
+end
+
+-- Lock certificate name, waiting up to timeout seconds, then recover an
+-- interrupted install. Returns the lock (<close>-able) or nil, err (kind
+-- "busy" naming the certificate and the holder's pid).
+function M.lock_cert(st, name, timeout)
+    local dir, err = M.cert_dir(name)
+    if not dir then return nil, err end
+    local lk
+    lk, err = st:lock(dir .. "/.lock", timeout,
+        "certificate " .. name .. " is being renewed")
+    if not lk then return nil, err end
+    local ok
+    ok, err = M.recover(st, name)
+    if not ok then
+        lk:unlock()
+        return nil, err
+    end
+    return lk
+end
+
+local function check_pem(v, what)
+    if type(v) ~= "string" then
+        error("install_cert: " .. what .. " must be a string", 3)
+    end
+end
+
+-- Install a new set for certificate name, keeping the previous set as
+-- *.prev. set = { key_pem=, cert_pem=, chain_pem= (may be ""),
+-- fullchain_pem= (default cert_pem .. chain_pem), meta= (table) }.
+-- The certificate must match the key. Call with lock_cert held.
+-- opts.step (tests only) is called with the name of each step before it
+-- runs; raising there simulates a crash. Returns true or nil, err; a
+-- failure before the commit point leaves the old set, one after it is
+-- finished by the next recover().
+function M.install_cert(st, name, set, opts)
+    local step = opts and opts.step or no_step
+    local dir, err = M.cert_dir(name)
+    if not dir then return nil, err end
+    check_pem(set.key_pem, "key_pem")
+    check_pem(set.cert_pem, "cert_pem")
+    local chain = set.chain_pem or ""
+    check_pem(chain, "chain_pem")
+    local data = {
+        key_pem = set.key_pem,
+        cert_pem = set.cert_pem,
+        chain_pem = chain,
+        fullchain_pem = set.fullchain_pem or (set.cert_pem .. chain),
+    }
+    check_pem(data.fullchain_pem, "fullchain_pem")
+    if type(set.meta) ~= "table" then
+        error("install_cert: meta must be a table", 2)
+    end
+    local meta
+    meta, err = encode(set.meta)
+    if not meta then return nil, err end
+
+    local key, msg, kind = core.key_load(set.key_pem)
+    if not key then
+        return nil, errors.new(kind or "invalid", "certificate " .. name ..
+            ": private key: " .. tostring(msg))
+    end
+    local match
+    match, msg, kind = core.cert_matches_key(set.cert_pem, key)
+    key:close()
+    if match == nil then
+        return nil, errors.new(kind or "invalid", "certificate " .. name ..
+            ": " .. tostring(msg))
+    end
+    if not match then
+        return fail("invalid", "certificate " .. name ..
+            ": the certificate does not match the private key")
+    end
+
+    local ok
+    ok, err = M.recover(st, name, step)
+    if not ok then return nil, err end
+
+    for _, f in ipairs(M.CERT_FILES) do
+        step("write " .. f)
+        ok, err = st:put(new_of(dir, f), data[SET_FIELDS[f]])
+        if not ok then
+            M.recover(st, name)
+            return nil, err
+        end
+    end
+    step("commit")
+    ok, err = st:put(new_of(dir, M.META), meta)
+    if not ok then
+        M.recover(st, name)
+        return nil, err
+    end
+    return switch(st, dir, step)
+end
+
+-- meta.json of certificate name (the committed one when an install is
+-- in flight): a table or nil, err ("not_found" when there is none).
+function M.read_meta(st, name)
+    local dir, err = M.cert_dir(name)
+    if not dir then return nil, err end
+    local m
+    m, err = read_json(st, new_of(dir, M.META))
+    if m then return m end
+    if err.kind ~= "not_found" then return nil, err end
+    return read_json(st, dir .. "/" .. M.META)
+end
+
+-- Replace meta.json of certificate name (with its lock held, so that no
+-- install is pending).
+function M.write_meta(st, name, meta)
+    local dir, err = M.cert_dir(name)
+    if not dir then return nil, err end
+    local data
+    data, err = encode(meta)
+    if not data then return nil, err end
+    return st:put(dir .. "/" .. M.META, data)
+end
+
+-- One lock-free read of the set; see the comment above install_cert.
+local function read_set(st, dir)
+    local committed, err = st:exists(new_of(dir, M.META))
+    if committed == nil then return nil, err end
+    local out = {}
+    for _, f in ipairs(all_files()) do
+        local data
+        if committed then
+            data, err = st:get(new_of(dir, f))
+            if not data and err.kind == "not_found" then
+                data, err = st:get(dir .. "/" .. f)
+            end
+        else
+            data, err = st:get(dir .. "/" .. f)
+        end
+        if not data then return nil, err end
+        out[SET_FIELDS[f] or "meta_json"] = data
+    end
+    local again
+    again, err = st:exists(new_of(dir, M.META))
+    if again == nil then return nil, err end
+    if again ~= committed then
+        return false, errors.new("busy", "an install was running")
+    end
+    return out
+end
+
+-- Do the files of one read belong together? The certificate matches the
+-- key, starts the full chain and has the validity meta.json recorded.
+local function consistent(set, meta)
+    if set.fullchain_pem:sub(1, #set.cert_pem) ~= set.cert_pem then
+        return false, "fullchain.pem does not start with cert.pem"
+    end
+    local key, msg = core.key_load(set.key_pem)
+    if not key then return false, "private key: " .. tostring(msg) end
+    local match
+    match, msg = core.cert_matches_key(set.cert_pem, key)
+    key:close()
+    if not match then
+        return false, msg or "the certificate does not match the key"
+    end
+    if meta.not_after then
+        local info
+        info, msg = core.cert_info(set.cert_pem)
+        if not info then return false, "certificate: " .. tostring(msg) end
+        if info.not_after ~= meta.not_after then
+            return false, "meta.json describes another certificate"
+        end
+    end
+    return true
+end
+
+-- The current set of certificate name without taking the lock: {
+-- key_pem, cert_pem, chain_pem, fullchain_pem, meta (table) } or nil,
+-- err ("not_found" when the certificate has no complete set, "invalid"
+-- when its files do not belong together). An install running at the
+-- same time shows as a mixed read, which is retried a few times.
+function M.read_cert(st, name)
+    local dir, err = M.cert_dir(name)
+    if not dir then return nil, err end
+    for _ = 1, 5 do
+        local set
+        set, err = read_set(st, dir)
+        if set == nil then return nil, err end
+        if set then
+            local meta
+            meta, err = decode(set.meta_json, st:path(dir .. "/meta.json"))
+            if meta then
+                set.meta, set.meta_json = strip_null(meta, 0), nil
+                local ok, why = consistent(set, set.meta)
+                if ok then return set end
+                err = errors.new("invalid", "certificate " .. name ..
+                    ": " .. why)
+            end
+        end
+    end
+    return nil, err
+end
+
+return M
