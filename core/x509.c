@@ -949,9 +949,8 @@ out:
     return rc;
 }
 
-/* A PEM label we are willing to write: "CERTIFICATE", "X509 CRL", ... */
-static int
-label_ok(const char *label)
+int
+x509_pem_label_ok(const char *label)
 {
     size_t i, len = strlen(label);
 
@@ -971,7 +970,7 @@ int
 x509_pem_encode(const void *der, size_t len, const char *label,
     char **pem, size_t *pem_len, struct luacme_err *err)
 {
-    if (!label_ok(label))
+    if (!x509_pem_label_ok(label))
         return err_set(err, "invalid", "pem: bad label");
     if (len == 0)
         return err_set(err, "invalid", "pem: nothing to encode");

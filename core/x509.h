@@ -121,6 +121,10 @@ void x509_info_free(struct x509_info *info);
 int x509_pem_split(const char *pem, size_t len, char ***certs, size_t *n,
     struct luacme_err *err);
 
+/* Returns 1 when label is one x509_pem_encode writes (upper-case
+ * letters, digits and single inner spaces, 1..64 bytes), else 0. */
+int x509_pem_label_ok(const char *label);
+
 /* PEM-encode der under label (e.g. "CERTIFICATE": upper-case letters,
  * digits and single spaces, at most 64 bytes, else "invalid"; empty der
  * is "invalid" too). len over
