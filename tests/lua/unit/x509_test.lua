@@ -419,6 +419,16 @@ t.test("tls_alpn01_cert: IP identifiers get one iPAddress SAN", function()
   end
 end)
 
+t.test("cert_info writes IPv6 SANs in RFC 5952 form", function()
+  for given, want in pairs({ ["2001:0DB8:0000:0000:0001:0000:0000:0001"] = "2001:db8::1:0:0:1",
+      ["2001:db8:0:1:1:1:1:1"] = "2001:db8:0:1:1:1:1:1",
+      ["2001:0:0:1:0:0:0:1"] = "2001:0:0:1::1",
+      ["::FFFF:192.0.2.1"] = "::ffff:192.0.2.1" }) do
+    local info = assert(core.cert_info((core.tls_alpn01_cert(given, "x"))))
+    t.eq(info.ips[1], want, given)
+  end
+end)
+
 t.test("tls_alpn01_cert errors", function()
   local key = core.key_generate("ec256")
   t.fails("invalid", nil, core.tls_alpn01_cert("bad name", KEY_AUTH))
