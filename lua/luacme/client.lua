@@ -1,0 +1,1275 @@
+-- The RFC 8555 protocol client: one object per (directory, account key).
+-- Methods follow golang.org/x/crypto/acme in snake_case. Expected
+-- failures return nil, err (err a luacme.errors table); caller mistakes
+-- raise.
+--
+-- Every HTTP exchange goes through Client:_send (counting, nonce
+-- harvesting); every retry decision lives in Client:_http (GET/HEAD)
+-- and Client:post (JWS POST); every wait for a state change in
+-- Client:_poll with util.backoff.
+local core = require "luacme.core"
+local cjson = require "cjson.safe"
+local errors = require "luacme.errors"
+local util = require "luacme.util"
+local ident = require "luacme.ident"
+
+local M = {}
+
+M.LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+M.LETSENCRYPT_STAGING =
+    "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+local JOSE = "application/jose+json"
+local PEM_CHAIN = "application/pem-certificate-chain"
+
+-- Defaults; each is a client option of the same name.
+local DEFAULTS = {
+    poll_first = 0.05,      -- first wait when polling an order/authz
+    poll_cap = 5,           -- longest wait between polls
+    poll_timeout = 300,     -- polling deadline when the caller gives none
+    bad_nonce_retries = 20, -- Pebble at 50% rejection: 2^-20 per request
+    max_retries = 5,        -- 5xx / 429 / transport retries per request
+    max_retry_wait = 60,    -- a longer Retry-After is returned, not slept
+}
+
+local OPTIONS = {
+    directory = "string", key = "userdata", kid = "string",
+    ca_file = "string", user_agent = "string", timeout = "number",
+    connect_timeout = "number", retry_backoff = "function",
+    transport = "table", sleep = "function", now = "function",
+    poll_first = "number", poll_cap = "number", poll_timeout = "number",
+    bad_nonce_retries = "number", max_retries = "number",
+    max_retry_wait = "number", allow_http = "boolean",
+}
+
+local Client = {}
+Client.__index = Client
+
+-- Transport errors after which the request certainly did not reach the
+-- server, so even a non-idempotent POST may be sent again.
+local NOT_SENT = { connect = true }
+-- Transport errors worth retrying at all.
+local RETRYABLE = { connect = true, timeout = true, protocol = true }
+
+local function str(v)
+    if type(v) == "string" then return v end
+    return nil
+end
+
+local function bool(v)
+    return v == true
+end
+
+local function list_of_str(v)
+    local out = {}
+    if type(v) ~= "table" then return out end
+    for _, s in ipairs(v) do
+        if type(s) == "string" then out[#out + 1] = s end
+    end
+    return out
+end
+
+-- acme.client{...}: see lua/luacme/init.lua for the options.
+function M.new(opts)
+    opts = opts or {}
+    if type(opts) ~= "table" then
+        error("acme.client: options table expected", 2)
+    end
+    for k, v in pairs(opts) do
+        local want = OPTIONS[k]
+        if not want then
+            error("acme.client: unknown option '" .. tostring(k) .. "'", 2)
+        end
+        local got = type(v)
+        if want == "table" and got == "userdata" then got = "table" end
+        if got ~= want then
+            error("acme.client: option '" .. k .. "' must be a " .. want, 2)
+        end
+    end
+    local c = {
+        directory_url = opts.directory or M.LETSENCRYPT,
+        key = opts.key,
+        kid = opts.kid,
+        ca_file = opts.ca_file,
+        user_agent = opts.user_agent,
+        timeout = opts.timeout,
+        connect_timeout = opts.connect_timeout,
+        allow_http = opts.allow_http,
+        retry_backoff = opts.retry_backoff,
+        transport = opts.transport,
+        sleep = opts.sleep or core.sleep,
+        now = opts.now or core.time,
+        nonces = {},
+        counters = { requests = 0, nonce_requests = 0, bad_nonces = 0,
+            retries = 0 },
+    }
+    for k, v in pairs(DEFAULTS) do c[k] = opts[k] or v end
+    return setmetatable(c, Client)
+end
+
+-- {requests=, nonce_requests=, bad_nonces=, retries=}: a copy.
+function Client:stats()
+    local s = {}
+    for k, v in pairs(self.counters) do s[k] = v end
+    return s
+end
+
+---------------------------------------------------------------------------
+-- Transport.
+
+local function user_agent(self)
+    local v = core.versions()
+    local ua = "luacme/" .. v.luacme .. " libcurl/" .. v.curl
+    if self.user_agent then ua = self.user_agent .. " " .. ua end
+    return ua
+end
+
+function Client:_transport()
+    if self.transport then return self.transport end
+    local t, msg, kind = core.http{
+        ca_file = self.ca_file, user_agent = user_agent(self),
+        timeout = self.timeout, connect_timeout = self.connect_timeout,
+        allow_http = self.allow_http,
+    }
+    if not t then return nil, errors.new(kind or "transport", msg) end
+    self.transport = t
+    return t
+end
+
+-- One HTTP exchange: counts it, keeps the Replay-Nonce, returns
+-- resp = {status=, headers=, body=, url=} or nil, err.
+function Client:_send(method, url, headers, body)
+    if not (url:match("^[Hh][Tt][Tt][Pp][Ss]://") or
+        (self.allow_http and url:match("^[Hh][Tt][Tt][Pp]://"))) then
+        return nil, errors.new("url", "refusing a non-https URL: " ..
+            errors.printable(url), { url = url })
+    end
+    local t, err = self:_transport()
+    if not t then return nil, err end
+    local h = { ["User-Agent"] = self.ua or user_agent(self),
+        ["Accept-Language"] = "en" }
+    self.ua = h["User-Agent"]
+    for k, v in pairs(headers or {}) do h[k] = v end
+    self.counters.requests = self.counters.requests + 1
+    local status, rh, rb = t:request{ method = method, url = url,
+        headers = h, body = body }
+    if not status then
+        return nil, errors.new(rb or "transport", tostring(rh), { url = url })
+    end
+    rh = rh or {}
+    local nonce = util.header(rh, "replay-nonce")
+    if util.is_token(nonce, 256) then
+        local pool = self.nonces
+        if #pool >= 32 then table.remove(pool, 1) end
+        pool[#pool + 1] = nonce
+    end
+    return { status = status, headers = rh, body = rb or "", url = url }
+end
+
+-- The error for a non-2xx reply: a problem document when there is one.
+function Client:_error(resp)
+    local ra = util.retry_after(resp.headers, self.now())
+    local mt = util.media_type(resp.headers)
+    if mt == "application/problem+json" or mt == "application/json" then
+        local doc = cjson.decode(resp.body)
+        if type(doc) == "table" and (mt == "application/problem+json" or
+            type(doc.type) == "string") then
+            local e = errors.problem(resp.status, doc, resp.headers, ra)
+            e.url = resp.url
+            e.terms_of_service = util.link(resp.headers, "terms-of-service",
+                resp.url)[1]
+            if e.detail == nil then
+                e.detail = "HTTP " .. resp.status .. " from " .. resp.url
+            end
+            return e
+        end
+    end
+    return errors.new("http", "HTTP " .. resp.status .. " from " .. resp.url,
+        { status = resp.status, headers = resp.headers, retry_after = ra,
+            url = resp.url })
+end
+
+-- Decode a successful reply's JSON body into resp.json; Location and
+-- links are resolved against the request URL.
+local function finish(resp)
+    local mt = util.media_type(resp.headers)
+    if mt == "application/json" or mt == "application/problem+json" then
+        local doc, derr = cjson.decode(resp.body)
+        if type(doc) ~= "table" then
+            return nil, errors.new("response", "bad JSON from " .. resp.url ..
+                ": " .. tostring(derr or "not an object"),
+                { status = resp.status, url = resp.url })
+        end
+        resp.json = doc
+    end
+    local loc = util.header(resp.headers, "location")
+    if loc then resp.location = util.resolve(resp.url, loc) end
+    return resp
+end
+
+-- Seconds to wait before retry n after a failed attempt (status nil for
+-- a transport error), or nil to give up.
+function Client:_retry_wait(n, status, headers)
+    local w
+    if self.retry_backoff then
+        w = self.retry_backoff(n, status, headers)
+        if type(w) ~= "number" or w <= 0 then return nil end
+        return w
+    end
+    if n > self.max_retries then return nil end
+    local ra = util.retry_after(headers, self.now())
+    if ra then
+        if ra > self.max_retry_wait then return nil end
+        w = ra
+    else
+        w = math.min(2 ^ (n - 1), 10)
+    end
+    return w + math.random() * math.min(1, w / 4)
+end
+
+local function retryable_status(status)
+    return status == 429 or status >= 500
+end
+
+-- A plain GET or HEAD (directory, newNonce, renewalInfo): retried on
+-- transport errors, 5xx and 429 per _retry_wait. Returns resp (status
+-- < 400, JSON decoded) or nil, err.
+function Client:_http(method, url, headers)
+    local n = 0
+    while true do
+        local resp, err = self:_send(method, url, headers)
+        local status, rh
+        if resp and resp.status < 400 then return finish(resp) end
+        if resp then
+            err = self:_error(resp)
+            status, rh = resp.status, resp.headers
+            if not retryable_status(status) then return nil, err end
+        elseif not RETRYABLE[err.kind] then
+            return nil, err
+        end
+        n = n + 1
+        local w = self:_retry_wait(n, status, rh)
+        if not w then return nil, err end
+        self.counters.retries = self.counters.retries + 1
+        self.sleep(w)
+    end
+end
+
+-- A nonce from the pool (most recent first), or from HEAD newNonce.
+function Client:_nonce()
+    local n = table.remove(self.nonces)
+    if n then return n end
+    local dir, err = self:discover()
+    if not dir then return nil, err end
+    self.counters.nonce_requests = self.counters.nonce_requests + 1
+    local resp
+    resp, err = self:_http("HEAD", dir.new_nonce)
+    if not resp then return nil, err end
+    n = table.remove(self.nonces)
+    if not n then
+        return nil, errors.new("response", "newNonce reply carried no " ..
+            "usable Replay-Nonce", { url = dir.new_nonce })
+    end
+    return n
+end
+
+-- The account URL (kid), looked up by key when not known yet.
+function Client:_account_url()
+    if self.kid then return self.kid end
+    local acct, err = self:get_reg()
+    if not acct then return nil, err end
+    return self.kid
+end
+
+-- POST a JWS with `payload` (a string: "" for POST-as-GET) to url.
+-- opts: jwk=true signs with the JWK instead of the kid; key= signs with
+-- another key (with its JWK); accept= Accept header; idempotent=true
+-- allows resending after transport errors and 5xx.
+-- badNonce is retried with the nonce of the error reply (bounded by
+-- bad_nonce_retries); 429/503 (not processed) and, when idempotent,
+-- other 5xx and transport errors per _retry_wait. A transport error that
+-- may have reached the server on a non-idempotent POST is returned with
+-- err.uncertain = true: the caller reads the state before resending.
+-- Returns resp {status, headers, body, json, location, url} or nil, err.
+function Client:post(url, payload, opts)
+    opts = opts or {}
+    if type(url) ~= "string" then error("post: url must be a string", 2) end
+    if type(payload) ~= "string" then
+        error("post: payload must be a string", 2)
+    end
+    local key = opts.key or self.key
+    if not key then error("acme client: no account key set", 2) end
+    local use_jwk = opts.jwk or (opts.key ~= nil and opts.key ~= self.key)
+    local kid, err
+    if not use_jwk then
+        kid, err = self:_account_url()
+        if not kid then return nil, err end
+    end
+    local bad_nonces, n = 0, 0
+    local headers = { ["Content-Type"] = JOSE, Accept = opts.accept }
+    while true do
+        local nonce
+        nonce, err = self:_nonce()
+        if not nonce then return nil, err end
+        local protected = { nonce = nonce, url = url }
+        if use_jwk then protected.jwk = key:jwk() else protected.kid = kid end
+        local body = core.jws(key, protected, payload)
+        local resp
+        resp, err = self:_send("POST", url, headers, body)
+        local status, rh
+        if resp and resp.status < 400 then return finish(resp) end
+        if resp then
+            err = self:_error(resp)
+            status, rh = resp.status, resp.headers
+            if resp.status == 400 and errors.is(err, "badNonce") then
+                self.counters.bad_nonces = self.counters.bad_nonces + 1
+                bad_nonces = bad_nonces + 1
+                if bad_nonces > self.bad_nonce_retries then
+                    err.detail = (err.detail or "") .. " (gave up after " ..
+                        bad_nonces .. " bad nonces)"
+                    return nil, err
+                end
+                goto continue
+            end
+            if not (status == 429 or status == 503 or
+                (opts.idempotent and status >= 500)) then
+                return nil, err
+            end
+        else
+            if not RETRYABLE[err.kind] then return nil, err end
+            if not opts.idempotent and not NOT_SENT[err.kind] then
+                err.uncertain = true
+                return nil, err
+            end
+        end
+        n = n + 1
+        do
+            local w = self:_retry_wait(n, status, rh)
+            if not w then return nil, err end
+            self.counters.retries = self.counters.retries + 1
+            self.sleep(w)
+        end
+        ::continue::
+    end
+end
+
+-- POST-as-GET.
+function Client:_get(url, accept)
+    return self:post(url, "", { idempotent = true, accept = accept })
+end
+
+---------------------------------------------------------------------------
+-- Parsing server objects. Every member is type-checked; cjson.null and
+-- wrong types count as absent.
+
+local function problem_of(v, status)
+    if type(v) ~= "table" then return nil end
+    return errors.problem(status, v)
+end
+
+local function identifier_of(v)
+    if type(v) ~= "table" then return nil end
+    local t, val = str(v.type), str(v.value)
+    if not t or not val then return nil end
+    return { type = t, value = val }
+end
+
+local function account_of(doc, uri)
+    doc = type(doc) == "table" and doc or {}
+    return {
+        uri = uri,
+        status = str(doc.status),
+        contact = list_of_str(doc.contact),
+        orders_url = str(doc.orders),
+        terms_of_service_agreed = doc.termsOfServiceAgreed == true or nil,
+    }
+end
+
+local function order_of(doc, uri, resp)
+    if type(doc) ~= "table" then
+        return nil, errors.new("response", "order reply is not JSON",
+            { uri = uri })
+    end
+    local ids = {}
+    if type(doc.identifiers) == "table" then
+        for _, v in ipairs(doc.identifiers) do
+            local id = identifier_of(v)
+            if id then ids[#ids + 1] = id end
+        end
+    end
+    local o = {
+        uri = uri,
+        status = str(doc.status),
+        expires = str(doc.expires),
+        identifiers = ids,
+        not_before = str(doc.notBefore),
+        not_after = str(doc.notAfter),
+        authz_urls = list_of_str(doc.authorizations),
+        finalize_url = str(doc.finalize),
+        cert_url = str(doc.certificate),
+        profile = str(doc.profile),
+        replaces = str(doc.replaces),
+        error = problem_of(doc.error),
+    }
+    if resp then
+        for _, k in ipairs({ "finalize_url", "cert_url" }) do
+            if o[k] then o[k] = util.resolve(resp.url, o[k]) end
+        end
+        for i, u in ipairs(o.authz_urls) do
+            o.authz_urls[i] = util.resolve(resp.url, u)
+        end
+    end
+    if not o.status or not o.finalize_url then
+        return nil, errors.new("response", "order reply lacks status or " ..
+            "finalize", { uri = uri })
+    end
+    return o
+end
+
+local function challenge_of(doc, base)
+    if type(doc) ~= "table" then return nil end
+    local c = {
+        type = str(doc.type),
+        uri = str(doc.url),
+        token = str(doc.token),
+        status = str(doc.status),
+        validated = str(doc.validated),
+        error = problem_of(doc.error),
+    }
+    if not c.type or not c.uri then return nil end
+    c.uri = util.resolve(base, c.uri)
+    return c
+end
+
+local function authz_of(doc, uri)
+    if type(doc) ~= "table" then
+        return nil, errors.new("response", "authorization reply is not " ..
+            "JSON", { uri = uri })
+    end
+    local a = {
+        uri = uri,
+        status = str(doc.status),
+        identifier = identifier_of(doc.identifier),
+        wildcard = bool(doc.wildcard),
+        expires = str(doc.expires),
+        challenges = {},
+    }
+    if type(doc.challenges) == "table" then
+        for _, v in ipairs(doc.challenges) do
+            local ch = challenge_of(v, uri)
+            if ch then a.challenges[#a.challenges + 1] = ch end
+        end
+    end
+    if not a.status or not a.identifier then
+        return nil, errors.new("response", "authorization reply lacks " ..
+            "status or identifier", { uri = uri })
+    end
+    return a
+end
+
+M.parse = { account = account_of, order = order_of, authz = authz_of,
+    challenge = challenge_of }
+
+---------------------------------------------------------------------------
+-- Directory.
+
+-- The directory, fetched once and cached:
+-- {new_nonce, new_account, new_order, new_authz, revoke_cert, key_change,
+--  renewal_info, meta = {terms_of_service, website, caa_identities,
+--  external_account_required, profiles}}.
+function Client:discover()
+    if self.dir then return self.dir end
+    local resp, err = self:_http("GET", self.directory_url,
+        { Accept = "application/json" })
+    if not resp then return nil, err end
+    local doc = resp.json
+    if type(doc) ~= "table" then
+        return nil, errors.new("response", "directory is not JSON",
+            { url = self.directory_url })
+    end
+    local base = self.directory_url
+    local function u(v)
+        v = str(v)
+        return v and util.resolve(base, v)
+    end
+    local meta = type(doc.meta) == "table" and doc.meta or {}
+    local profiles
+    if type(meta.profiles) == "table" then
+        profiles = {}
+        for k, v in pairs(meta.profiles) do
+            if type(k) == "string" then profiles[k] = str(v) or "" end
+        end
+    end
+    local dir = {
+        new_nonce = u(doc.newNonce),
+        new_account = u(doc.newAccount),
+        new_order = u(doc.newOrder),
+        new_authz = u(doc.newAuthz),
+        revoke_cert = u(doc.revokeCert),
+        key_change = u(doc.keyChange),
+        renewal_info = u(doc.renewalInfo),
+        meta = {
+            terms_of_service = str(meta.termsOfService),
+            website = str(meta.website),
+            caa_identities = list_of_str(meta.caaIdentities),
+            external_account_required =
+                meta.externalAccountRequired == true,
+            profiles = profiles,
+        },
+    }
+    for _, k in ipairs({ "new_nonce", "new_account", "new_order" }) do
+        if not dir[k] then
+            return nil, errors.new("response", "directory lacks " .. k,
+                { url = base })
+        end
+    end
+    self.dir = dir
+    return dir
+end
+
+---------------------------------------------------------------------------
+-- Accounts.
+
+local function check_contact(contact)
+    if contact == nil then return nil end
+    if type(contact) ~= "table" then error("contact must be a list", 3) end
+    local out = util.array()
+    for _, c in ipairs(contact) do
+        if type(c) ~= "string" then error("contact entries are strings", 3) end
+        out[#out + 1] = c
+    end
+    return out
+end
+
+-- The external account binding JWS (RFC 8555 §7.3.4): HS256 keyed with
+-- the base64url-decoded MAC key, protected {alg, kid, url}, no nonce,
+-- payload the account's public JWK.
+function Client:_eab(eab, url)
+    if type(eab) ~= "table" or type(eab.kid) ~= "string" or
+        type(eab.key) ~= "string" then
+        error("external_account_binding = {kid=, key=} of strings expected",
+            3)
+    end
+    local mac = core.b64url_decode(eab.key)
+    if not mac or #mac == 0 then
+        return nil, errors.new("eab", "the EAB key is not base64url " ..
+            "(give the key as the CA printed it)")
+    end
+    local jwk = util.json(self.key:jwk())
+    local s = core.jws_hmac(mac, { alg = "HS256", kid = eab.kid, url = url },
+        jwk)
+    return util.raw(s)
+end
+
+local function account_exists(resp, acct)
+    return errors.new("account_exists", "an account already exists for " ..
+        "this key: " .. tostring(resp.location), { uri = resp.location,
+            account = acct })
+end
+
+-- register(account, prompt): creates the account of the client's key.
+-- account = {contact = {"mailto:..."}, external_account_binding =
+-- {kid=, key=base64url}}; prompt(tos_url) -> boolean is asked when the
+-- directory names terms of service. Returns the account table {uri,
+-- status, contact, orders_url} and sets client.kid; an existing account
+-- gives nil, err with err.kind "account_exists" and err.uri.
+function Client:register(account, prompt)
+    account = account or {}
+    if type(account) ~= "table" then error("register: table expected", 2) end
+    if prompt ~= nil and type(prompt) ~= "function" then
+        error("register: prompt must be a function", 2)
+    end
+    local dir, err = self:discover()
+    if not dir then return nil, err end
+    local req = { contact = check_contact(account.contact) }
+    local tos = dir.meta.terms_of_service
+    if tos and prompt then
+        req.termsOfServiceAgreed = prompt(tos) == true
+    end
+    if account.external_account_binding then
+        req.externalAccountBinding, err =
+            self:_eab(account.external_account_binding, dir.new_account)
+        if not req.externalAccountBinding then return nil, err end
+    end
+    local payload = util.json(req)
+    local resp
+    resp, err = self:post(dir.new_account, payload, { jwk = true })
+    if not resp and err.uncertain then
+        -- The account may exist now: look it up before resending.
+        local acct, lerr = self:get_reg()
+        if acct then return acct end
+        if lerr.kind ~= "no_account" then return nil, lerr end
+        resp, err = self:post(dir.new_account, payload, { jwk = true })
+    end
+    if not resp then
+        if errors.is(err, "agreementRequired") then
+            err.terms_of_service = err.terms_of_service or tos
+        end
+        return nil, err
+    end
+    if not resp.location then
+        return nil, errors.new("response", "newAccount reply has no Location")
+    end
+    self.kid = resp.location
+    local acct = account_of(resp.json, resp.location)
+    if resp.status == 200 then return nil, account_exists(resp, acct) end
+    return acct
+end
+
+-- Looks up the account by key (newAccount with onlyReturnExisting).
+function Client:_find_account(key)
+    local dir, err = self:discover()
+    if not dir then return nil, err end
+    local resp
+    resp, err = self:post(dir.new_account, '{"onlyReturnExisting":true}',
+        { jwk = true, key = key, idempotent = true })
+    if not resp then
+        if errors.is(err, "accountDoesNotExist") then
+            return nil, errors.new("no_account", "no account exists for " ..
+                "this key", { cause = err })
+        end
+        return nil, err
+    end
+    if not resp.location then
+        return nil, errors.new("response", "newAccount reply has no Location")
+    end
+    return account_of(resp.json, resp.location)
+end
+
+-- get_reg(): the account of the client's key. With client.kid set, a
+-- POST-as-GET of that URL; otherwise a lookup by key. An unknown key
+-- gives err.kind "no_account".
+function Client:get_reg()
+    if self.kid then
+        local resp, err = self:post(self.kid, "", { idempotent = true })
+        if not resp then
+            if errors.is(err, "accountDoesNotExist") then
+                return nil, errors.new("no_account", "no account at " ..
+                    self.kid, { cause = err, uri = self.kid })
+            end
+            return nil, err
+        end
+        return account_of(resp.json, self.kid)
+    end
+    local acct, err = self:_find_account(nil)
+    if not acct then return nil, err end
+    self.kid = acct.uri
+    return acct
+end
+
+-- update_reg(account): sets the contacts of the client's account.
+function Client:update_reg(account)
+    if type(account) ~= "table" then error("update_reg: table expected", 2) end
+    local contact = check_contact(account.contact) or util.array()
+    local kid, err = self:_account_url()
+    if not kid then return nil, err end
+    local resp
+    resp, err = self:post(kid, util.json({ contact = contact }),
+        { idempotent = true })
+    if not resp then return nil, err end
+    return account_of(resp.json, kid)
+end
+
+-- deactivate_reg(): permanently disables the account. Returns true.
+function Client:deactivate_reg()
+    local kid, err = self:_account_url()
+    if not kid then return nil, err end
+    local payload = '{"status":"deactivated"}'
+    local resp
+    resp, err = self:post(kid, payload)
+    if not resp and err.uncertain then
+        local acct, gerr = self:get_reg()
+        if not acct and errors.is(gerr, "unauthorized") then return true end
+        if acct and acct.status == "deactivated" then return true end
+        resp, err = self:post(kid, payload)
+    end
+    if not resp then return nil, err end
+    return true
+end
+
+-- account_key_rollover(new_key): RFC 8555 §7.3.5. The inner JWS is
+-- signed by the new key with its jwk, url = keyChange and no nonce; the
+-- outer by the old key with kid. The client switches to new_key only
+-- after the CA's success. A conflict (409) gives err.uri = the account
+-- already using new_key.
+function Client:account_key_rollover(new_key)
+    if type(new_key) ~= "userdata" then
+        error("account_key_rollover: key expected", 2)
+    end
+    local dir, err = self:discover()
+    if not dir then return nil, err end
+    if not dir.key_change then
+        return nil, errors.new("unsupported", "the CA's directory has no " ..
+            "keyChange")
+    end
+    local kid
+    kid, err = self:_account_url()
+    if not kid then return nil, err end
+    local inner = core.jws(new_key, { jwk = new_key:jwk(),
+        url = dir.key_change },
+        util.json({ account = kid, oldKey = self.key:jwk() }))
+    local resp
+    resp, err = self:post(dir.key_change, inner)
+    if not resp and err.uncertain then
+        local acct = self:_find_account(new_key)
+        if acct and acct.uri == kid then
+            self.key = new_key
+            return true
+        end
+        resp, err = self:post(dir.key_change, inner)
+    end
+    if not resp then
+        if err.status == 409 then
+            err.uri = util.header(err.headers, "location")
+        end
+        return nil, err
+    end
+    self.key = new_key
+    return true
+end
+
+---------------------------------------------------------------------------
+-- Orders.
+
+local function time_field(v, name)
+    if v == nil then return nil end
+    if type(v) == "number" then return util.format_rfc3339(v) end
+    if type(v) == "string" and util.parse_rfc3339(v) then return v end
+    error(name .. " must be epoch seconds or an RFC 3339 string", 3)
+end
+
+local function normalized_ids(ids)
+    if type(ids) ~= "table" or #ids == 0 then
+        error("identifiers: a non-empty list expected", 3)
+    end
+    local out = util.array()
+    for _, id in ipairs(ids) do
+        local n, why = ident.normalize(id)
+        if not n then
+            return nil, errors.new("identifier", "bad identifier '" ..
+                errors.printable(type(id) == "table" and tostring(id.value) or
+                    tostring(id)) .. "': " .. why,
+                { identifier = type(id) == "table" and id or nil })
+        end
+        out[#out + 1] = n
+    end
+    return out
+end
+
+local function id_set(ids)
+    local keys = {}
+    for _, id in ipairs(ids) do
+        keys[#keys + 1] = id.type .. ":" .. id.value:lower()
+    end
+    table.sort(keys)
+    return table.concat(keys, " ")
+end
+
+-- After a lost newOrder reply: the most recent order of the account for
+-- the same identifiers, if the CA lists orders.
+function Client:_find_order(ids)
+    local urls, err = self:list_orders()
+    if not urls then return nil, err end
+    local want = id_set(ids)
+    local tried = 0
+    for i = #urls, 1, -1 do
+        if tried >= 10 then break end
+        tried = tried + 1
+        local o = self:get_order(urls[i])
+        if o and o.status ~= "invalid" and id_set(o.identifiers) == want then
+            return o
+        end
+    end
+    return nil
+end
+
+-- authorize_order(ids, opts): newOrder. ids = acme.domain_ids(...) /
+-- acme.ip_ids(...); names are normalised (lower-case A-labels, canonical
+-- IPs) and bad ones refused before anything is sent (err.kind
+-- "identifier"). opts: not_before, not_after (epoch seconds or RFC 3339),
+-- profile, replaces (sent only when the CA offers renewalInfo).
+-- Returns the order {uri, status, expires, identifiers, authz_urls,
+-- finalize_url, cert_url, error, ...}.
+function Client:authorize_order(ids, opts)
+    opts = opts or {}
+    local norm, err = normalized_ids(ids)
+    if not norm then return nil, err end
+    local dir
+    dir, err = self:discover()
+    if not dir then return nil, err end
+    local req = {
+        identifiers = norm,
+        notBefore = time_field(opts.not_before, "not_before"),
+        notAfter = time_field(opts.not_after, "not_after"),
+    }
+    if opts.profile ~= nil then
+        if type(opts.profile) ~= "string" then
+            error("profile must be a string", 2)
+        end
+        req.profile = opts.profile
+    end
+    if opts.replaces ~= nil and dir.renewal_info then
+        if type(opts.replaces) ~= "string" then
+            error("replaces must be a certID string", 2)
+        end
+        req.replaces = opts.replaces
+    end
+    local payload = util.json(req)
+    local resp
+    resp, err = self:post(dir.new_order, payload)
+    if not resp and err.uncertain then
+        -- The order may have been created: find it before asking again.
+        local o = self:_find_order(norm)
+        if o then return o end
+        resp, err = self:post(dir.new_order, payload)
+    end
+    if not resp then return nil, err end
+    if not resp.location then
+        return nil, errors.new("response", "newOrder reply has no Location")
+    end
+    return order_of(resp.json, resp.location, resp)
+end
+
+-- get_order(url): the order at url.
+function Client:get_order(url)
+    local resp, err = self:_get(url)
+    if not resp then return nil, err end
+    local o
+    o, err = order_of(resp.json, url, resp)
+    if not o then return nil, err end
+    o.retry_after = util.retry_after(resp.headers, self.now())
+    return o
+end
+
+-- Poll fetch(url) until classify(obj) returns true (done) or an error
+-- table; "wait" keeps polling with util.backoff within deadline (client
+-- clock). wait_first sleeps before the first fetch. Retry-After on a
+-- reply replaces the computed delay.
+function Client:_poll(url, fetch, classify, deadline, wait_first)
+    deadline = deadline or (self.now() + self.poll_timeout)
+    local next_wait = util.backoff(self.poll_first, self.poll_cap, deadline,
+        self.now)
+    if wait_first then
+        local w = next_wait()
+        if not w then
+            return nil, errors.new("deadline", "deadline passed before " ..
+                "polling " .. url, { uri = url })
+        end
+        self.sleep(w)
+    end
+    while true do
+        local obj, err = fetch(self, url)
+        if not obj then return nil, err end
+        local verdict = classify(obj)
+        if verdict == true then return obj end
+        if verdict ~= "wait" then return nil, verdict, obj end
+        local w = next_wait(obj.retry_after)
+        if not w then
+            return nil, errors.new("deadline", "gave up waiting for " .. url ..
+                " (status " .. tostring(obj.status) .. ")",
+                { uri = url, status_value = obj.status,
+                    retry_after = obj.retry_after }), obj
+        end
+        self.sleep(w)
+    end
+end
+
+local function order_error(o)
+    local e = errors.new("order", "order " .. tostring(o.uri) .. " is " ..
+        tostring(o.status), { uri = o.uri, order = o, cause = o.error })
+    if o.error then
+        e.detail = e.detail .. ": " .. tostring(o.error)
+        e.type = o.error.type
+        e.subproblems = o.error.subproblems
+    end
+    return e
+end
+M.order_error = order_error
+
+-- wait_order(url[, deadline]): polls until ready or valid (returned);
+-- invalid gives err.kind "order" with the CA's problem in err.cause.
+function Client:wait_order(url, deadline, wait_first)
+    return self:_poll(url, Client.get_order, function(o)
+        if o.status == "ready" or o.status == "valid" then return true end
+        if o.status == "pending" or o.status == "processing" then
+            return "wait"
+        end
+        return order_error(o)
+    end, deadline, wait_first)
+end
+
+-- list_orders(): URLs of all orders of the account, every page.
+function Client:list_orders()
+    local acct, err = self:get_reg()
+    if not acct then return nil, err end
+    if not acct.orders_url then
+        return nil, errors.new("unsupported", "the account has no orders URL")
+    end
+    local urls, seen = {}, {}
+    local url = acct.orders_url
+    while url and not seen[url] do
+        seen[url] = true
+        local resp
+        resp, err = self:_get(url)
+        if not resp then return nil, err end
+        local doc = resp.json
+        if type(doc) ~= "table" then
+            return nil, errors.new("response", "orders list is not JSON")
+        end
+        for _, u in ipairs(list_of_str(doc.orders)) do
+            urls[#urls + 1] = util.resolve(url, u)
+        end
+        url = util.link(resp.headers, "next", url)[1]
+    end
+    return urls
+end
+
+---------------------------------------------------------------------------
+-- Authorizations and challenges.
+
+-- get_authorization(url).
+function Client:get_authorization(url)
+    local resp, err = self:_get(url)
+    if not resp then return nil, err end
+    local a
+    a, err = authz_of(resp.json, url)
+    if not a then return nil, err end
+    a.retry_after = util.retry_after(resp.headers, self.now())
+    return a
+end
+
+-- The error for an authorization that did not become valid: kind
+-- "authorization", identifier, uri, and the challenges' problems in
+-- err.errors (the first also as err.cause / type).
+local function authz_error(a)
+    local id = a.identifier or {}
+    local errs = {}
+    for _, ch in ipairs(a.challenges or {}) do
+        if ch.error then errs[#errs + 1] = ch.error end
+    end
+    local name = (a.wildcard and "*." or "") .. tostring(id.value)
+    local e = errors.new("authorization", "authorization for " ..
+        errors.printable(name) .. " is " .. tostring(a.status),
+        { uri = a.uri, identifier = a.identifier, wildcard = a.wildcard,
+            authz = a })
+    if errs[1] then
+        e.detail = e.detail .. ": " .. tostring(errs[1])
+        e.type = errs[1].type
+        e.cause = errs[1]
+        e.errors = #errs > 1 and errs or nil
+    end
+    return e
+end
+M.authz_error = authz_error
+
+-- wait_authorization(url[, deadline]): polls until valid (returned);
+-- invalid, deactivated, expired or revoked give err.kind
+-- "authorization" with the challenges' problems.
+function Client:wait_authorization(url, deadline, wait_first)
+    return self:_poll(url, Client.get_authorization, function(a)
+        if a.status == "valid" then return true end
+        if a.status == "pending" or a.status == "processing" then
+            return "wait"
+        end
+        return authz_error(a)
+    end, deadline, wait_first)
+end
+
+-- revoke_authorization(url): deactivates the authorization; returns it.
+function Client:revoke_authorization(url)
+    local resp, err = self:post(url, '{"status":"deactivated"}',
+        { idempotent = true })
+    if not resp then return nil, err end
+    return authz_of(resp.json, url)
+end
+
+local function pre_authorize(self, id)
+    local dir, err = self:discover()
+    if not dir then return nil, err end
+    if not dir.new_authz then
+        return nil, errors.new("unsupported", "this CA does not offer " ..
+            "pre-authorization (no newAuthz in its directory); use " ..
+            "authorize_order")
+    end
+    local norm
+    norm, err = normalized_ids({ id })
+    if not norm then return nil, err end
+    local resp
+    resp, err = self:post(dir.new_authz, util.json({ identifier = norm[1] }))
+    if not resp then return nil, err end
+    if not resp.location then
+        return nil, errors.new("response", "newAuthz reply has no Location")
+    end
+    return authz_of(resp.json, resp.location)
+end
+
+-- authorize(domain) / authorize_ip(addr): pre-authorization (newAuthz).
+function Client:authorize(domain)
+    if type(domain) ~= "string" then error("authorize: name expected", 2) end
+    return pre_authorize(self, { type = "dns", value = domain })
+end
+
+function Client:authorize_ip(addr)
+    if type(addr) ~= "string" then
+        error("authorize_ip: address expected", 2)
+    end
+    return pre_authorize(self, { type = "ip", value = addr })
+end
+
+-- get_challenge(url).
+function Client:get_challenge(url)
+    local resp, err = self:_get(url)
+    if not resp then return nil, err end
+    local ch = challenge_of(resp.json, url)
+    if not ch then
+        return nil, errors.new("response", "bad challenge from " .. url)
+    end
+    return ch
+end
+
+-- accept(challenge): tells the CA to validate (POST {} to the
+-- challenge URL). challenge is a challenge table or its URL. Returns the
+-- updated challenge.
+function Client:accept(challenge)
+    local url = type(challenge) == "table" and challenge.uri or challenge
+    if type(url) ~= "string" then error("accept: challenge expected", 2) end
+    local resp, err = self:post(url, "{}")
+    if not resp and err.uncertain then
+        local ch = self:get_challenge(url)
+        if ch and ch.status ~= "pending" then return ch end
+        resp, err = self:post(url, "{}")
+    end
+    if not resp then return nil, err end
+    local ch = challenge_of(resp.json, url)
+    if not ch then
+        return nil, errors.new("response", "bad challenge from " .. url)
+    end
+    ch.up = util.link(resp.headers, "up", url)[1]
+    return ch
+end
+
+---------------------------------------------------------------------------
+-- Certificates.
+
+-- fetch_cert(url, bundle): the certificate chain at url as a list of DER
+-- strings (only the leaf unless bundle), and {pem=, alternates=, url=}.
+-- A reply holding anything but CERTIFICATE blocks is refused.
+function Client:fetch_cert(url, bundle)
+    if type(url) ~= "string" then error("fetch_cert: url expected", 2) end
+    local resp, err = self:_get(url, PEM_CHAIN)
+    if not resp then return nil, err end
+    local ders
+    ders, err = util.pem_certs(resp.body)
+    if not ders then return nil, err end
+    if not bundle then ders = { ders[1] } end
+    return ders, { pem = resp.body, url = url,
+        alternates = util.link(resp.headers, "alternate", url) }
+end
+
+-- list_cert_alternates(url): URLs of the alternate chains of the
+-- certificate at url.
+function Client:list_cert_alternates(url)
+    local resp, err = self:_get(url, PEM_CHAIN)
+    if not resp then return nil, err end
+    return util.link(resp.headers, "alternate", url)
+end
+
+-- create_order_cert(finalize_url, csr_der, bundle[, opts]): finalizes,
+-- polls the order URL while it is processing, downloads the chain.
+-- opts: order_url (for recovery when the reply is lost and when the CA
+-- sends no Location), deadline. Returns a list of DER certificates and
+-- the certificate URL.
+function Client:create_order_cert(finalize_url, csr_der, bundle, opts)
+    opts = opts or {}
+    if type(finalize_url) ~= "string" or type(csr_der) ~= "string" then
+        error("create_order_cert: finalize URL and DER CSR expected", 2)
+    end
+    local payload = util.json({ csr = core.b64url_encode(csr_der) })
+    local resp, err = self:post(finalize_url, payload)
+    local o
+    if not resp and err.uncertain and opts.order_url then
+        o = self:get_order(opts.order_url)
+        if o and o.status == "ready" then
+            o = nil
+            resp, err = self:post(finalize_url, payload)
+        elseif not o then
+            return nil, err
+        end
+    end
+    if not o then
+        if not resp then return nil, err end
+        o, err = order_of(resp.json, resp.location or opts.order_url, resp)
+        if not o then return nil, err end
+    end
+    if o.status ~= "valid" then
+        if o.status == "invalid" then return nil, order_error(o) end
+        if not o.uri then
+            return nil, errors.new("response", "finalize reply has no " ..
+                "Location and no order URL was given")
+        end
+        o, err = self:_poll(o.uri, Client.get_order, function(x)
+            if x.status == "valid" then return true end
+            if x.status == "processing" or x.status == "ready" then
+                return "wait"
+            end
+            return order_error(x)
+        end, opts.deadline, true)
+        if not o then return nil, err end
+    end
+    if not o.cert_url then
+        return nil, errors.new("response", "valid order has no certificate")
+    end
+    local ders, meta = self:fetch_cert(o.cert_url, bundle)
+    if not ders then return nil, meta end
+    return ders, o.cert_url, meta, o
+end
+
+-- revoke_cert(key_or_nil, cert_der, reason): revokes by the account key
+-- (key nil: kid) or by another key (the certificate's: jwk). reason is
+-- an RFC 5280 code (acme.CRL_REASON_*), omitted when nil.
+function Client:revoke_cert(key, cert_der, reason)
+    if key ~= nil and type(key) ~= "userdata" then
+        error("revoke_cert: key or nil expected", 2)
+    end
+    if type(cert_der) ~= "string" then
+        error("revoke_cert: DER certificate expected", 2)
+    end
+    if reason ~= nil and math.type(reason) ~= "integer" then
+        error("revoke_cert: reason must be an integer", 2)
+    end
+    local dir, err = self:discover()
+    if not dir then return nil, err end
+    if not dir.revoke_cert then
+        return nil, errors.new("unsupported", "the directory has no revokeCert")
+    end
+    local payload = util.json({ certificate = core.b64url_encode(cert_der),
+        reason = reason })
+    local popts = { key = key }
+    local resp
+    resp, err = self:post(dir.revoke_cert, payload, popts)
+    if not resp and err.uncertain then
+        resp, err = self:post(dir.revoke_cert, payload, popts)
+        if not resp and errors.is(err, "alreadyRevoked") then return true end
+    end
+    if not resp then return nil, err end
+    return true
+end
+
+---------------------------------------------------------------------------
+-- Challenge helpers.
+
+local function check_token(token)
+    if not util.is_token(token) then
+        return nil, errors.new("response", "challenge token is not " ..
+            "base64url: '" .. errors.printable(tostring(token)) .. "'")
+    end
+    return token
+end
+
+-- key_authorization(token): token "." thumbprint of the account key.
+function Client:key_authorization(token)
+    local ok, err = check_token(token)
+    if not ok then return nil, err end
+    if not self.key then error("acme client: no account key set", 2) end
+    return token .. "." .. self.key:thumbprint()
+end
+
+-- http01_challenge_path(token): "/.well-known/acme-challenge/<token>".
+function Client:http01_challenge_path(token)
+    local ok, err = check_token(token)
+    if not ok then return nil, err end
+    return "/.well-known/acme-challenge/" .. token
+end
+
+-- http01_challenge_response(token): the body to serve.
+function Client:http01_challenge_response(token)
+    return self:key_authorization(token)
+end
+
+-- dns01_challenge_record(token): the TXT value for
+-- _acme-challenge.<domain>.
+function Client:dns01_challenge_record(token)
+    local ka, err = self:key_authorization(token)
+    if not ka then return nil, err end
+    return core.b64url_encode(core.sha256(ka))
+end
+
+-- tls_alpn01_challenge_cert(token, identifier[, key]): the self-signed
+-- RFC 8737 certificate (PEM) and its key.
+function Client:tls_alpn01_challenge_cert(token, identifier, key)
+    if type(identifier) ~= "string" then
+        error("tls_alpn01_challenge_cert: identifier expected", 2)
+    end
+    local ka, err = self:key_authorization(token)
+    if not ka then return nil, err end
+    local cert, k, kind = core.tls_alpn01_cert(identifier, ka, key)
+    if not cert then return nil, errors.new(kind or "x509", k) end
+    return cert, k
+end
+
+---------------------------------------------------------------------------
+-- Renewal information (RFC 9773).
+
+-- The ARI certID of a certificate (PEM or DER): base64url(AKI key id)
+-- "." base64url(serial DER content bytes, leading zero kept).
+function M.cert_id(cert)
+    if type(cert) ~= "string" then error("cert_id: certificate expected", 2) end
+    local info, msg, kind = core.cert_info(cert)
+    if not info then return nil, errors.new(kind or "parse", msg) end
+    if type(info.aki) ~= "string" or #info.aki == 0 then
+        return nil, errors.new("unsupported", "certificate has no " ..
+            "authority key identifier")
+    end
+    local serial = info.serial
+    if #serial % 2 == 1 then serial = "0" .. serial end
+    serial = serial:gsub("%x%x", function(h)
+        return string.char(tonumber(h, 16))
+    end)
+    return core.b64url_encode(info.aki) .. "." .. core.b64url_encode(serial)
+end
+
+-- ARI clamps for Retry-After (RFC 9773 §4.3) and the default when the
+-- CA sends none.
+M.ARI_RETRY_MIN, M.ARI_RETRY_MAX, M.ARI_RETRY_DEFAULT = 60, 86400, 21600
+
+-- get_renewal_info(cert_pem): {start=, ["end"]=, explanation_url=,
+-- retry_after=} with start/end as epoch seconds; an unauthenticated GET
+-- of <renewalInfo>/<certID>. err.kind "unsupported" when the CA has no
+-- renewalInfo.
+function Client:get_renewal_info(cert_pem)
+    local dir, err = self:discover()
+    if not dir then return nil, err end
+    if not dir.renewal_info then
+        return nil, errors.new("unsupported", "the CA's directory has no " ..
+            "renewalInfo")
+    end
+    local id
+    id, err = M.cert_id(cert_pem)
+    if not id then return nil, err end
+    local url = dir.renewal_info:gsub("/+$", "") .. "/" .. id
+    local resp
+    resp, err = self:_http("GET", url, { Accept = "application/json" })
+    if not resp then return nil, err end
+    local doc = resp.json
+    local win = type(doc) == "table" and doc.suggestedWindow
+    local s = type(win) == "table" and util.parse_rfc3339(win.start)
+    local e = type(win) == "table" and util.parse_rfc3339(win["end"])
+    if not s or not e or e <= s then
+        return nil, errors.new("response", "renewalInfo has no valid " ..
+            "suggestedWindow", { url = url })
+    end
+    local ra = util.retry_after(resp.headers, self.now()) or
+        M.ARI_RETRY_DEFAULT
+    ra = math.max(M.ARI_RETRY_MIN, math.min(M.ARI_RETRY_MAX, ra))
+    return { start = s, ["end"] = e, explanation_url =
+        type(doc) == "table" and str(doc.explanationURL) or nil,
+        retry_after = ra, cert_id = id }
+end
+
+-- The whole-issuance convenience (lua/luacme/order.lua).
+function Client:issue(opts)
+    return require("luacme.order").issue(self, opts)
+end
+
+M.Client = Client
+return M

@@ -1,0 +1,413 @@
+-- What every request must get right, checked on what the client SENT:
+-- nonces, badNonce, Content-Type, url, kid/jwk, payloads, problems,
+-- Retry-After, retries and lost replies. Runs over the fake CA in
+-- tests/lua/fakehttp.lua with a fake clock: no time is spent.
+local t = require "testlib"
+local fake = require "fakehttp"
+local acme = require "luacme"
+local core = require "luacme.core"
+local cjson = require "cjson"
+
+local KEY = core.key_generate("ec256")
+
+local function setup(opts)
+    opts = opts or {}
+    local clock = fake.clock()
+    opts.clock = clock
+    opts.keys = opts.keys or { KEY }
+    local ca = fake.ca(opts)
+    local c = acme.client{ directory = ca.dir_url, key = opts.key or KEY,
+        transport = ca, now = clock.now, sleep = clock.sleep }
+    return c, ca, clock
+end
+
+local function registered(opts)
+    local c, ca, clock = setup(opts)
+    assert(c:register({ contact = { "mailto:a@example.com" } }, acme.accept_tos))
+    return c, ca, clock
+end
+
+local function problem_reply(status, typ, detail, extra)
+    local h = { ["content-type"] = "application/problem+json; charset=utf-8" }
+    for k, v in pairs(extra or {}) do h[k] = v end
+    return { status = status, headers = h, body = cjson.encode({
+        type = "urn:ietf:params:acme:error:" .. typ, detail = detail, status = status }) }
+end
+
+-- Every POST in the log: exact Content-Type, url = request URL, a nonce,
+-- exactly one of jwk/kid, alg of the key, verified signature.
+local function check_posts(ca)
+    for _, r in ipairs(ca.log) do
+        if r.method == "POST" then
+            t.eq(r.headers["content-type"], "application/jose+json", r.url)
+            t.ok(r.protected, "JWS decoded for " .. r.url)
+            t.eq(r.protected.url, r.url, "url byte-identical")
+            t.ok(type(r.protected.nonce) == "string", "nonce present")
+            t.ok((r.protected.jwk == nil) ~= (r.protected.kid == nil), "jwk xor kid")
+            t.eq(r.headers["replay-nonce"], nil, "no Replay-Nonce request header")
+            if r.status ~= 415 and r.status ~= "lost" and r.status ~= "connect" then
+                t.ok(r.verified or r.status == 400, "signature checked for " .. r.url)
+            end
+        end
+    end
+end
+
+t.test("discover reads the directory once, meta included, nulls absent", function()
+    local c, ca = setup{ directory = function(d)
+        d.meta.website = "https://ca.test/about"
+        d.meta.caaIdentities = { "ca.test" }
+        d.meta.profiles = { classic = "the default", shortlived = "6 days" }
+        d.newAuthz = cjson.null
+        d.unknownThing = { 1, 2 }
+    end }
+    local d = assert(c:discover())
+    t.eq(d.new_nonce, ca.base .. "/nonce-plz")
+    t.eq(d.new_account, ca.base .. "/sign-me-up")
+    t.eq(d.new_order, ca.base .. "/order-plz")
+    t.eq(d.revoke_cert, ca.base .. "/revoke-cert")
+    t.eq(d.key_change, ca.base .. "/rollover-account-key")
+    t.eq(d.new_authz, nil)
+    t.eq(d.renewal_info, nil)
+    t.eq(d.meta.terms_of_service, "data:text/plain,Do%20what%20thou%20wilt")
+    t.eq(d.meta.website, "https://ca.test/about")
+    t.eq(d.meta.caa_identities[1], "ca.test")
+    t.eq(d.meta.external_account_required, false)
+    t.eq(d.meta.profiles.shortlived, "6 days")
+    assert(c:discover())
+    t.eq(#ca.log, 1)
+    t.eq(ca.log[1].method, "GET")
+    t.eq(ca.log[1].url, ca.dir_url)
+    t.match(ca.log[1].headers["user-agent"], "^luacme/%d")
+end)
+
+t.test("a directory without newNonce or not JSON is an error", function()
+    local c = setup{ directory = function(d) d.newNonce = nil end }
+    local d, err = c:discover()
+    t.eq(d, nil)
+    t.eq(err.kind, "response")
+    t.match(err.detail, "new_nonce")
+    local c2, ca2 = setup()
+    ca2:once("GET", "/dir", { status = 200, headers = { ["content-type"] = "text/html" },
+        body = "<html>" })
+    d, err = c2:discover()
+    t.eq(err.kind, "response")
+    ca2:once("GET", "/dir", { status = 200, headers = { ["content-type"] = "application/json" },
+        body = "{not json" })
+    d, err = c2:discover()
+    t.eq(err.kind, "response")
+    t.match(err.detail, "bad JSON")
+end)
+
+t.test("nonces are pooled from every reply: one HEAD for a whole session", function()
+    local c, ca = registered()
+    local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    assert(c:get_order(o.uri))
+    assert(c:get_authorization(o.authz_urls[1]))
+    t.eq(#ca:find("HEAD"), 1)
+    t.eq(#ca:find("GET"), 1)
+    -- each POST used the nonce of the reply just before it
+    local last
+    for _, r in ipairs(ca.log) do
+        if r.method == "POST" then
+            t.eq(r.protected.nonce, last, "nonce from the previous reply")
+        end
+        last = r.reply_headers and r.reply_headers["replay-nonce"]
+    end
+    check_posts(ca)
+    t.eq(c:stats().requests, #ca.log)
+    t.eq(c:stats().nonce_requests, 1)
+end)
+
+t.test("badNonce is retried with the error reply's nonce, no extra HEAD", function()
+    local c, ca = registered()
+    local fresh = ca.nonce()
+    ca:once("POST", "/order-plz", problem_reply(400, "badNonce",
+        "JWS has an invalid anti-replay nonce", { ["replay-nonce"] = fresh }))
+    local fresh2 = ca.nonce()
+    ca:once("POST", "/order-plz", problem_reply(400, "badNonce", "again",
+        { ["replay-nonce"] = fresh2 }))
+    local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    t.eq(o.status, "pending")
+    local posts = ca:find("POST", "/order-plz")
+    t.eq(#posts, 3)
+    t.eq(posts[2].protected.nonce, fresh)
+    t.eq(posts[3].protected.nonce, fresh2)
+    t.eq(posts[1].payload, posts[3].payload, "only the nonce changes")
+    t.eq(#ca:find("HEAD"), 1)
+    t.eq(c:stats().bad_nonces, 2)
+    t.eq(#ca.state.orders and (function()
+        local n = 0
+        for _ in pairs(ca.state.orders) do n = n + 1 end
+        return n
+    end)(), 1)
+    check_posts(ca)
+end)
+
+t.test("badNonce at every attempt fails cleanly within the budget", function()
+    local c, ca = registered()
+    local rejecting = true
+    ca.state.opts.reject_nonce = function() return rejecting end
+    local o, err = c:authorize_order(acme.domain_ids("a.example"))
+    t.eq(o, nil)
+    t.eq(err.kind, "acme")
+    t.ok(acme.is_error(err, "badNonce"))
+    t.match(tostring(err), "^badNonce: .*gave up after 21 bad nonces")
+    t.eq(#ca:find("POST", "/order-plz"), 21)
+    t.eq(#ca:find("HEAD"), 1, "the error replies' nonces were used")
+    rejecting = false
+    assert(c:authorize_order(acme.domain_ids("a.example")), "client still usable")
+end)
+
+t.test("a reply without Replay-Nonce leads to one HEAD next time", function()
+    local c, ca = registered()
+    ca:once("POST", "/my-account/", function(_, s, h, b)
+        h["replay-nonce"] = nil
+        return s, h, b
+    end)
+    assert(c:get_reg())
+    t.eq(#ca:find("HEAD"), 1)
+    assert(c:get_reg())
+    t.eq(#ca:find("HEAD"), 2)
+    -- a nonce that is not base64url is not pooled
+    ca:once("POST", "/my-account/", function(_, s, h, b)
+        h["replay-nonce"] = "###"
+        return s, h, b
+    end)
+    assert(c:get_reg())
+    assert(c:get_reg())
+    t.eq(#ca:find("HEAD"), 3)
+    check_posts(ca)
+end)
+
+t.test("POST-as-GET payload is empty, challenge payload is {}", function()
+    local c, ca = registered{ strict = true }
+    local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    local a = assert(c:get_authorization(o.authz_urls[1]))
+    local ch = a.challenges[1]
+    assert(c:get_challenge(ch.uri))
+    assert(c:get_order(o.uri))
+    local got = assert(c:accept(ch))
+    t.eq(got.status, "pending")
+    t.eq(got.up, a.uri, "Link rel=up read")
+    assert(c:list_orders())
+    for _, r in ipairs(ca.log) do
+        if r.method == "POST" and not r.url:find("/chalZ/", 1, true) and
+            not r.url:find("/order-plz", 1, true) and
+            not r.url:find("/sign-me-up", 1, true) then
+            t.eq(r.payload, "", "POST-as-GET " .. r.url)
+            t.eq(r.payload_b64, "", "POST-as-GET " .. r.url)
+        end
+    end
+    local chal = ca:find("POST", "/chalZ/")
+    t.eq(chal[1].payload, "", "get_challenge")
+    t.eq(chal[2].payload, "{}", "accept")
+    t.eq(chal[2].payload_b64, "e30")
+    t.eq(chal[2].protected.kid, c.kid)
+    t.eq(chal[2].protected.alg, "ES256")
+    check_posts(ca)
+end)
+
+t.test("problem documents with parameters and subproblems", function()
+    local c, ca = registered()
+    ca:once("POST", "/order-plz", { status = 400, headers = {
+        ["content-type"] = "application/problem+json; charset=utf-8" },
+        body = [[{
+            "type": "urn:ietf:params:acme:error:malformed",
+            "detail": "Some of the identifiers requested were rejected",
+            "instance": null,
+            "subproblems": [
+                { "type": "urn:ietf:params:acme:error:malformed",
+                  "detail": "Invalid underscore in DNS name \"_example.org\"",
+                  "identifier": { "type": "dns", "value": "_example.org" } },
+                { "type": "urn:ietf:params:acme:error:rejectedIdentifier",
+                  "detail": "This CA will not issue for \"example.net\"",
+                  "identifier": { "type": "dns", "value": "example.net" } },
+                null, 7
+            ]
+        }]] })
+    local o, err = c:authorize_order(acme.domain_ids("a.example"))
+    t.eq(o, nil)
+    t.eq(err.kind, "acme")
+    t.eq(err.type, "urn:ietf:params:acme:error:malformed")
+    t.eq(err.status, 400)
+    t.eq(err.instance, nil)
+    t.eq(#err.subproblems, 2)
+    t.eq(err.subproblems[2].identifier.value, "example.net")
+    t.ok(acme.is_error(err.subproblems[2], "rejectedIdentifier"))
+    local s = tostring(err)
+    t.match(s, "^malformed: Some of the identifiers")
+    t.match(s, "dns:example%.net: rejectedIdentifier: This CA will not issue")
+    t.ok(err.headers, "headers kept")
+end)
+
+t.test("userActionRequired carries instance and the terms link", function()
+    local c, ca = registered()
+    ca:once("POST", "/order-plz", { status = 403, headers = {
+        ["content-type"] = "application/problem+json",
+        link = { '<https://ca.test/dir>;rel="index"',
+            '<https://ca.test/tos-v2>;rel="terms-of-service"' } },
+        body = cjson.encode({ type = "urn:ietf:params:acme:error:userActionRequired",
+            detail = "Terms of service have changed",
+            instance = "https://ca.test/agree-v2" }) })
+    local _, err = c:authorize_order(acme.domain_ids("a.example"))
+    t.ok(acme.is_error(err, "userActionRequired"))
+    t.eq(err.instance, "https://ca.test/agree-v2")
+    t.eq(err.terms_of_service, "https://ca.test/tos-v2")
+    t.eq(err.status, 403)
+    t.eq(#ca:find("POST", "/order-plz"), 1, "not retried")
+end)
+
+t.test("rateLimited: long Retry-After returned at once, rate_limit reads it", function()
+    local c, ca, clock = registered()
+    ca:once("POST", "/order-plz", problem_reply(429, "rateLimited",
+        "too many new orders", { ["retry-after"] = "3600" }))
+    local _, err = c:authorize_order(acme.domain_ids("a.example"))
+    t.eq(err.retry_after, 3600)
+    t.eq(#clock.slept, 0, "never slept an hour")
+    local secs, limited = acme.rate_limit(err)
+    t.eq(secs, 3600)
+    t.eq(limited, true)
+    -- as an HTTP date
+    local date = os.date("!%a, %d %b %Y %H:%M:%S GMT", clock.now() + 7200)
+    ca:once("POST", "/order-plz", problem_reply(429, "rateLimited", "slow down",
+        { ["retry-after"] = date }))
+    _, err = c:authorize_order(acme.domain_ids("a.example"))
+    secs, limited = acme.rate_limit(err)
+    t.eq(secs, 7200)
+    t.eq(limited, true)
+    t.eq(select(2, acme.rate_limit(acme.errors.new("timeout", "x"))), false)
+    t.eq(select(2, acme.rate_limit(nil)), false)
+end)
+
+t.test("rateLimited with a short Retry-After is waited out and resent", function()
+    local c, ca, clock = registered()
+    ca:once("POST", "/order-plz", problem_reply(429, "rateLimited", "wait",
+        { ["retry-after"] = "2" }))
+    local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    t.eq(o.status, "pending")
+    t.eq(#clock.slept, 1)
+    t.ok(clock.slept[1] >= 2 and clock.slept[1] <= 2.5, "slept Retry-After")
+    t.eq(#ca:find("POST", "/order-plz"), 2)
+end)
+
+t.test("5xx and transport errors on POST-as-GET are retried with backoff", function()
+    local c, ca, clock = registered()
+    local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    ca:once("POST", "/my-order/", problem_reply(500, "serverInternal", "oops"))
+    ca:once("POST", "/my-order/", { status = 502, headers = { ["content-type"] = "text/html" },
+        body = "<html>bad gateway</html>" })
+    ca:once("POST", "/my-order/", "lost")
+    local got = assert(c:get_order(o.uri))
+    t.eq(got.status, "pending")
+    t.eq(#clock.slept, 3)
+    t.ok(clock.slept[1] >= 1 and clock.slept[1] < 1.3, "first backoff ~1s")
+    t.ok(clock.slept[2] >= 2 and clock.slept[2] < 2.6, "then ~2s")
+    t.ok(clock.slept[3] >= 4 and clock.slept[3] < 5.1, "then ~4s")
+    t.eq(c:stats().retries, 3)
+    -- the budget ends: max_retries (5) retries, then the error
+    ca:once("POST", "/my-order/", problem_reply(503, "serverInternal", "down"), 10)
+    local _, err = c:get_order(o.uri)
+    t.eq(err.status, 503)
+    t.eq(#ca:find("POST", "/my-order/"), 4 + 6)
+    -- retry_backoff decides when given
+    local calls = {}
+    c.retry_backoff = function(n, status, headers)
+        calls[#calls + 1] = { n, status, headers ~= nil }
+        return n < 2 and 0.5 or 0
+    end
+    ca.intercepts = {}
+    ca:once("POST", "/my-order/", problem_reply(500, "serverInternal", "x"), 3)
+    _, err = c:get_order(o.uri)
+    t.eq(err.status, 500)
+    t.eq(#calls, 2)
+    t.eq(calls[1][1], 1)
+    t.eq(calls[1][2], 500)
+    t.eq(calls[2][1], 2)
+end)
+
+t.test("5xx on a non-idempotent POST is not resent", function()
+    local c, ca = registered()
+    ca:once("POST", "/order-plz", problem_reply(500, "serverInternal", "boom"))
+    local _, err = c:authorize_order(acme.domain_ids("a.example"))
+    t.eq(err.status, 500)
+    t.eq(#ca:find("POST", "/order-plz"), 1)
+end)
+
+t.test("a lost newOrder reply is recovered without a duplicate order", function()
+    local c, ca = registered()
+    assert(c:authorize_order(acme.domain_ids("other.example")))
+    ca:once("POST", "/order-plz", "lost")
+    local o = assert(c:authorize_order(acme.domain_ids("A.example", "b.example")))
+    t.eq(o.status, "pending")
+    local n = 0
+    for _ in pairs(ca.state.orders) do n = n + 1 end
+    t.eq(n, 2, "no duplicate order")
+    t.eq(#ca:find("POST", "/order-plz"), 2, "the first newOrder was not resent")
+    t.match(o.uri, "/my%-order/")
+    t.eq(#ca:find("POST", "/list-orderz/"), 1, "state read first")
+    -- never sent at all (connect): resent directly
+    ca:once("POST", "/order-plz", "connect")
+    local o2 = assert(c:authorize_order(acme.domain_ids("c.example")))
+    t.ok(o2.uri ~= o.uri)
+    t.eq(#ca:find("POST", "/list-orderz/"), 1, "no lookup for a refused connection")
+    -- lost, but the CA had not created it: looked up, then sent again
+    ca:once("POST", "/order-plz", function(rec)
+        rec.status = "lost"
+        return nil, "fake: reset", "protocol"
+    end)
+    local o3 = assert(c:authorize_order(acme.domain_ids("d.example")))
+    t.eq(o3.identifiers[1].value, "d.example")
+    -- 4 orders at 3 per page: both pages were read
+    t.eq(#ca:find("POST", "/list-orderz/"), 3)
+    t.eq(#ca:find("POST", "/page/2"), 1)
+    check_posts(ca)
+end)
+
+t.test("lost finalize and challenge replies read the state first", function()
+    local c, ca, clock = registered()
+    local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    local a = assert(c:get_authorization(o.authz_urls[1]))
+    ca:once("POST", "/chalZ/", "lost")
+    local ch = assert(c:accept(a.challenges[1]))
+    t.eq(ch.status, "pending")
+    local posts = ca:find("POST", "/chalZ/")
+    t.eq(#posts, 3, "accept, read, accept again (still pending)")
+    t.eq(posts[2].payload, "")
+    t.eq(ca.state.chals[a.challenges[1].uri:match("(%d+)$")].accepted, 1)
+    clock.sleep(1)
+    assert(c:wait_order(o.uri))
+    ca:once("POST", "/finalize-order/", "lost")
+    local certs, url = c:create_order_cert(o.finalize_url, "csr-der", true,
+        { order_url = o.uri })
+    t.ok(certs, tostring(url))
+    t.eq(#ca:find("POST", "/finalize-order/"), 1, "finalize not resent")
+    t.eq(ca.state.orders[o.uri:match("(%d+)$")].finalized, 1)
+    t.eq(#certs, 2)
+    t.eq(certs[1], "leaf")
+    check_posts(ca)
+end)
+
+t.test("transport errors come back as error tables; interrupted is final", function()
+    local c, ca = registered()
+    ca:once("POST", "/my-account/", function(rec)
+        rec.status = "interrupted"
+        return nil, "http: interrupted by signal", "interrupted"
+    end)
+    local _, err = c:get_reg()
+    t.eq(err.kind, "interrupted")
+    t.ok(acme.errors.iserror(err))
+    t.eq(#ca:find("POST", "/my-account/"), 1 + 0)
+    local c2 = acme.client{ directory = "http://ca.test/dir", transport = ca }
+    _, err = c2:discover()
+    t.eq(err.kind, "url")
+end)
+
+t.test("client options are checked", function()
+    t.raises(function() acme.client{ directroy = "x" } end, "unknown option 'directroy'")
+    t.raises(function() acme.client{ timeout = "5" } end, "must be a number")
+    t.raises(function() acme.client("x") end, "options table")
+    local c = acme.client{}
+    t.eq(c.directory_url, acme.LETSENCRYPT)
+    t.raises(function() c:post("https://x/", "") end, "no account key")
+    t.raises(function() c:post(nil, "") end, "url must be a string")
+end)
