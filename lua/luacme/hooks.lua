@@ -1,0 +1,518 @@
+-- Hook specs and loading. The contract a hook file follows is in
+-- hooks/README.md; this module finds the file for a SPEC, loads it,
+-- checks what it returned and the user's options, and offers the helpers
+-- hooks share (environment without secrets, running a program, making
+-- program output printable).
+--
+-- A SPEC is NAME[:k=v,k=v...]:
+--   NAME  a built-in hook (hooks/<name>.lua or hooks/<type>/<name>.lua in
+--         the built-in hooks directory), or a path (it contains "/"):
+--         "*.lua" is loaded as a Lua hook, any other file is run by the
+--         built-in exec hook (dehydrated's argument protocol).
+--   k=v   options; a piece without "=" continues the previous value, so
+--         "types=http-01,dns-01" gives types = "http-01,dns-01".
+local core = require "luacme.core"
+local errors = require "luacme.errors"
+
+local M = {}
+
+-- Challenge types a hook may solve.
+M.TYPES = { "http-01", "dns-01", "tls-alpn-01" }
+local KNOWN_TYPE = {}
+for _, ty in ipairs(M.TYPES) do KNOWN_TYPE[ty] = true end
+
+-- Functions a hook may define (all optional but as noted in the README).
+M.FUNCTIONS = { "setup", "deploy", "ready", "cleanup", "deploy_cert",
+    "startup", "exit", "invalid", "failure", "unchanged_cert" }
+
+-- Sub-directories of the built-in hooks directory searched for a name.
+M.SUBDIRS = { "http-01", "dns-01", "tls-alpn-01", "deploy" }
+
+-- Longest SPEC accepted.
+M.MAX_SPEC = 4096
+
+-- Loaded hook files by path: a file is run once, so module-level state
+-- (reference counts, created files) is shared by every spec using it.
+local loaded = {}
+
+local function hook_error(label, detail)
+    return nil, errors.new("hook", "hook " .. label .. ": " .. detail)
+end
+
+-- Server or program text made safe for one terminal line, at most max
+-- bytes (default 2000).
+function M.printable(s, max)
+    s = tostring(s or ""):gsub("^%s+", ""):gsub("%s+$", "")
+    max = max or 2000
+    if #s > max then s = s:sub(1, max) .. "..." end
+    return errors.printable(s)
+end
+
+--
+-- Specs
+--
+
+-- Parse a SPEC string. Returns { name=, path= (paths only), opts={},
+-- spec= (the string) } or nil, err (kind "hook").
+function M.parse_spec(str)
+    if type(str) ~= "string" then
+        return hook_error("?", "spec must be a string, got " .. type(str))
+    end
+    local label = M.printable(str, 200)
+    if str == "" then return hook_error('""', "empty spec") end
+    if #str > M.MAX_SPEC then
+        return hook_error(label, "spec longer than " .. M.MAX_SPEC)
+    end
+    if str:find("[%z\1-\31\127]") then
+        return hook_error(label, "spec contains control characters")
+    end
+    local head, rest = str:match("^([^:]*):(.*)$")
+    if not head then head = str end
+    local spec = { spec = str, opts = {} }
+    if head:find("/", 1, true) then
+        spec.path = head
+        local base = head:match("([^/]*)$")
+        if base == "" then
+            return hook_error(label, "path names a directory")
+        end
+        spec.name = base:gsub("%.lua$", "")
+    else
+        if not head:find("^[A-Za-z0-9][A-Za-z0-9_.-]*$") or
+            head:find("..", 1, true) then
+            return hook_error(label, "not a hook name (letters, digits, " ..
+                "_ - .) nor a path (give ./" .. M.printable(head, 100) ..
+                " for a file here)")
+        end
+        spec.name = head
+    end
+    if rest == nil then return spec end
+    if rest == "" then return hook_error(label, "nothing after ':'") end
+    local last
+    for piece in (rest .. ","):gmatch("([^,]*),") do
+        local k, v = piece:match("^([^=]*)=(.*)$")
+        if k then
+            if not k:find("^[A-Za-z_][A-Za-z0-9_-]*$") then
+                return hook_error(label, "bad option name '" ..
+                    M.printable(k, 100) .. "'")
+            end
+            if spec.opts[k] ~= nil then
+                return hook_error(label, "option " .. k .. " given twice")
+            end
+            spec.opts[k] = v
+            last = k
+        elseif last then
+            spec.opts[last] = spec.opts[last] .. "," .. piece
+        else
+            return hook_error(label, "expected k=v after ':', got '" ..
+                M.printable(piece, 100) .. "'")
+        end
+    end
+    return spec
+end
+
+--
+-- Finding and loading hook files
+--
+
+local function hooks_dir()
+    local ok, site = pcall(require, "luacme.site")
+    if ok and type(site) == "table" and site.hooks_dir then
+        return site.hooks_dir
+    end
+    return nil
+end
+
+local function is_file(path)
+    local st = core.stat(path)
+    return st and st.type == "file", st
+end
+
+-- The file of built-in hook name, or nil.
+local function find_builtin(name)
+    local dir = hooks_dir()
+    if not dir then return nil end
+    local p = dir .. "/" .. name .. ".lua"
+    if is_file(p) then return p end
+    for _, sub in ipairs(M.SUBDIRS) do
+        p = dir .. "/" .. sub .. "/" .. name .. ".lua"
+        if is_file(p) then return p end
+    end
+    return nil
+end
+
+-- Run a hook file once; its globals go to a private environment so two
+-- hooks cannot clash through _G.
+local function load_file(path, label)
+    if loaded[path] then return loaded[path] end
+    local env = setmetatable({}, { __index = _G })
+    local chunk, err = loadfile(path, "t", env)
+    if not chunk then return hook_error(label, err) end
+    local ok, mod = pcall(chunk)
+    if not ok then
+        if type(mod) == "table" and mod.kind == "interrupted" then
+            error(mod, 0)
+        end
+        return hook_error(label, "loading " .. path .. ": " ..
+            tostring(mod))
+    end
+    if type(mod) ~= "table" then
+        return hook_error(label, path .. " returned " .. type(mod) ..
+            ", not a table")
+    end
+    loaded[path] = mod
+    return mod
+end
+
+-- Check the table a hook file returned (everything but types, which may
+-- depend on the options).
+local function check_module(mod, label)
+    for _, f in ipairs(M.FUNCTIONS) do
+        if mod[f] ~= nil and type(mod[f]) ~= "function" then
+            return hook_error(label, f .. " must be a function, is a " ..
+                type(mod[f]))
+        end
+    end
+    if mod.description ~= nil and type(mod.description) ~= "string" then
+        return hook_error(label, "description must be a string")
+    end
+    if mod.types ~= nil and type(mod.types) ~= "table" and
+        type(mod.types) ~= "function" then
+        return hook_error(label, "types must be a list (or a function)")
+    end
+    if mod.options ~= nil then
+        if type(mod.options) ~= "table" then
+            return hook_error(label, "options must be a list")
+        end
+        for i, o in ipairs(mod.options) do
+            if type(o) ~= "table" or type(o.name) ~= "string" or
+                (o.help ~= nil and type(o.help) ~= "string") then
+                return hook_error(label, "options[" .. i .. "] must be " ..
+                    "{ name = STRING, help = STRING, required = BOOL }")
+            end
+        end
+    end
+    return true
+end
+
+local function check_types(types, label)
+    if type(types) ~= "table" or #types == 0 then
+        return hook_error(label, "types must be a non-empty list of " ..
+            table.concat(M.TYPES, ", "))
+    end
+    local out = {}
+    for i, ty in ipairs(types) do
+        if not KNOWN_TYPE[ty] then
+            return hook_error(label, "types[" .. i .. "]: unknown " ..
+                "challenge type " .. M.printable(tostring(ty), 100) ..
+                " (known: " .. table.concat(M.TYPES, ", ") .. ")")
+        end
+        out[i] = ty
+    end
+    return out
+end
+
+-- The user's options checked against the hook's declared ones (when it
+-- declares any): unknown names and missing required ones are errors;
+-- declared defaults fill gaps. Returns a fresh table.
+local function check_opts(mod, opts, label)
+    local out = {}
+    for k, v in pairs(opts) do out[k] = v end
+    if not mod.options then return out end
+    local known, list = {}, {}
+    for _, o in ipairs(mod.options) do
+        known[o.name] = true
+        list[#list + 1] = o.name
+    end
+    -- A misspelt name first: it also explains a "required" one missing.
+    local names = {}
+    for k in pairs(out) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+        if not known[k] then
+            return hook_error(label, "unknown option " .. k ..
+                " (known: " .. (#list > 0 and table.concat(list, ", ") or
+                "none") .. ")")
+        end
+    end
+    for _, o in ipairs(mod.options) do
+        if out[o.name] == nil and o.default ~= nil then
+            out[o.name] = o.default
+        end
+        if o.required and (out[o.name] == nil or out[o.name] == "") then
+            return hook_error(label, "option " .. o.name ..
+                " is required" .. (o.help and (" (" .. o.help .. ")") or ""))
+        end
+    end
+    return out
+end
+
+-- Load a hook from a SPEC string or a parsed spec table. role is
+-- "challenge" (must solve a challenge type), "deploy" (must have
+-- deploy_cert) or nil (either). Returns the hook object:
+--   { name=, spec=, file=, opts={...}, types={...} (challenge hooks),
+--     description=, options=, and the hook's functions }
+-- or nil, err (kind "hook", the message naming the spec).
+function M.load(spec, role)
+    local err
+    if type(spec) == "string" then
+        spec, err = M.parse_spec(spec)
+        if not spec then return nil, err end
+    elseif type(spec) ~= "table" then
+        error("hooks.load: spec must be a string or a table", 2)
+    end
+    local label = M.printable(spec.spec or spec.name or spec.path or "?",
+        200)
+    local opts = {}
+    for k, v in pairs(spec.opts or {}) do opts[k] = v end
+    local file, name = nil, spec.name
+    if spec.path then
+        if spec.path:find("%.lua$") then
+            file = spec.path
+            if not is_file(file) then
+                return hook_error(label, file .. ": no such file")
+            end
+        else
+            if opts.script ~= nil then
+                return hook_error(label, "a script path and a script " ..
+                    "option; give one")
+            end
+            opts.script = spec.path
+            file = find_builtin("exec")
+            name = "exec"
+            if not file then
+                return hook_error(label, "the built-in exec hook is missing")
+            end
+        end
+    else
+        file = find_builtin(spec.name)
+        if not file then
+            return hook_error(label, "no built-in hook named " .. spec.name ..
+                " (see luacme hooks); give a path with a / for a file")
+        end
+    end
+
+    local mod
+    mod, err = load_file(file, label)
+    if not mod then return nil, err end
+    local ok
+    ok, err = check_module(mod, label)
+    if not ok then return nil, err end
+    opts, err = check_opts(mod, opts, label)
+    if not opts then return nil, err end
+
+    local hook = { name = name, spec = spec.spec, file = file, opts = opts,
+        description = mod.description, options = mod.options }
+    for _, f in ipairs(M.FUNCTIONS) do hook[f] = mod[f] end
+
+    if mod.setup then
+        local r, e = mod.setup(opts)
+        if not r then
+            return hook_error(label, tostring(e or "setup failed"))
+        end
+    end
+    if mod.types ~= nil then
+        local types = mod.types
+        if type(types) == "function" then
+            local e
+            types, e = types(opts)
+            if not types then
+                return hook_error(label, tostring(e or "no types"))
+            end
+        end
+        hook.types, err = check_types(types, label)
+        if not hook.types then return nil, err end
+        if not mod.deploy or not mod.cleanup then
+            return hook_error(label, "a challenge hook needs deploy " ..
+                "and cleanup functions")
+        end
+    end
+    if not hook.types and not hook.deploy_cert then
+        return hook_error(label, "neither types (challenge hook) nor " ..
+            "deploy_cert (deploy hook)")
+    end
+    if role == "challenge" and not hook.types then
+        return hook_error(label, "not a challenge hook (no types); " ..
+            "use it with --deploy-hook")
+    end
+    if role == "deploy" and not hook.deploy_cert then
+        return hook_error(label, "not a deploy hook (no deploy_cert)")
+    end
+    return hook
+end
+
+-- Does hook solve challenge type ty?
+function M.solves(hook, ty)
+    for _, t in ipairs(hook.types or {}) do
+        if t == ty then return true end
+    end
+    return false
+end
+
+-- Call hook[fname](..., hook.opts) in protected mode. A missing optional
+-- function counts as success. Returns the function's true value, or nil,
+-- err (kind "hook", naming the hook and the function; err.cause holds
+-- what the hook returned or raised). An interruption (Ctrl-C) is raised
+-- on, so the caller's cleanup runs.
+function M.call(hook, fname, ...)
+    local f = hook[fname]
+    if f == nil then return true end
+    local args = table.pack(...)
+    args.n = args.n + 1
+    args[args.n] = hook.opts
+    local ok, r, e = pcall(f, table.unpack(args, 1, args.n))
+    if not ok then
+        if type(r) == "table" and r.kind == "interrupted" then
+            error(r, 0)
+        end
+        e, r = r, nil
+    end
+    if r then return r end
+    local text = e ~= nil and tostring(e) or "failed (no reason given)"
+    return nil, errors.new("hook", "hook " .. hook.name .. ": " .. fname ..
+        ": " .. text, { cause = e, hook = hook.name })
+end
+
+--
+-- Listing the built-in hooks
+--
+
+-- Every built-in hook: a list sorted by name of { name=, file=,
+-- description=, types= (list or nil; "depends on options" for hooks
+-- computing them), deploy= (has deploy_cert), options= } or, for a file
+-- that does not load, { name=, file=, error= }.
+function M.list_builtin()
+    local dir = hooks_dir()
+    local out, seen = {}, {}
+    if not dir then return out end
+    local function add(file, name)
+        if seen[name] then return end
+        seen[name] = true
+        local mod, err = load_file(file, name)
+        local ok
+        if mod then ok, err = check_module(mod, name) end
+        if not mod or not ok then
+            out[#out + 1] = { name = name, file = file, error = tostring(err) }
+            return
+        end
+        local types = mod.types
+        if type(types) == "function" then types = "depends on options" end
+        out[#out + 1] = { name = name, file = file,
+            description = mod.description, types = types,
+            deploy = mod.deploy_cert ~= nil, options = mod.options or {} }
+    end
+    for _, n in ipairs(core.listdir(dir) or {}) do
+        local base = n:match("^(.+)%.lua$")
+        if base and is_file(dir .. "/" .. n) then add(dir .. "/" .. n, base) end
+    end
+    for _, sub in ipairs(M.SUBDIRS) do
+        for _, n in ipairs(core.listdir(dir .. "/" .. sub) or {}) do
+            local base = n:match("^(.+)%.lua$")
+            if base and is_file(dir .. "/" .. sub .. "/" .. n) then
+                add(dir .. "/" .. sub .. "/" .. n, base)
+            end
+        end
+    end
+    table.sort(out, function(a, b) return a.name < b.name end)
+    return out
+end
+
+--
+-- Helpers for hooks
+--
+
+local SECRET_WORDS = { "KEY", "HMAC", "SECRET", "TOKEN", "PASSWORD" }
+
+-- Is the environment variable name one of luacme's secrets?
+function M.is_secret(name)
+    local u = name:upper()
+    if u:sub(1, 7) ~= "LUACME_" then return false end
+    if u:sub(1, 11) == "LUACME_EAB_" then return true end
+    for _, w in ipairs(SECRET_WORDS) do
+        if u:find(w, 8, true) then return true end
+    end
+    return false
+end
+
+-- The environment hooks get: the caller's (env, default core.environ())
+-- minus luacme's secrets: LUACME_* names containing KEY, HMAC, SECRET,
+-- TOKEN or PASSWORD, and every LUACME_EAB_*. A fresh table.
+function M.environment(env)
+    env = env or core.environ()
+    local out = {}
+    for k, v in pairs(env) do
+        if not M.is_secret(k) then out[k] = v end
+    end
+    return out
+end
+
+-- Run a program without a shell: opts.env (default environment()),
+-- opts.timeout (seconds, default 300), opts.stdin. Returns the result
+-- table of core.spawn when it exited 0, or nil, message (the program's
+-- stderr, or stdout when stderr is empty, trimmed and printable).
+function M.run(argv, opts)
+    opts = opts or {}
+    local what = M.printable(argv[1], 200)
+    if argv[2] then what = what .. " " .. M.printable(argv[2], 100) end
+    local res, msg = core.spawn({ argv = argv,
+        env = opts.env or M.environment(), stdin = opts.stdin,
+        timeout = opts.timeout or 300, cwd = opts.cwd })
+    if not res then
+        return nil, what .. ": " .. M.printable(msg)
+    end
+    local function output()
+        local o = M.printable(res.stderr)
+        if o == "" then o = M.printable(res.stdout) end
+        return o ~= "" and (": " .. o) or " (no output)"
+    end
+    if res.timed_out then
+        return nil, what .. ": timed out after " .. (opts.timeout or 300) ..
+            " s" .. output()
+    end
+    if res.signal then
+        return nil, what .. ": killed by signal " .. res.signal .. output()
+    end
+    if res.status ~= 0 then
+        return nil, what .. ": exit status " .. tostring(res.status) ..
+            output()
+    end
+    return res
+end
+
+-- A timeout option (a string from the spec) as seconds, or def.
+function M.seconds(v, def, label)
+    if v == nil or v == "" then return def end
+    local n = tonumber(v)
+    if not n or n <= 0 or n > 86400 then
+        return nil, (label or "timeout") .. " must be 1..86400 seconds"
+    end
+    return n
+end
+
+-- Is an option value "yes"? ("1", "true", "yes", "on"; also true)
+function M.truthy(v)
+    if v == true then return true end
+    if type(v) ~= "string" then return false end
+    v = v:lower()
+    return v == "1" or v == "true" or v == "yes" or v == "on"
+end
+
+-- The challenge table hooks receive, from { type=, identifier={type=,
+-- value=}, token=, key_authorization=, wildcard= } plus anything else
+-- the caller adds (tls-alpn-01: cert_pem, key). Adds domain, and path
+-- and body (http-01) or name and value (dns-01).
+function M.challenge(t)
+    local ch = {}
+    for k, v in pairs(t) do ch[k] = v end
+    ch.domain = t.identifier and t.identifier.value
+    ch.wildcard = t.wildcard and true or false
+    if ch.type == "http-01" then
+        ch.path = "/.well-known/acme-challenge/" .. t.token
+        ch.body = t.key_authorization
+    elseif ch.type == "dns-01" then
+        ch.name = "_acme-challenge." .. ch.domain:gsub("%.$", "") .. "."
+        ch.value = core.b64url_encode(core.sha256(t.key_authorization))
+    end
+    return ch
+end
+
+return M
