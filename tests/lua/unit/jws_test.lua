@@ -65,7 +65,9 @@ t.test("jws output has exactly three members and round trips", function()
     t.eq(h.alg, k:alg())
     t.eq(h.nonce, prot.nonce)
     t.eq(h.url, prot.url)
-    t.eq(cjson.encode(h.jwk), cjson.encode(k:jwk()))
+    local want = k:jwk()
+    for m, v in pairs(want) do t.eq(h.jwk[m], v, "jwk." .. m) end
+    for m in pairs(h.jwk) do t.ok(want[m], "extra jwk member " .. m) end
     t.eq(prot.alg, nil, "the caller's table is left alone")
     t.eq(core.b64url_decode(j.payload), payload)
     t.ok(k:verify(j.protected .. "." .. j.payload,
