@@ -481,7 +481,7 @@ jb_object(struct jbuf *b, int ti, int depth)
 {
     lua_State *L = b->L;
     struct lstr *keys;
-    size_t n = 0, i;
+    size_t n = 0, i, got;
 
     if (depth >= LUACME_JSON_MAX_DEPTH)
         luaL_error(L, "jws: tables nested deeper than "
@@ -506,9 +506,10 @@ jb_object(struct jbuf *b, int ti, int depth)
         }
         lua_pop(L, 1);
     }
-    qsort(keys, i, sizeof(*keys), key_cmp);
+    got = i;
+    qsort(keys, got, sizeof(*keys), key_cmp);
     jb_lit(b, "{");
-    for (n = i, i = 0; i < n; i++) {
+    for (i = 0; i < got; i++) {
         if (i > 0)
             jb_lit(b, ",");
         jb_string(b, keys[i].s, keys[i].len);

@@ -29,8 +29,8 @@ readfile(const char *path, size_t *len)
 
     if (f == NULL)
         return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
-        fseek(f, 0, SEEK_SET) == 0) {
+    n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
         buf = malloc((size_t)n + 1);
         if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
             free(buf);
@@ -442,8 +442,8 @@ count_entries(const char *dir)
 
     if (d == NULL)
         return -1;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, ".."))
+    for (e = readdir(d); e != NULL; e = readdir(d)) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
             n++;
     }
     closedir(d);
