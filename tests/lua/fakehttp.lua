@@ -715,7 +715,8 @@ function M.ca(opts)
         if type(req) ~= "table" or type(req.certificate) ~= "string" then
             return problem(400, "malformed", "bad revocation request")
         end
-        if req.reason ~= nil and (math.type(req.reason) ~= "integer" or
+        -- cjson decodes numbers as floats: check the text is an integer
+        if req.reason ~= nil and (not rec.payload:find('"reason":%d+[,}]') or
             req.reason == 7 or req.reason > 10 or req.reason < 0) then
             return problem(400, "badRevocationReason", "bad reason")
         end
