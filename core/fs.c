@@ -914,7 +914,7 @@ spawn_run(const struct spawn_opts *o, struct spawn_result *res,
     int in_r = -1, in_w = -1, out_w = -1, err_w = -1, rep_r = -1,
         rep_w = -1;
     int rc = -1, pipe_saved = 0, reaped = 0, exited = 0, wstatus = 0;
-    int stopping = 0, killed = 0, interrupted = 0, timed_out = 0;
+    int stopping = 0, killed = 0, interrupted = 0, timed_out = 0, lost = 0;
     int truncated = 0, msg[2], nfd, tmo, ok, e;
     int idx_in, idx_out, idx_err;
     double now, deadline = 0, kill_at = 0;
@@ -1002,9 +1002,10 @@ spawn_run(const struct spawn_opts *o, struct spawn_result *res,
          * (our process group id) cannot be reused, so the group can
          * still be killed safely below. */
         memset(&si, 0, sizeof(si));
-        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0
-            && si.si_pid == pid)
-            exited = 1;
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
+            exited = si.si_pid == pid;
+        else if (errno == ECHILD)
+            exited = lost = 1;  /* SIGCHLD ignored: reaped, status lost */
         if (exited) {
             /* All it wrote is in the pipes now; take that and stop, even
              * if a descendant keeps them open. */
@@ -1081,17 +1082,18 @@ spawn_run(const struct spawn_opts *o, struct spawn_result *res,
     /* Stopped on purpose: nothing of that job may linger. */
     if (stopping)
         kill(-pid, SIGKILL);
-    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+    while (!lost && waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
         ;
     reaped = 1;
     if (interrupted) {
         err_set(err, "interrupted", "interrupted");
         goto out;
     }
-    if (WIFEXITED(wstatus)) {
+    /* When lost, neither is set: the caller sees no status. */
+    if (!lost && WIFEXITED(wstatus)) {
         res->exited = 1;
         res->status = WEXITSTATUS(wstatus);
-    } else if (WIFSIGNALED(wstatus)) {
+    } else if (!lost && WIFSIGNALED(wstatus)) {
         res->signaled = 1;
         res->signal = WTERMSIG(wstatus);
     }

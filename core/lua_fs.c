@@ -404,7 +404,7 @@ l_spawn(lua_State *L)
     struct luacme_err err;
     struct fsbox *b;
     const char **argv, **envp = NULL;
-    const char *name;
+    const char *name, *value;
     size_t nargs, nenv = 0, i, len;
     lua_Integer max;
 
@@ -450,7 +450,12 @@ l_spawn(lua_State *L)
                 lua_type(L, -1) != LUA_TNUMBER)
                 luaL_error(L, "spawn: env value of %s must be a string",
                     name);
-            lua_pushfstring(L, "%s=%s", name, lua_tostring(L, -1));
+            /* lua_next pushed a copy: converting a number is safe. */
+            value = lua_tolstring(L, -1, &len);
+            if (strlen(value) != len)
+                luaL_error(L, "spawn: env value of %s contains a NUL byte",
+                    name);
+            lua_pushfstring(L, "%s=%s", name, value);
             lua_remove(L, -2);                  /* the value */
             envp[i++] = take_string(L, 2, "env value");
         }
@@ -531,6 +536,7 @@ l_environ(lua_State *L)
     return 1;
 }
 
+/* core.getpid(), core.getuid() -> integer. */
 static int
 l_getpid(lua_State *L)
 {

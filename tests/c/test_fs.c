@@ -532,6 +532,24 @@ test_spawn_clean_child(void)
     close(47);
 }
 
+/* With SIGCHLD ignored the kernel reaps the child itself: the output
+ * still arrives and the call returns, just without a status. */
+static void
+test_spawn_sigchld_ignored(void)
+{
+    static const char *const echo[] = {"sh", "-c", "echo hi; exit 3", NULL};
+    struct spawn_result r;
+    struct luacme_err err;
+    double t0 = now();
+
+    signal(SIGCHLD, SIG_IGN);
+    CHECK(run(echo, NULL, NULL, 10, 1024, &r, &err) == 0);
+    CHECK(!r.exited && !r.signaled && !r.timed_out && now() - t0 < 5);
+    CHECK(r.out_len == 3 && memcmp(r.out, "hi\n", 3) == 0);
+    spawn_result_free(&r);
+    signal(SIGCHLD, SIG_DFL);
+}
+
 int
 main(void)
 {
@@ -554,6 +572,7 @@ main(void)
     test_spawn_timeout();
     test_spawn_interrupt();
     test_spawn_clean_child();
+    test_spawn_sigchld_ignored();
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", tmpdir);
