@@ -306,3 +306,229 @@ t.test("meta.json round trip and list_certs", function()
     t.eq(files.fullchain_file, dir .. "/certs/example.com/fullchain.pem")
     fails("invalid", nil, state.write_meta(st, "a/b", {}))
 end)
+
+--
+-- state: installing certificate sets
+--
+
+-- Three generations of (key, self-signed certificate, chain) made with
+-- the openssl command, so the test does not lean on the code it checks.
+local gens
+local function generations()
+    if gens then return gens end
+    gens = {}
+    local dir = t.tmpdir()
+    for i = 1, 3 do
+        local k, c = dir .. "/k" .. i, dir .. "/c" .. i
+        local ok, out = t.sh("openssl req -x509 -newkey ec -pkeyopt " ..
+            "ec_paramgen_curve:P-256 -nodes -keyout " .. k .. " -out " ..
+            c .. " -days " .. (30 + i) .. " -subj /CN=gen" .. i)
+        assert(ok, out)
+        local cert = t.readfile(c)
+        local chain = "-----BEGIN CERTIFICATE-----\nCHAIN" .. i ..
+            "\n-----END CERTIFICATE-----\n"
+        local info = assert(core.cert_info(cert))
+        gens[i] = { key_pem = t.readfile(k), cert_pem = cert,
+            chain_pem = chain, fullchain_pem = cert .. chain,
+            meta = { names = { "gen" .. i .. ".example" },
+                not_after = info.not_after, gen = i } }
+    end
+    return gens
+end
+
+local FIELDS = { key_pem = "privkey.pem", cert_pem = "cert.pem",
+    chain_pem = "chain.pem", fullchain_pem = "fullchain.pem" }
+
+-- Which generation the files on disk (suffix "" or ".prev") hold, or an
+-- error naming the mix.
+local function on_disk(dir, suffix)
+    local g, found = generations(), nil
+    for field, file in pairs(FIELDS) do
+        local data = io.open(dir .. "/" .. file .. suffix, "rb")
+        if not data then return nil, file .. suffix .. " missing" end
+        local s = data:read("a")
+        data:close()
+        local which
+        for i = 1, 3 do
+            if g[i][field] == s then which = i end
+        end
+        if not which or (found and found ~= which) then
+            return nil, file .. suffix .. " is from another set"
+        end
+        found = which
+    end
+    local m = require("cjson").decode(t.readfile(dir .. "/meta.json" ..
+        suffix))
+    if m.gen ~= found then return nil, "meta.json" .. suffix .. " differs" end
+    return found
+end
+
+local function no_new_files(dir)
+    for _, n in ipairs(assert(core.listdir(dir))) do
+        if n:find("%.new$") or n:find("%.tmp%.") then return false, n end
+    end
+    return true
+end
+
+local function installed(st, n)
+    local g = generations()
+    for i = 1, n do
+        local lk <close> = assert(state.lock_cert(st, "example.com"))
+        assert(state.install_cert(st, "example.com", g[i]))
+    end
+end
+
+t.test("install_cert: first set, then the previous one kept as .prev",
+    function()
+    local g = generations()
+    local st, dir = open()
+    local cdir = dir .. "/certs/example.com"
+    installed(st, 1)
+    t.eq(on_disk(cdir, ""), 1)
+    t.eq(core.lstat(cdir .. "/cert.pem.prev"), nil)
+    t.eq(mode_of(cdir .. "/privkey.pem"), 384)
+    t.eq(mode_of(cdir .. "/meta.json"), 384)
+    t.eq(mode_of(cdir .. "/cert.pem"), 420)
+    t.eq(mode_of(cdir), 448)
+    local set = t.ok(state.read_cert(st, "example.com"))
+    t.eq(set.key_pem, g[1].key_pem)
+    t.eq(set.fullchain_pem, g[1].cert_pem .. g[1].chain_pem)
+    t.eq(set.meta.gen, 1)
+    installed(st, 1)               -- again: gen1 over gen1
+    local lk <close> = assert(state.lock_cert(st, "example.com"))
+    t.ok(state.install_cert(st, "example.com", g[2]))
+    t.eq(on_disk(cdir, ""), 2)
+    t.eq(on_disk(cdir, ".prev"), 1)
+    t.eq(mode_of(cdir .. "/privkey.pem.prev"), 384)
+    t.ok(no_new_files(cdir))
+    t.eq(state.read_meta(st, "example.com").gen, 2)
+    local files = state.cert_files(st, "example.com")
+    t.eq(t.readfile(files.fullchain_file), g[2].fullchain_pem)
+end)
+
+t.test("install_cert refuses a certificate that does not match the key",
+    function()
+    local g = generations()
+    local st, dir = open()
+    installed(st, 1)
+    local bad = { key_pem = g[2].key_pem, cert_pem = g[1].cert_pem,
+        chain_pem = "", meta = {} }
+    fails("invalid", "does not match the private key",
+        state.install_cert(st, "example.com", bad))
+    fails(nil, "private key", state.install_cert(st, "example.com",
+        { key_pem = "junk", cert_pem = g[1].cert_pem, meta = {} }))
+    fails(nil, nil, state.install_cert(st, "example.com",
+        { key_pem = g[1].key_pem, cert_pem = "junk", meta = {} }))
+    t.eq(on_disk(dir .. "/certs/example.com", ""), 1)
+    t.ok(no_new_files(dir .. "/certs/example.com"))
+    t.raises(function() state.install_cert(st, "example.com",
+        { key_pem = g[1].key_pem }) end, "cert_pem")
+    t.raises(function() state.install_cert(st, "example.com",
+        { key_pem = g[1].key_pem, cert_pem = g[1].cert_pem }) end, "meta")
+    fails("invalid", nil, state.install_cert(st, "../x", g[1]))
+end)
+
+t.test("read_cert notices files that do not belong together", function()
+    local g = generations()
+    local st, dir = open()
+    fails("not_found", nil, state.read_cert(st, "example.com"))
+    installed(st, 2)
+    local cdir = dir .. "/certs/example.com"
+    t.writefile(cdir .. "/cert.pem", g[1].cert_pem)
+    fails("invalid", "does not start with cert%.pem",
+        state.read_cert(st, "example.com"))
+    t.writefile(cdir .. "/fullchain.pem", g[1].fullchain_pem)
+    fails("invalid", "does not match", state.read_cert(st, "example.com"))
+    t.writefile(cdir .. "/privkey.pem", g[1].key_pem)
+    fails("invalid", "meta%.json describes another certificate",
+        state.read_cert(st, "example.com"))
+end)
+
+-- A crash: the step hook raises this at the chosen step.
+local CRASH = setmetatable({}, { __tostring = function() return "crash" end })
+
+local function crash_at(n, names)
+    local count = 0
+    return function(name)
+        count = count + 1
+        if names then names[#names + 1] = name end
+        if count == n then error(CRASH, 0) end
+    end
+end
+
+t.test("a crash at any step leaves the old or the new set, complete",
+    function()
+    local g = generations()
+    -- The steps of a clean install, to know how many there are.
+    local names = {}
+    do
+        local st = open()
+        installed(st, 2)
+        t.ok(state.install_cert(st, "example.com", g[3],
+            { step = crash_at(0, names) }))
+    end
+    t.eq(#names, 15, table.concat(names, ", "))
+    t.eq(names[1], "write privkey.pem")
+    t.eq(names[5], "commit")
+    t.eq(names[#names], "switch meta.json")
+
+    -- Every scenario starts from a copy of one store holding gen2 with
+    -- gen1 as .prev (installing afresh each time costs many fsyncs).
+    local template = t.tmpdir() .. "/template"
+    installed(assert(store.open(template)), 2)
+    local function fresh()
+        local dir = t.tmpdir() .. "/s"
+        assert(t.sh("cp -a " .. template .. " " .. dir))
+        return assert(store.open(dir)), dir
+    end
+
+    local outcomes = {}
+    for k = 1, #names do
+        -- recovery may crash too: at each of its steps in turn (j), and
+        -- then once more without a crash (j = 0 below is "no crash")
+        for j = 0, 10 do
+            local st, dir = fresh()
+            local cdir = dir .. "/certs/example.com"
+            local ok, err = pcall(state.install_cert, st, "example.com",
+                g[3], { step = crash_at(k) })
+            t.eq(ok, false)
+            t.eq(err, CRASH, "install step " .. k)
+
+            -- without recovery, a reader sees one complete set
+            local set = t.ok(state.read_cert(st, "example.com"))
+            t.ok(set.meta.gen == 2 or set.meta.gen == 3)
+            t.eq(set.cert_pem, g[set.meta.gen].cert_pem)
+            t.eq(set.key_pem, g[set.meta.gen].key_pem)
+            t.eq(set.chain_pem, g[set.meta.gen].chain_pem)
+            local seen = set.meta.gen
+
+            local rec_steps = {}
+            local rok, rerr = pcall(state.recover, st, "example.com",
+                crash_at(j, rec_steps))
+            if j > 0 and j > #rec_steps then break end   -- all covered
+            if not rok then t.eq(rerr, CRASH) end
+            set = t.ok(state.read_cert(st, "example.com"))
+            t.eq(set.meta.gen, seen, "a reader's view never goes back")
+
+            -- the recovery lock_cert runs finishes the job
+            local lk <close> = t.ok(state.lock_cert(st, "example.com"))
+            local gen, why = on_disk(cdir, "")
+            t.ok(gen, why)
+            t.eq(gen, seen, "install step " .. k .. ", recovery step " .. j)
+            t.eq(on_disk(cdir, ".prev"), gen - 1)
+            t.ok(no_new_files(cdir))
+            outcomes[gen] = true
+            -- and the next run installs normally
+            if j == 0 then
+                t.ok(state.install_cert(st, "example.com", g[3]))
+                t.eq(on_disk(cdir, ""), 3)
+            end
+            if j == 0 and k < #names then
+                -- only check a recovery crash where there is recovery
+                local committed = k > 5
+                if not committed then break end
+            end
+        end
+    end
+    t.ok(outcomes[2] and outcomes[3], "both outcomes happen")
+end)
