@@ -915,7 +915,7 @@ spawn_run(const struct spawn_opts *o, struct spawn_result *res,
         rep_w = -1;
     int rc = -1, pipe_saved = 0, reaped = 0, exited = 0, wstatus = 0;
     int stopping = 0, killed = 0, interrupted = 0, timed_out = 0, lost = 0;
-    int truncated = 0, msg[2], nfd, tmo, ok, e;
+    int truncated = 0, msg[2], nfd, tmo, ok, e, idle_ms = 1;
     int idx_in, idx_out, idx_err;
     double now, deadline = 0, kill_at = 0;
     ssize_t n;
@@ -1048,8 +1048,11 @@ spawn_run(const struct spawn_opts *o, struct spawn_result *res,
             pfd[nfd].events = POLLIN;
             idx_err = nfd++;
         }
-        /* With every pipe closed only the exit is left to notice. */
-        tmo = nfd > 0 ? SPAWN_TICK_MS : 5;
+        /* With every pipe closed only the exit is left to notice: look
+         * again soon (it is usually a moment away), then less often. */
+        if (nfd == 0)
+            idle_ms = idle_ms < SPAWN_TICK_MS / 2 ? idle_ms * 2 : SPAWN_TICK_MS;
+        tmo = nfd > 0 ? SPAWN_TICK_MS : idle_ms;
         if (deadline > 0 && !timed_out)
             tmo = ms_until(deadline, now, tmo);
         if (stopping && !killed)
