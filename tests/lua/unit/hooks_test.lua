@@ -306,3 +306,17 @@ t.test("printable and run", function()
     t.ok(hooks.truthy("1") and hooks.truthy("YES") and hooks.truthy(true))
     t.ok(not hooks.truthy("0") and not hooks.truthy(nil))
 end)
+
+t.test("the README's example provider loads and checks its options",
+    function()
+    local readme = t.readfile("hooks/README.md")
+    local src = readme:match("```lua\n(%-%- /etc/luacme/exampledns%.lua.-)```")
+    t.ok(src, "example found")
+    local path = hook_file(src, "exampledns.lua")
+    local e = fails("hook", "zone is required", hooks.load(path))
+    t.match(e.detail, "^hook .*exampledns%.lua: option ")
+    if os.getenv("LUACME_EXAMPLEDNS_TOKEN") == nil then
+        fails("hook", "set LUACME_EXAMPLEDNS_TOKEN",
+            hooks.load(path .. ":zone=example.com"))
+    end
+end)
