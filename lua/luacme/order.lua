@@ -19,6 +19,7 @@
 --     deadline = client.now() + 120,          -- or timeout = seconds
 --     not_before =, not_after =, profile =, replaces =,
 --     preferred_chain = "Root CN",             -- issuer CN, optional
+--     key = cert_key,                -- optional: leaf must match this key
 --   })
 --   -- res = {order=, certs={der...}, pem=, cert_url=, items=}
 --
@@ -207,6 +208,11 @@ function M.issue(client, opts)
         not_before = opts.not_before, not_after = opts.not_after,
         profile = opts.profile, replaces = opts.replaces })
     if not order then return nil, err end
+    local expires = util.parse_rfc3339(order.expires)
+    if expires and expires <= client.now() and order.status ~= "valid" then
+        return nil, errors.new("order", "order " .. tostring(order.uri) ..
+            " expired at " .. order.expires, { uri = order.uri, order = order })
+    end
 
     local items = {}
     if order.status == "pending" then
@@ -242,6 +248,14 @@ function M.issue(client, opts)
     end
     if opts.preferred_chain then
         ders, meta = pick_chain(client, ders, meta, opts.preferred_chain)
+    end
+    if opts.key then
+        local same, msg, kind = core.cert_matches_key(ders[1], opts.key)
+        if not same then
+            return nil, errors.new(kind or "response", msg or ("the issued " ..
+                "certificate is not for the CSR's key; refused"),
+                { cert_url = cert_url })
+        end
     end
     return { order = order, certs = ders, pem = meta.pem,
         cert_url = meta.url or cert_url, items = items }

@@ -544,3 +544,34 @@ t.test("parsers treat cjson.null and wrong types as absent", function()
     t.eq(#acct.contact, 0)
     t.eq(acct.orders_url, nil)
 end)
+
+t.test("the leaf must match the certificate key when one is given", function()
+    local dir = t.tmpdir()
+    local pem = selfsigned(dir, "Leaf A")
+    local leaf_key = assert(core.key_load(t.readfile(dir .. "/LeafA.key")))
+    local c, ca = setup{ chains = { pem } }
+    local res = assert(c:issue{ identifiers = acme.domain_ids("a.example"),
+        csr = "x", solver = recorder(ca).solver, key = leaf_key })
+    t.eq(#res.certs, 1)
+    local _, err = c:issue{ identifiers = acme.domain_ids("b.example"),
+        csr = "x", solver = recorder(ca).solver, key = KEY }
+    t.eq(err.kind, "response")
+    t.match(err.detail, "not for the CSR's key")
+end)
+
+t.test("an order that has already expired is not worked on", function()
+    local c, ca = setup()
+    ca:once("POST", "/order-plz", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        doc.expires = "2001-01-01T00:00:00Z"
+        return s, h, cjson.encode(doc)
+    end)
+    local rec = recorder(ca)
+    local res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
+        csr = "x", solver = rec.solver }
+    t.eq(res, nil)
+    t.eq(err.kind, "order")
+    t.match(err.detail, "expired")
+    t.eq(rec.deploys, 0)
+    t.eq(#ca:find("POST", "/authZ/"), 0)
+end)

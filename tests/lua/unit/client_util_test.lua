@@ -239,3 +239,14 @@ t.test("errors: one metatable, is() by kind, token or URN", function()
     t.ok(not errors.is("x", "timeout"))
     t.ok(getmetatable(c) == getmetatable(e))
 end)
+
+t.test("loading the client modules leaves _G unchanged", function()
+    local before = {}
+    for k in pairs(_G) do before[k] = true end
+    for _, m in ipairs({ "luacme", "luacme.client", "luacme.errors",
+        "luacme.util", "luacme.ident", "luacme.order" }) do
+        package.loaded[m] = nil
+        require(m)
+    end
+    for k in pairs(_G) do t.ok(before[k], "new global " .. tostring(k)) end
+end)
