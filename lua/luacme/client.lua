@@ -239,7 +239,9 @@ function Client:_http(method, url, headers)
     while true do
         local resp, err = self:_send(method, url, headers)
         local status, rh
-        if resp and resp.status < 400 then return finish(resp) end
+        if resp and resp.status >= 200 and resp.status < 300 then
+            return finish(resp)
+        end
         if resp then
             err = self:_error(resp)
             status, rh = resp.status, resp.headers
@@ -317,7 +319,9 @@ function Client:post(url, payload, opts)
         local resp
         resp, err = self:_send("POST", url, headers, body)
         local status, rh
-        if resp and resp.status < 400 then return finish(resp) end
+        if resp and resp.status >= 200 and resp.status < 300 then
+            return finish(resp)
+        end
         if resp then
             err = self:_error(resp)
             status, rh = resp.status, resp.headers
@@ -787,7 +791,9 @@ end
 -- acme.ip_ids(...); names are normalised (lower-case A-labels, canonical
 -- IPs) and bad ones refused before anything is sent (err.kind
 -- "identifier"). opts: not_before, not_after (epoch seconds or RFC 3339),
--- profile, replaces (sent only when the CA offers renewalInfo).
+-- profile, replaces (sent only when the CA offers renewalInfo; on
+-- alreadyReplaced the order is asked for once more without it, and the
+-- order gets replaces_dropped = true).
 -- Returns the order {uri, status, expires, identifiers, authz_urls,
 -- finalize_url, cert_url, error, ...}.
 function Client:authorize_order(ids, opts)
@@ -823,11 +829,21 @@ function Client:authorize_order(ids, opts)
         if o then return o end
         resp, err = self:post(dir.new_order, payload)
     end
+    if not resp and req.replaces and errors.is(err, "alreadyReplaced") then
+        -- RFC 9773 §5: that certificate was already replaced; a new
+        -- certificate is still wanted, so ask once without the claim.
+        req.replaces = nil
+        resp, err = self:post(dir.new_order, util.json(req))
+        if resp then resp.replaces_dropped = true end
+    end
     if not resp then return nil, err end
     if not resp.location then
         return nil, errors.new("response", "newOrder reply has no Location")
     end
-    return order_of(resp.json, resp.location, resp)
+    local o
+    o, err = order_of(resp.json, resp.location, resp)
+    if o and resp.replaces_dropped then o.replaces_dropped = true end
+    return o, err
 end
 
 -- get_order(url): the order at url.

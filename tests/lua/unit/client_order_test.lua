@@ -575,3 +575,26 @@ t.test("an order that has already expired is not worked on", function()
     t.eq(rec.deploys, 0)
     t.eq(#ca:find("POST", "/authZ/"), 0)
 end)
+
+t.test("alreadyReplaced: the order is asked for again without replaces", function()
+    local c, ca = setup{ renewal_info = true }
+    ca:once("POST", "/order-plz", { status = 409, headers = {
+        ["content-type"] = "application/problem+json" },
+        body = cjson.encode({ type = URN .. "alreadyReplaced",
+            detail = "already replaced by another order" }) })
+    local o = assert(c:authorize_order(acme.domain_ids("a.example"),
+        { replaces = "aaa.bbb" }))
+    t.eq(o.replaces_dropped, true)
+    local sent = ca:find("POST", "/order-plz")
+    t.eq(#sent, 2)
+    t.eq(sent[1].payload_json.replaces, "aaa.bbb")
+    t.eq(sent[2].payload_json.replaces, nil)
+    -- any other error is not retried
+    ca:once("POST", "/order-plz", { status = 403, headers = {
+        ["content-type"] = "application/problem+json" },
+        body = cjson.encode({ type = URN .. "unauthorized", detail = "no" }) })
+    local _, err = c:authorize_order(acme.domain_ids("a.example"),
+        { replaces = "aaa.bbb" })
+    t.ok(acme.is_error(err, "unauthorized"))
+    t.eq(#ca:find("POST", "/order-plz"), 3)
+end)

@@ -9,6 +9,7 @@ local core = require "luacme.core"
 local cjson = require "cjson"
 
 local KEY = core.key_generate("ec256")
+local KEY2 = core.key_generate("ec256")
 
 local function setup(opts)
     opts = opts or {}
@@ -410,4 +411,36 @@ t.test("client options are checked", function()
     t.eq(c.directory_url, acme.LETSENCRYPT)
     t.raises(function() c:post("https://x/", "") end, "no account key")
     t.raises(function() c:post(nil, "") end, "url must be a string")
+end)
+
+t.test("redirects and other non-2xx replies are errors, not data", function()
+    local c, ca = registered()
+    local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    ca:once("POST", "/my-order/", { status = 302, headers = {
+        location = "https://elsewhere.test/" }, body = "" })
+    local got, err = c:get_order(o.uri)
+    t.eq(got, nil)
+    t.eq(err.kind, "http")
+    t.eq(err.status, 302)
+    ca:once("POST", "/my-order/", { status = 404, headers = {}, body = "" })
+    got, err = c:get_order(o.uri)
+    t.eq(err.kind, "http")
+    t.eq(err.status, 404)
+    t.match(tostring(err), "HTTP 404")
+end)
+
+t.test("lost revoke and rollover replies are checked before resending", function()
+    local c, ca = registered{ keys = { KEY, KEY2 } }
+    ca:once("POST", "/revoke-cert", "lost")
+    t.eq(c:revoke_cert(nil, "der", 4), true)
+    t.eq(#ca:find("POST", "/revoke-cert"), 2, "resent; alreadyRevoked = done")
+    ca:once("POST", "/rollover-account-key", "lost")
+    t.eq(c:account_key_rollover(KEY2), true)
+    t.ok(c.key == KEY2)
+    t.eq(#ca:find("POST", "/rollover-account-key"), 1, "the lookup showed it done")
+    local look = ca:find("POST", "/sign-me-up")
+    look = look[#look]
+    t.eq(look.payload, '{"onlyReturnExisting":true}')
+    t.eq(look.protected.jwk.x, KEY2:jwk().x)
+    assert(c:get_reg())
 end)
