@@ -409,22 +409,36 @@ function M.solve(c, order, solver)
   return res, err
 end
 
--- Issue a certificate for names (strings; IP literals allowed) with
--- solver.  Returns {certs = {der...}, cert_url =, order =, key =}, or
--- nil, err, order (the order table when one was created).
--- opts: key (certificate key), order (authorize_order opts).
-function M.issue(c, names, solver, opts)
-  opts = opts or {}
+-- Identifiers for names (strings; IP literals become ip identifiers),
+-- and the CSR's names and ips.
+function M.ids(names)
   local dns, ips = {}, {}
   for _, n in ipairs(names) do
     if n:find("^[%d.]+$") or n:find(":") then ips[#ips + 1] = n
     else dns[#dns + 1] = n end
   end
   local ids = {}
-  for _, id in ipairs(acme().domain_ids(table.unpack(dns))) do ids[#ids + 1] = id end
-  if #ips > 0 then
-    for _, id in ipairs(acme().ip_ids(table.unpack(ips))) do ids[#ids + 1] = id end
+  if #dns > 0 then
+    for _, id in ipairs(acme().domain_ids(table.unpack(dns))) do
+      ids[#ids + 1] = id
+    end
   end
+  if #ips > 0 then
+    for _, id in ipairs(acme().ip_ids(table.unpack(ips))) do
+      ids[#ids + 1] = id
+    end
+  end
+  return ids, dns, ips
+end
+
+-- Issue a certificate for names with solver over the low-level API
+-- (authorize_order, get_authorization, accept, wait_order,
+-- create_order_cert).  Returns {certs = {der...}, cert_url =, order =,
+-- key =}, or nil, err, order (the order table when one was created).
+-- opts: key (certificate key), order (authorize_order opts).
+function M.issue(c, names, solver, opts)
+  opts = opts or {}
+  local ids, dns, ips = M.ids(names)
   local order, err = c:authorize_order(ids, opts.order)
   if not order then return nil, err end
   local ready
@@ -435,6 +449,41 @@ function M.issue(c, names, solver, opts)
   local certs, cert_url = c:create_order_cert(ready.finalize_url, csr, true)
   if not certs then return nil, cert_url, order end
   return { certs = certs, cert_url = cert_url, order = ready, key = certkey }
+end
+
+-- The same through the library's whole-issuance helper, client:issue
+-- (lua/luacme/order.lua), which hands all items to deploy at once; the
+-- per-challenge solvers above are called for each item.  Returns the
+-- same shape as M.issue plus items, or nil, err.
+function M.lib_issue(c, names, solver, opts)
+  opts = opts or {}
+  local ids, dns, ips = M.ids(names)
+  local certkey = opts.key or assert(core.key_generate("ec256"))
+  local csr = assert(core.csr{ key = certkey, names = dns, ips = ips })
+  local deployed = {}
+  local res, err = c:issue{
+    identifiers = ids, csr = csr,
+    not_before = opts.not_before, not_after = opts.not_after,
+    preferred_chain = opts.preferred_chain,
+    solver = {
+      types = solver.types,
+      deploy = function(items)
+        for _, it in ipairs(items) do
+          local ok, e = solver.deploy(it)
+          if not ok then return nil, e end
+          deployed[#deployed + 1] = it
+        end
+        if solver.before_accept then solver.before_accept(items) end
+        return true
+      end,
+      cleanup = function()
+        for _, it in ipairs(deployed) do solver.cleanup(it) end
+      end,
+    },
+  }
+  if not res then return nil, err end
+  return { certs = res.certs, cert_url = res.cert_url, order = res.order,
+    key = certkey, items = res.items }
 end
 
 -- Sorted copy of a list of strings.

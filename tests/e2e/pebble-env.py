@@ -298,11 +298,13 @@ class Env:
             argv.append("-strict")
         self.spawn("pebble", argv, env=penv, cwd=self.workdir)
 
-        # The http-01 responder: a real server reading files from webroot.
-        # Its access log (webroot.log) shows what Pebble's VA fetched.
+        # The http-01 responder: a real server reading files from webroot
+        # (webroot.py: http.server with a real listen backlog).  Its
+        # access log (webroot.log) shows what Pebble's VA fetched.
         self.spawn("webroot", [
-            sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1",
-            "--directory", webroot, str(http)])
+            sys.executable, "-u",
+            os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "webroot.py"), "127.0.0.1", str(http), webroot])
 
         ctx = ssl.create_default_context(cafile=cert)
         deadline = time.monotonic() + o.ready_timeout

@@ -1,0 +1,62 @@
+-- Alternate chains (PEBBLE_ALTERNATE_ROOTS=2, PEBBLE_CHAIN_LENGTH=3):
+-- two alternates are listed; each chains to a different root, and one
+-- can be chosen by its top issuer.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
+local t = require "testlib"
+local E = require "e2e"
+local acme = require "luacme"
+local core = require "luacme.core"
+
+local function top_issuer(ders)
+  return E.issuer(ders[#ders])
+end
+
+t.test("two alternates, each ending at its own root", function()
+  local c = E.account()
+  local r, err = E.issue(c, { E.name("alt") }, E.webroot_solver())
+  t.ok(r, "issue: " .. tostring(err))
+  local roots = {}
+  for i = 0, 2 do roots[i] = E.root_pem(i) end
+  local ok, out = E.verify_chain(r.certs, roots[0])
+  t.ok(ok, "default chain verifies to /roots/0: " .. out)
+
+  local alts
+  alts, err = c:list_cert_alternates(r.cert_url)
+  t.ok(alts, "list_cert_alternates: " .. tostring(err))
+  t.eq(#alts, 2)
+
+  local root_subject = {}
+  for i = 0, 2 do
+    local d = E.scratch()
+    E.writefile(d .. "/r.pem", roots[i])
+    root_subject[i] = E.must("openssl x509 -noout -subject -nameopt RFC2253 -in "
+      .. E.q(d .. "/r.pem")):match("subject=([^\n]*)")
+  end
+  t.ok(root_subject[0] ~= root_subject[1] and root_subject[1] ~= root_subject[2],
+    "three distinct roots")
+  t.eq(top_issuer(r.certs), root_subject[0])
+
+  local leaf_serial = E.serial(r.certs[1])
+  local by_issuer = {}
+  for _, url in ipairs(alts) do
+    local chain
+    chain, err = c:fetch_cert(url, true)
+    t.ok(chain, "fetch alternate: " .. tostring(err))
+    t.eq(E.serial(chain[1]), leaf_serial, "same leaf")
+    t.eq(#chain, #r.certs, "same chain length")
+    local top = top_issuer(chain)
+    t.ok(top ~= root_subject[0], "alternate ends at another root")
+    by_issuer[top] = chain
+  end
+  -- Choose by issuer: each alternate root has exactly one chain, and it
+  -- verifies against that root only.
+  for i = 1, 2 do
+    local chain = by_issuer[root_subject[i]]
+    t.ok(chain, "a chain to root " .. i)
+    ok, out = E.verify_chain(chain, roots[i])
+    t.ok(ok, "alternate verifies to /roots/" .. i .. ": " .. out)
+    ok = E.verify_chain(chain, roots[0])
+    t.ok(not ok, "and not to /roots/0")
+  end
+end)
