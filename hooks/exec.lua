@@ -59,7 +59,6 @@ local function run(opts, ...)
     local res, err = hooks.run(argv, {
         timeout = hooks.seconds(opts.timeout, 300) })
     if not res then return nil, err end
-    M.last_output = res.stdout
     return true
 end
 

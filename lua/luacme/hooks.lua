@@ -264,7 +264,8 @@ function M.load(spec, role)
         200)
     local opts = {}
     for k, v in pairs(spec.opts or {}) do opts[k] = v end
-    local file, name = nil, spec.name
+    local file
+    local name = spec.name
     if spec.path then
         if spec.path:find("%.lua$") then
             file = spec.path
@@ -498,8 +499,10 @@ end
 
 -- The challenge table hooks receive, from { type=, identifier={type=,
 -- value=}, token=, key_authorization=, wildcard= } plus anything else
--- the caller adds (tls-alpn-01: cert_pem, key). Adds domain, and path
--- and body (http-01) or name and value (dns-01).
+-- the caller adds. Adds domain, and path and body (http-01), name and
+-- value (dns-01), or cert_pem and key (tls-alpn-01, the RFC 8737
+-- certificate made here unless the caller gave one). Returns the table,
+-- or nil, err when the tls-alpn-01 certificate cannot be made.
 function M.challenge(t)
     local ch = {}
     for k, v in pairs(t) do ch[k] = v end
@@ -511,6 +514,15 @@ function M.challenge(t)
     elseif ch.type == "dns-01" then
         ch.name = "_acme-challenge." .. ch.domain:gsub("%.$", "") .. "."
         ch.value = core.b64url_encode(core.sha256(t.key_authorization))
+    elseif ch.type == "tls-alpn-01" and not ch.cert_pem then
+        local pem, key, kind = core.tls_alpn01_cert(ch.domain,
+            t.key_authorization)
+        if not pem then
+            return nil, errors.new(kind or "invalid", "tls-alpn-01 " ..
+                "certificate for " .. M.printable(ch.domain, 300) .. ": " ..
+                tostring(key))
+        end
+        ch.cert_pem, ch.key = pem, key
     end
     return ch
 end

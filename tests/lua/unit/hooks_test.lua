@@ -280,6 +280,20 @@ t.test("challenge derives path, body, name and value", function()
     t.eq(ch.value, "8DERMexQ5VcdJ_prpPiA0mVdp7imgbCgjsG4SqqNMIo")
     t.eq(ch.wildcard, true)
     t.eq(ch.identifier.value, "example.com")
+    for _, id in ipairs({ { "dns", "example.com" }, { "ip", "192.0.2.1" } }) do
+        ch = t.ok(hooks.challenge({ type = "tls-alpn-01", token = "xxx",
+            identifier = { type = id[1], value = id[2] },
+            key_authorization = ka }))
+        local info = t.ok(core.cert_info(ch.cert_pem))
+        t.ok(core.cert_matches_key(ch.cert_pem, ch.key))
+        local sans = table.concat(info.names or {}, ",") ..
+            table.concat(info.ips or {}, ",")
+        t.eq(sans, id[2])
+    end
+    fails("invalid", "tls%-alpn%-01 certificate for bad name",
+        hooks.challenge({ type = "tls-alpn-01", token = "x",
+            identifier = { type = "dns", value = "bad name" },
+            key_authorization = ka }))
 end)
 
 t.test("printable and run", function()
@@ -292,13 +306,14 @@ t.test("printable and run", function()
         { env = {} })
     t.eq(r, nil)
     t.eq(err, "/bin/sh -c: exit status 3: bad")
-    r, err = hooks.run({ "/bin/sh", "-c", "echo only-stdout; exit 1" })
+    local _
+    _, err = hooks.run({ "/bin/sh", "-c", "echo only-stdout; exit 1" })
     t.match(err, "exit status 1: only%-stdout$")
-    r, err = hooks.run({ "/bin/sh", "-c", "kill -9 $$" })
+    _, err = hooks.run({ "/bin/sh", "-c", "kill -9 $$" })
     t.match(err, "killed by signal 9")
-    r, err = hooks.run({ "/bin/sh", "-c", "sleep 5" }, { timeout = 0.3 })
+    _, err = hooks.run({ "/bin/sh", "-c", "sleep 5" }, { timeout = 0.3 })
     t.match(err, "timed out after 0%.3 s")
-    r, err = hooks.run({ "/nonexistent/prog" })
+    _, err = hooks.run({ "/nonexistent/prog" })
     t.match(err, "^/nonexistent/prog: ")
     t.eq(hooks.seconds(nil, 300), 300)
     t.eq(hooks.seconds("12", 300), 12)
