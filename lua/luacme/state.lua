@@ -24,7 +24,6 @@
 local core = require "luacme.core"
 local cjson = require "cjson.safe"
 local errors = require "luacme.errors"
-local store = require "luacme.store"
 
 local M = {}
 

@@ -146,6 +146,7 @@ t.test("a root that is missing or not a directory fails cleanly", function()
     local c = ch("a")
     c.type = "dns-01"
     ok, err = hooks.call(h, "deploy", c)
+    t.eq(ok, nil)
     t.match(err.detail, "http%-01 only")
 end)
 
