@@ -322,6 +322,22 @@ end
 
 local function no_step() end
 
+-- Remove temporary files (core.write_file's "FILE.tmp.XXXXXX") that a
+-- write killed midway left in dir; nobody else writes there while we
+-- hold the lock.
+local function remove_temps(st, dir)
+    local names, err = st:list(dir)
+    if not names then return nil, err end
+    for _, n in ipairs(names) do
+        if n:find("%.tmp%.[%w_-]+$") then
+            local ok
+            ok, err = st:delete(dir .. "/" .. n)
+            if not ok then return nil, err end
+        end
+    end
+    return true
+end
+
 -- Bring the set of certificate name to a complete state after an
 -- interrupted install (see above). Call with the certificate's lock
 -- held. Returns true, what ("none", "rolled back", "rolled forward") or
@@ -330,11 +346,13 @@ function M.recover(st, name, step)
     step = step or no_step
     local dir, err = M.cert_dir(name)
     if not dir then return nil, err end
+    local ok
+    ok, err = remove_temps(st, dir)
+    if not ok then return nil, err end
     local committed
     committed, err = st:exists(new_of(dir, M.META))
     if committed == nil then return nil, err end
     if committed then
-        local ok
         ok, err = switch(st, dir, step)
         if not ok then return nil, err end
         return true, "rolled forward"
@@ -346,7 +364,6 @@ function M.recover(st, name, step)
         if has == nil then return nil, err end
         if has then
             step("discard " .. f)
-            local ok
             ok, err = st:delete(new_of(dir, f))
             if not ok then return nil, err end
             what = "rolled back"

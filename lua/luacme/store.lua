@@ -1,6 +1,9 @@
--- The storage interface: one small object (get, put, delete, list, lock,
--- rename, exists, path) so other backends can follow. This one keeps
--- everything under one directory of the local file system.
+-- The storage interface: one small object so other backends can follow.
+-- A backend offers get, put (atomic), delete, list, lock, and for
+-- state.lua's installs rename (atomic), exists and rmdir; path() gives
+-- deploy hooks real file names, so a backend without files would export
+-- a copy. This one keeps everything under one directory of the local
+-- file system.
 --
 --   local store = require "luacme.store"
 --   local st, warnings = store.open("/var/lib/luacme")

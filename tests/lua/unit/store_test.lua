@@ -428,6 +428,20 @@ t.test("install_cert refuses a certificate that does not match the key",
     fails("invalid", nil, state.install_cert(st, "../x", g[1]))
 end)
 
+t.test("recovery removes temporary files of interrupted writes", function()
+    local st, dir = open()
+    installed(st, 1)
+    local cdir = dir .. "/certs/example.com"
+    t.writefile(cdir .. "/cert.pem.tmp.Ab3_x-", "half")
+    t.writefile(cdir .. "/meta.json.tmp.zzzzzz", "{")
+    t.writefile(cdir .. "/notes.txt", "user's")
+    t.eq(no_new_files(cdir), false)
+    local lk <close> = t.ok(state.lock_cert(st, "example.com"))
+    t.ok(no_new_files(cdir))
+    t.eq(t.readfile(cdir .. "/notes.txt"), "user's")
+    t.eq(on_disk(cdir, ""), 1)
+end)
+
 t.test("read_cert notices files that do not belong together", function()
     local g = generations()
     local st, dir = open()
