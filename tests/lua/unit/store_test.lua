@@ -178,7 +178,26 @@ t.test("lock: busy names the holder, unlock and <close> release", function()
     t.ok(core.monotonic() - t0 >= 0.19)
     t.match(err.detail, "^lock certs/example%.com/%.lock is held by " ..
         "another luacme run %(pid %d+%); gave up after 0%.2 s$")
+    -- another process: waits its bounded time, then names us
+    local dir = st:path()
+    local child = t.tmpdir() .. "/child.lua"
+    t.writefile(child, ([[
+        local store = require "luacme.store"
+        local st = assert(store.open(%q))
+        local lk, err = st:lock("certs/example.com/.lock", 0.3,
+            "certificate example.com is being renewed")
+        io.write(lk and "LOCKED" or err.kind .. ": " .. err.detail)
+        return 0
+    ]]):format(dir))
+    local res = assert(core.spawn({ argv = { "/proc/self/exe", "run",
+        child }, timeout = 30 }))
+    t.eq(res.stdout, "busy: certificate example.com is being renewed by " ..
+        "another luacme run (pid " .. core.getpid() .. "); gave up after " ..
+        "0.3 s")
     lk:unlock()
+    res = assert(core.spawn({ argv = { "/proc/self/exe", "run", child },
+        timeout = 30 }))
+    t.eq(res.stdout, "LOCKED")
     do
         local l3 <close> = t.ok(st:lock("certs/example.com/.lock"))
         t.eq(st:lock("certs/example.com/.lock"), nil)
