@@ -98,3 +98,20 @@ t.test("a bad contact is the CA's problem document", function()
   t.eq(err.type, "urn:ietf:params:acme:error:unsupportedContact")
   t.ok(type(err.detail) == "string" and #err.detail > 0, "detail kept")
 end)
+
+t.test("a stored account URL avoids the lookup", function()
+  local c, a, key = E.account()
+  local lookups = E.pebble_count("POST /sign%-me%-up")
+  local c2 = acme.client{ directory = E.env.directory, key = key,
+    ca_file = E.env.ca_file, kid = a.uri }
+  t.eq(c2.kid, a.uri)
+  local o, err = c2:authorize_order(acme.domain_ids(E.name("kid")))
+  t.ok(o, "order with a stored kid: " .. tostring(err))
+  t.eq(E.pebble_count("POST /sign%-me%-up"), lookups, "no newAccount lookup")
+  -- Settable after creation too.
+  local c3 = E.client{ key = key }
+  c3.kid = a.uri
+  o, err = c3:authorize_order(acme.domain_ids(E.name("kid")))
+  t.ok(o, "order with kid set later: " .. tostring(err))
+  t.eq(E.pebble_count("POST /sign%-me%-up"), lookups, "still no lookup")
+end)

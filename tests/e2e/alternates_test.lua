@@ -60,3 +60,18 @@ t.test("two alternates, each ending at its own root", function()
     t.ok(not ok, "and not to /roots/0")
   end
 end)
+
+t.test("client:issue picks the chain of a preferred root", function()
+  local c = E.account()
+  local d = E.scratch()
+  E.writefile(d .. "/r2.pem", E.root_pem(2))
+  local cn = E.must("openssl x509 -noout -subject -nameopt RFC2253,sep_multiline -in "
+    .. E.q(d .. "/r2.pem")):match("CN=([^\n]+)")
+  t.ok(cn, "root 2 has a CN")
+  local r, err = E.lib_issue(c, { E.name("pref") }, E.webroot_solver(),
+    { preferred_chain = cn })
+  t.ok(r, "issue: " .. tostring(err))
+  local ok, out = E.verify_chain(r.certs, E.root_pem(2))
+  t.ok(ok, "the chosen chain verifies to /roots/2: " .. out)
+  t.match(E.issuer(r.certs[#r.certs]), "CN=" .. cn:gsub("%p", "%%%0"))
+end)

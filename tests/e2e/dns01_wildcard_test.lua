@@ -38,3 +38,25 @@ t.test("wildcard plus base name over dns-01", function()
   t.ok(ok, out)
   t.eq(#E.dns_txt(txt), 0, "TXT cleared after")
 end)
+
+t.test("wildcard plus base name through client:issue", function()
+  local c = E.account()
+  local base = E.name("libwild")
+  local names = { base, "*." .. base }
+  local s = E.dns_solver()
+  local txt = "_acme-challenge." .. base .. "."
+  local seen
+  function s.before_accept()
+    seen = E.dns_txt(txt)
+  end
+  local r, err = E.lib_issue(c, names, s)
+  t.ok(r, "issue: " .. tostring(err))
+  t.eq(#s.deployed, 2, "two challenges deployed")
+  t.eq(s.deployed[1].name, txt)
+  t.eq(s.deployed[2].name, txt)
+  t.ok(s.deployed[1].wildcard ~= s.deployed[2].wildcard,
+    "one of them is the wildcard's")
+  t.eq(#seen, 2, "both values served at once")
+  t.eq(E.list_str(E.sans(r.certs[1])), E.list_str(E.dns_sans(names)))
+  t.eq(#E.dns_txt(txt), 0, "TXT cleared after")
+end)

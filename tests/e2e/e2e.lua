@@ -389,9 +389,9 @@ function M.solve(c, order, solver)
         local chal = pick(z.challenges, solver)
         if not chal then return nil, "no solvable challenge for " .. z.identifier.value end
         local ch = M.challenge_for(c, z, chal)
+        deployed[#deployed + 1] = ch   -- cleaned up even if deploy fails
         local dok, derr = solver.deploy(ch)
         if not dok then return nil, derr end
-        deployed[#deployed + 1] = ch
         todo[#todo + 1] = chal
       elseif z.status ~= "valid" then
         return nil, "authorization " .. url .. " is " .. tostring(z.status)
@@ -469,9 +469,11 @@ function M.lib_issue(c, names, solver, opts)
       types = solver.types,
       deploy = function(items)
         for _, it in ipairs(items) do
+          -- Recorded first: a deploy that fails or is interrupted
+          -- half-way still gets its cleanup.
+          deployed[#deployed + 1] = it
           local ok, e = solver.deploy(it)
           if not ok then return nil, e end
-          deployed[#deployed + 1] = it
         end
         if solver.before_accept then solver.before_accept(items) end
         return true

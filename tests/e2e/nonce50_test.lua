@@ -20,4 +20,11 @@ t.test("account and issuance at 50% nonce rejection", function()
   revoked, err = c:revoke_cert(nil, r.certs[1], 0)
   t.ok(revoked, "revoke: " .. tostring(err))
   t.eq(E.cert_status(E.serial(r.certs[1])).Status, "Revoked")
+  -- Half the POSTs were refused, so the retries were exercised ...
+  local st = c:stats()
+  t.ok(st.bad_nonces >= 3, "badNonce seen: " .. tostring(st.bad_nonces))
+  -- ... and each retry used the nonce of the error reply: the nonce pool
+  -- never ran dry, so newNonce was asked once, at the start.
+  t.eq(E.pebble_count("HEAD /nonce%-plz"), 1, "one newNonce request")
+  t.eq(E.pebble_count("GET /nonce%-plz"), 0)
 end)

@@ -30,3 +30,15 @@ t.test("without a window the CA's validity period applies", function()
   t.ok(math.abs(na - nb - 864000) < 120, "notAfter = notBefore + 10 days, got "
     .. (na - nb))
 end)
+
+t.test("client:issue passes the window on", function()
+  local c = E.account()
+  local now = os.time()
+  local nb, na = now + 7200, now + 2 * 86400
+  local r, err = E.lib_issue(c, { E.name("libvalid") }, E.webroot_solver(),
+    { not_before = nb, not_after = na })
+  t.ok(r, "issue: " .. tostring(err))
+  local got_nb, got_na = E.validity(r.certs[1])
+  t.eq(got_nb, nb, "notBefore")
+  t.eq(got_na, na, "notAfter")
+end)
