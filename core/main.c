@@ -16,6 +16,7 @@
 
 #include <curl/curl.h>
 
+#include "embedded.h"
 #include "err.h"
 #include "lua_bind.h"
 
@@ -78,6 +79,76 @@ msghandler(lua_State *L)
     return 1;
 }
 
+static const struct luacme_embedded *
+embedded_find(const char *path)
+{
+    const struct luacme_embedded *e;
+
+    for (e = luacme_embedded; e->path != NULL; e++)
+        if (strcmp(e->path, path) == 0)
+            return e;
+    return NULL;
+}
+
+/* package.searchers entry after the file searcher: a module missing on
+ * disk is taken from the copy compiled into the binary. */
+static int
+searcher_embedded(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *forms[] = {"lua/%s.lua", "lua/%s/init.lua", "%s.lua"};
+    const struct luacme_embedded *e;
+    const char *path;
+    size_t i;
+
+    name = luaL_gsub(L, name, ".", "/");
+    for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        path = lua_pushfstring(L, forms[i], name);
+        e = embedded_find(path);
+        if (e == NULL) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushfstring(L, "@[embedded]/%s", path);
+        if (luaL_loadbuffer(L, (const char *)e->data, e->len,
+            lua_tostring(L, -1)) != LUA_OK)
+            return luaL_error(L, "error loading embedded module '%s':\n\t%s",
+                path, lua_tostring(L, -1));
+        lua_pushstring(L, path);
+        return 2;
+    }
+    lua_pushfstring(L, "no embedded module '%s'", name);
+    return 1;
+}
+
+/* site.embedded(relpath) -> source or nil: for built-in hooks, which are
+ * files rather than modules. */
+static int
+site_embedded(lua_State *L)
+{
+    const struct luacme_embedded *e = embedded_find(luaL_checkstring(L, 1));
+
+    if (e == NULL)
+        return 0;
+    lua_pushlstring(L, (const char *)e->data, e->len);
+    return 1;
+}
+
+/* site.embedded_list() -> sorted list of every embedded path. */
+static int
+site_embedded_list(lua_State *L)
+{
+    const struct luacme_embedded *e;
+    lua_Integer n = 0;
+
+    lua_newtable(L);
+    for (e = luacme_embedded; e->path != NULL; e++) {
+        lua_pushstring(L, e->path);
+        lua_rawseti(L, -2, ++n);
+    }
+    return 1;
+}
+
 /* Compile-time locations; see site_setup. */
 #ifndef LUACME_SOURCE_DIR
 #define LUACME_SOURCE_DIR "."
@@ -93,7 +164,9 @@ msghandler(lua_State *L)
  * from, so embedding them in the binary later only changes this. The
  * root holds lua/ and hooks/: LUACME_LUA_PATH (a directory) overrides;
  * a binary still in its build directory uses the source tree; otherwise
- * the install prefix. Sets package.path and preloads "luacme.site". */
+ * the install prefix. Whatever is missing there comes from the copies
+ * compiled into the binary (searcher_embedded, site.embedded). Sets
+ * package.path and the searchers, and preloads "luacme.site". */
 static void
 site_setup(lua_State *L)
 {
@@ -124,9 +197,16 @@ site_setup(lua_State *L)
     /* No C modules from disk: everything native is linked in. */
     lua_pushliteral(L, "");
     lua_setfield(L, -2, "cpath");
-    lua_pop(L, 1);
+    lua_getfield(L, -1, "searchers");
+    lua_pushcfunction(L, searcher_embedded);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
 
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 4);
+    lua_pushcfunction(L, site_embedded);
+    lua_setfield(L, -2, "embedded");
+    lua_pushcfunction(L, site_embedded_list);
+    lua_setfield(L, -2, "embedded_list");
     lua_pushstring(L, root);
     lua_setfield(L, -2, "root");
     lua_pushfstring(L, "%s/hooks", root);

@@ -1,0 +1,51 @@
+-- The Lua modules and built-in hooks are compiled into the executable:
+-- with no module directory on disk, a run still finds all of them.
+local t = require "testlib"
+local core = require "luacme.core"
+local site = require "luacme.site"
+
+local exe = assert(os.getenv("LUACME_TEST_BUILD_DIR"), "run under ctest") .. "/luacme"
+
+local function run_without_disk(script)
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/s.lua", script)
+  local env = core.environ()
+  env.LUACME_LUA_PATH = dir .. "/nothing-here"
+  return core.spawn{ argv = { exe, "run", dir .. "/s.lua" }, env = env }
+end
+
+t.test("every module under lua/ and hooks/ is embedded", function()
+  local have = {}
+  for _, p in ipairs(site.embedded_list()) do have[p] = true end
+  local ok, out = t.sh("cd '" .. site.root .. "' && ls lua/luacme/*.lua hooks/*.lua")
+  t.ok(ok, out)
+  local n = 0
+  for p in out:gmatch("[^\n]+") do
+    t.ok(have[p], p .. " is not embedded")
+    n = n + 1
+  end
+  t.ok(n >= 10, "expected the module files, saw " .. n)
+end)
+
+t.test("modules load from the binary when the disk has none", function()
+  local r = assert(run_without_disk([[
+    local acme = require "luacme"
+    local c = require "luacme.client"
+    assert(package.searchpath("luacme.client", package.path) == nil)
+    io.write(acme.LETSENCRYPT, " ", type(c.new))
+  ]]))
+  t.eq(r.status, 0, r.stderr)
+  t.eq(r.stdout, "https://acme-v02.api.letsencrypt.org/directory function")
+end)
+
+t.test("embedded sources are byte-identical to the tree", function()
+  local src = site.embedded("lua/luacme/init.lua")
+  t.eq(src, t.readfile(site.root .. "/lua/luacme/init.lua"))
+  t.eq(site.embedded("lua/luacme/no-such.lua"), nil)
+end)
+
+t.test("a missing module still fails with a clear message", function()
+  local r = assert(run_without_disk([[require "luacme.no_such_module"]]))
+  t.ok(r.status ~= 0)
+  t.match(r.stderr, "no embedded module 'luacme/no_such_module'")
+end)
