@@ -127,15 +127,34 @@ local function is_file(path)
     return st and st.type == "file", st
 end
 
--- The file of built-in hook name, or nil.
+-- Built-in hooks compiled into the binary (an appliance has no hooks/
+-- directory): site.embedded("hooks/x.lua") gives the source. Their
+-- "file" is spelled EMBEDDED .. "hooks/x.lua".
+local EMBEDDED = "[embedded]/"
+
+local function site_embedded(rel)
+    local ok, site = pcall(require, "luacme.site")
+    if ok and type(site) == "table" and site.embedded then
+        return site.embedded(rel)
+    end
+    return nil
+end
+
+-- The file of built-in hook name, or nil: on disk first, then the copy
+-- compiled in.
 local function find_builtin(name)
     local dir = hooks_dir()
-    if not dir then return nil end
-    local p = dir .. "/" .. name .. ".lua"
-    if is_file(p) then return p end
+    local rels = { name .. ".lua" }
     for _, sub in ipairs(M.SUBDIRS) do
-        p = dir .. "/" .. sub .. "/" .. name .. ".lua"
-        if is_file(p) then return p end
+        rels[#rels + 1] = sub .. "/" .. name .. ".lua"
+    end
+    if dir then
+        for _, rel in ipairs(rels) do
+            if is_file(dir .. "/" .. rel) then return dir .. "/" .. rel end
+        end
+    end
+    for _, rel in ipairs(rels) do
+        if site_embedded("hooks/" .. rel) then return EMBEDDED .. "hooks/" .. rel end
     end
     return nil
 end
@@ -145,7 +164,14 @@ end
 local function load_file(path, label)
     if loaded[path] then return loaded[path] end
     local env = setmetatable({}, { __index = _G })
-    local chunk, err = loadfile(path, "t", env)
+    local chunk, err
+    if path:sub(1, #EMBEDDED) == EMBEDDED then
+        local src = site_embedded(path:sub(#EMBEDDED + 1))
+        if not src then return hook_error(label, "no such built-in " .. path) end
+        chunk, err = load(src, "@" .. path, "t", env)
+    else
+        chunk, err = loadfile(path, "t", env)
+    end
     if not chunk then return hook_error(label, err) end
     local ok, mod = pcall(chunk)
     if not ok then
@@ -382,9 +408,8 @@ end
 -- computing them), deploy= (has deploy_cert), options= } or, for a file
 -- that does not load, { name=, file=, error= }.
 function M.list_builtin()
-    local dir = hooks_dir()
+    local dir = hooks_dir() or "/nonexistent"
     local out, seen = {}, {}
-    if not dir then return out end
     local function add(file, name)
         if seen[name] then return end
         seen[name] = true
@@ -410,6 +435,16 @@ function M.list_builtin()
             local base = n:match("^(.+)%.lua$")
             if base and is_file(dir .. "/" .. sub .. "/" .. n) then
                 add(dir .. "/" .. sub .. "/" .. n, base)
+            end
+        end
+    end
+    local ok, site = pcall(require, "luacme.site")
+    if ok and type(site) == "table" and site.embedded_list then
+        for _, rel in ipairs(site.embedded_list()) do
+            local base = rel:match("^hooks/(.+)%.lua$")
+            base = base and base:match("([^/]+)$")
+            if base and find_builtin(base) == EMBEDDED .. rel then
+                add(EMBEDDED .. rel, base)
             end
         end
     end

@@ -49,3 +49,20 @@ t.test("a missing module still fails with a clear message", function()
   t.ok(r.status ~= 0)
   t.match(r.stderr, "no embedded module 'luacme/no_such_module'")
 end)
+
+t.test("built-in hooks load from the binary when the disk has none", function()
+  local r = assert(run_without_disk([[
+    local hooks = require "luacme.hooks"
+    local h = assert(hooks.load("webroot:root=/tmp"))
+    local names = {}
+    for _, b in ipairs(hooks.list_builtin()) do
+      assert(not b.error, b.error)
+      names[#names + 1] = b.name .. "=" .. b.file
+    end
+    io.write(h.types[1], " ", table.concat(names, " "))
+  ]]))
+  t.eq(r.status, 0, r.stderr)
+  t.match(r.stdout, "^http%-01 ")
+  t.match(r.stdout, "webroot=%[embedded%]/hooks/webroot%.lua")
+  t.match(r.stdout, "exec=%[embedded%]/hooks/exec%.lua")
+end)
