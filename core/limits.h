@@ -64,4 +64,40 @@
 /* Longest timeout core.spawn and core.lock accept, in seconds (a week). */
 #define LUACME_WAIT_MAX_S (7 * 24 * 3600)
 
+/* The challenge responders (core/responder.c). Connections served at
+ * once by one responder (default; responder{max_conns=} may ask up to
+ * the ceiling); more wait in the kernel's listen queue. Pebble opens 3
+ * per challenge at once. */
+#define LUACME_RESPONDER_MAX_CONNS 64
+#define LUACME_RESPONDER_MAX_CONNS_CEIL 1024
+
+/* Largest http-01 request head (request line and headers) read before
+ * answering 431; max_request= may ask from the floor up to the ceiling. */
+#define LUACME_RESPONDER_MAX_REQUEST (8 * 1024)
+#define LUACME_RESPONDER_MAX_REQUEST_MIN 256
+#define LUACME_RESPONDER_MAX_REQUEST_CEIL (64 * 1024)
+
+/* Longest life of one responder connection in milliseconds (request and
+ * response, or the TLS handshake), so a slow client cannot keep a slot;
+ * timeout= may ask up to the ceiling. */
+#define LUACME_RESPONDER_TIMEOUT_MS (10 * 1000)
+#define LUACME_RESPONDER_TIMEOUT_MAX_MS (10 * 60 * 1000)
+
+/* Most tokens or identifiers one responder serves at once (one per
+ * identifier of an order; CSRs stop at LUACME_CSR_MAX_NAMES). */
+#define LUACME_RESPONDER_MAX_ENTRIES 1000
+
+/* Longest http-01 token and body (a key authorization is a token, a dot
+ * and 43 characters of thumbprint). */
+#define LUACME_RESPONDER_MAX_TOKEN 256
+#define LUACME_RESPONDER_MAX_BODY 4096
+
+/* Most bytes read and dropped after a response, waiting for the client
+ * to close first (closing with unread input would reset the connection
+ * and could destroy the response in flight). */
+#define LUACME_RESPONDER_DRAIN_MAX (64 * 1024)
+
+/* Length of the kernel's queue of connections not yet accepted. */
+#define LUACME_RESPONDER_BACKLOG 128
+
 #endif
