@@ -1,51 +1,855 @@
 -- The command line. main(arg) returns the process exit status:
--- 0 done, 1 failure, 2 nothing to do.
+-- 0 done (issued, renewed, ...), 1 failure, 2 nothing to do, 130
+-- interrupted. Errors of the flow are error tables; they are caught in
+-- one place (main) and shown with the CA's problem, the identifier and a
+-- hint (luacme.output). The work itself is in luacme.manage.
+--
+-- `luacme run FILE.lua ARGS...` runs a recipe with arg as lua.c sets it;
+-- everything after FILE is the recipe's, untouched.
 local core = require "luacme.core"
 
 local M = {}
 
 local function versions()
-  local v = core.versions()
-  local cjson = require "cjson"
-  return string.format("luacme %s\n%s\nOpenSSL: %s\nlibcurl: %s (%s%s)\nlua-cjson: %s",
-    v.luacme, v.lua, v.openssl, v.curl, v.curl_ssl,
-    v.curl_http2 and ", HTTP/2" or "", cjson._VERSION or "?")
+    local v = core.versions()
+    local cjson = require "cjson"
+    return string.format(
+        "luacme %s\n%s\nOpenSSL: %s\nlibcurl: %s (%s%s)\nlua-cjson: %s",
+        v.luacme, v.lua, v.openssl, v.curl, v.curl_ssl,
+        v.curl_http2 and ", HTTP/2" or "", cjson._VERSION or "?")
 end
 
 -- Run a Lua file (a recipe) with `arg` set as lua.c would set it:
 -- arg[0] the file, arg[1..] its arguments; also passed as varargs.
 function M.run_file(path, args)
-  local chunk, err = loadfile(path)
-  if not chunk then
-    io.stderr:write("luacme: ", err, "\n")
-    return 1
-  end
-  local a = { [0] = path }
-  for i, v in ipairs(args) do a[i] = v end
-  _G.arg = a
-  local ok, res = true, chunk(table.unpack(a))
-  if not ok then return 1 end
-  if math.type(res) == "integer" then return res end
-  if res == false then return 1 end
-  return 0
+    local chunk, err = loadfile(path)
+    if not chunk then
+        io.stderr:write("luacme: ", err, "\n")
+        return 1
+    end
+    local a = { [0] = path }
+    for i, v in ipairs(args) do a[i] = v end
+    _G.arg = a
+    local res = chunk(table.unpack(a))
+    if math.type(res) == "integer" then return res end
+    if res == false then return 1 end
+    return 0
+end
+
+--
+-- Options
+--
+
+-- Each option: long name, short letter, arg (metavar; nil for a flag),
+-- multi (repeatable, collected in a list), help.
+local GLOBAL = {
+    { "directory", arg = "URL|PRESET", help = "the CA: an https URL or " ..
+        "letsencrypt (default), letsencrypt-staging, zerossl, buypass, " ..
+        "buypass-staging, google, google-staging" },
+    { "staging", help = "the preset's staging CA (letsencrypt-staging " ..
+        "without --directory)" },
+    { "ca-bundle", arg = "FILE", help = "trust these CA certificates for " ..
+        "the ACME server instead of the system's" },
+    { "state", arg = "DIR", help = "the state directory (env LUACME_STATE; " ..
+        "default /var/lib/luacme for root, else $XDG_STATE_HOME/luacme " ..
+        "or ~/.local/state/luacme)" },
+    { "verbose", short = "v", help = "more detail" },
+    { "quiet", short = "q", help = "only errors" },
+    { "json", help = "one JSON object per line (luacme help json)" },
+    { "contact", arg = "EMAIL", multi = true, help = "account contact " ..
+        "(repeatable); mailto: is added" },
+    { "agree-tos", help = "agree to the CA's terms of service when " ..
+        "creating the account" },
+    { "eab-kid", arg = "KID", help = "external account binding key id " ..
+        "(env LUACME_EAB_KID)" },
+    { "eab-hmac-key-file", arg = "FILE", help = "file holding the EAB " ..
+        "HMAC key (or env LUACME_EAB_HMAC_KEY; never on the command line)" },
+    { "lock-timeout", arg = "SECONDS", help = "how long to wait for " ..
+        "another run holding a lock (default 60)" },
+    { "help", short = "h", help = "help" },
+    { "version", help = "versions of luacme and its libraries" },
+}
+
+local KEY_TYPE_HELP = "ec256 (default), ec384, rsa2048, rsa3072, rsa4096"
+
+local COMMANDS = {
+    account = {
+        usage = "luacme account new|show|update|deactivate|rollover " ..
+            "[--key-type TYPE]",
+        subs = { new = true, show = true, update = true, deactivate = true,
+            rollover = true },
+        positional = { min = 1, max = 1 },
+        opts = {
+            { "key-type", arg = "TYPE", help = "account key for new and " ..
+                "rollover: " .. KEY_TYPE_HELP },
+            { "yes", help = "confirm deactivate (it cannot be undone)" },
+        },
+    },
+    issue = {
+        usage = "luacme issue -d NAME [-d NAME ...] [--ip ADDR ...] " ..
+            "--hook SPEC [options]",
+        positional = { min = 0, max = 0 },
+        opts = {
+            { "domain", short = "d", arg = "NAME", multi = true,
+              help = "a DNS name (repeatable, or a,b,c); *.NAME for a " ..
+                  "wildcard (needs a dns-01 hook)" },
+            { "ip", arg = "ADDR", multi = true, help = "an IP address " ..
+                "(repeatable)" },
+            { "name", arg = "CERTNAME", help = "the certificate's name in " ..
+                "the state (default: the first name; *. becomes _.)" },
+            { "key-type", arg = "TYPE", help = KEY_TYPE_HELP },
+            { "reuse-key", help = "keep the private key on renewal" },
+            { "must-staple", help = "ask for the OCSP must-staple extension" },
+            { "csr", arg = "FILE", help = "use this CSR (PEM or DER); " ..
+                "its key stays yours, the chain goes to --out, nothing " ..
+                "is stored" },
+            { "out", arg = "FILE", help = "with --csr: where the chain goes" },
+            { "preferred-chain", arg = "ISSUER", help = "pick the chain " ..
+                "whose top issuer has this common name" },
+            { "profile", arg = "NAME", help = "certificate profile, when " ..
+                "the CA offers profiles" },
+            { "valid-for", arg = "DURATION", help = "ask for this lifetime " ..
+                "(e.g. 7d, 12h); CAs may ignore it" },
+            { "hook", arg = "SPEC", multi = true, help = "challenge hook " ..
+                "(repeatable), e.g. webroot:root=/var/www/html" },
+            { "deploy-hook", arg = "SPEC", multi = true, help = "run after " ..
+                "a new certificate is installed (repeatable), e.g. " ..
+                "\"command:cmd=systemctl reload nginx\"" },
+            { "force", help = "issue even if a valid certificate with " ..
+                "these names exists" },
+            { "timeout", arg = "SECONDS", help = "limit for one issuance " ..
+                "(default 300)" },
+        },
+    },
+    renew = {
+        usage = "luacme renew [CERTNAME ...] [--force] [--jitter SECONDS]",
+        positional = { min = 0, max = math.huge },
+        opts = {
+            { "force", help = "renew even when not due" },
+            { "jitter", arg = "SECONDS", help = "first wait a random time " ..
+                "up to SECONDS (for cron and timers)" },
+            { "timeout", arg = "SECONDS", help = "limit for one issuance " ..
+                "(default 300)" },
+        },
+    },
+    revoke = {
+        usage = "luacme revoke CERTNAME|--cert FILE [--reason CODE|NAME] " ..
+            "[--cert-key FILE]",
+        positional = { min = 0, max = 1 },
+        opts = {
+            { "cert", arg = "FILE", help = "revoke this certificate file " ..
+                "instead of a stored one" },
+            { "reason", arg = "CODE|NAME", help = "RFC 5280 reason: " ..
+                "unspecified, keyCompromise, affiliationChanged, " ..
+                "superseded, " ..
+                "cessationOfOperation, ... or its number" },
+            { "cert-key", arg = "FILE", help = "sign with the certificate's " ..
+                "key instead of the account (e.g. after losing the account)" },
+        },
+    },
+    list = { usage = "luacme list", positional = { min = 0, max = 0 },
+        opts = {} },
+    hooks = { usage = "luacme hooks", positional = { min = 0, max = 0 },
+        opts = {} },
+    help = { usage = "luacme help [COMMAND|json|hooks|exit-codes]",
+        positional = { min = 0, max = 1 }, opts = {} },
+    version = { usage = "luacme --version", positional = { min = 0, max = 0 },
+        opts = {} },
+}
+M.COMMANDS = COMMANDS
+M.GLOBAL = GLOBAL
+
+local function key_of(long)
+    return (long:gsub("%-", "_"))
+end
+
+local function find_opt(list, long, short)
+    for _, o in ipairs(list or {}) do
+        if (long and o[1] == long) or (short and o.short == short) then
+            return o
+        end
+    end
+    return nil
+end
+
+-- Options whose values are lists split on commas.
+local COMMA = { domain = true, ip = true }
+
+local function usage_error(msg)
+    return nil, msg
+end
+
+-- parse(argv) -> { command=, sub=, args = {positional...}, opts = {...},
+-- run = { file=, args= } } or nil, message. Global options may come
+-- before or after the command. After `run FILE` nothing is parsed.
+function M.parse(argv)
+    local p = { opts = {}, args = {} }
+    local i, n = 1, #argv
+    local only_args = false
+    local function set(o, val)
+        local k = key_of(o[1])
+        if o.arg == nil then
+            p.opts[k] = true
+        elseif o.multi then
+            p.opts[k] = p.opts[k] or {}
+            if COMMA[o[1]] then
+                for piece in val:gmatch("[^,%s]+") do
+                    table.insert(p.opts[k], piece)
+                end
+            else
+                table.insert(p.opts[k], val)
+            end
+        else
+            if p.opts[k] ~= nil then
+                return usage_error("--" .. o[1] .. " given twice")
+            end
+            p.opts[k] = val
+        end
+        return true
+    end
+    while i <= n do
+        local a = argv[i]
+        if only_args or a == "-" or a:sub(1, 1) ~= "-" then
+            if not p.command and not only_args then
+                if not COMMANDS[a] and a ~= "run" then
+                    return usage_error("unknown command '" .. a .. "'")
+                end
+                p.command = a
+                if a == "run" then
+                    if not argv[i + 1] then
+                        return usage_error("usage: luacme run FILE.lua " ..
+                            "[ARGS...]")
+                    end
+                    p.run = { file = argv[i + 1], args = {} }
+                    for j = i + 2, n do
+                        p.run.args[#p.run.args + 1] = argv[j]
+                    end
+                    return p
+                end
+            else
+                p.args[#p.args + 1] = a
+            end
+        elseif a == "--" then
+            only_args = true
+        elseif a:sub(1, 2) == "--" then
+            local long, val = a:match("^%-%-([^=]+)=(.*)$")
+            long = long or a:sub(3)
+            local cmd = COMMANDS[p.command or ""]
+            local o = find_opt(cmd and cmd.opts, long) or find_opt(GLOBAL, long)
+            if not o then
+                if long:find("^eab%-hmac%-key") then
+                    return usage_error("--" .. long .. ": the EAB HMAC key " ..
+                        "is never taken on the command line (others can " ..
+                        "read it there); use LUACME_EAB_HMAC_KEY or " ..
+                        "--eab-hmac-key-file FILE")
+                end
+                return usage_error("unknown option --" .. long ..
+                    (p.command and (" for " .. p.command) or ""))
+            end
+            if o.arg then
+                if val == nil then
+                    i = i + 1
+                    val = argv[i]
+                    if val == nil then
+                        return usage_error("--" .. long .. " needs " .. o.arg)
+                    end
+                end
+            elseif val ~= nil then
+                return usage_error("--" .. long .. " takes no value")
+            end
+            local ok, err = set(o, val)
+            if not ok then return nil, err end
+        else
+            -- -d NAME, -dNAME, -v, -q, -h, -vq
+            local j = 2
+            while j <= #a do
+                local c = a:sub(j, j)
+                local cmd = COMMANDS[p.command or ""]
+                local o = find_opt(cmd and cmd.opts, nil, c) or
+                    find_opt(GLOBAL, nil, c)
+                if not o then
+                    return usage_error("unknown option -" .. c ..
+                        (p.command and (" for " .. p.command) or ""))
+                end
+                if o.arg then
+                    local val = a:sub(j + 1)
+                    if val == "" then
+                        i = i + 1
+                        val = argv[i]
+                        if val == nil then
+                            return usage_error("-" .. c .. " needs " .. o.arg)
+                        end
+                    end
+                    local ok, err = set(o, val)
+                    if not ok then return nil, err end
+                    break
+                end
+                local ok, err = set(o, nil)
+                if not ok then return nil, err end
+                j = j + 1
+            end
+        end
+        i = i + 1
+    end
+    if p.opts.version and not p.command then p.command = "version" end
+    local cmd = COMMANDS[p.command or ""]
+    if cmd and not p.opts.help then
+        local pos = cmd.positional
+        if #p.args < pos.min or #p.args > pos.max then
+            return usage_error("usage: " .. cmd.usage)
+        end
+        if cmd.subs then
+            p.sub = p.args[1]
+            if not cmd.subs[p.sub] then
+                return usage_error("unknown " .. p.command .. " command '" ..
+                    tostring(p.sub) .. "'; usage: " .. cmd.usage)
+            end
+        end
+    end
+    return p
+end
+
+--
+-- Help
+--
+
+-- Words of text in lines of at most width columns.
+local function wrap(text, width)
+    local lines, cur = {}, ""
+    for w in text:gmatch("%S+") do
+        if cur ~= "" and #cur + 1 + #w > width then
+            lines[#lines + 1] = cur
+            cur = w
+        else
+            cur = cur == "" and w or (cur .. " " .. w)
+        end
+    end
+    if cur ~= "" then lines[#lines + 1] = cur end
+    return lines
+end
+
+-- Help lines for options: the option in 28 columns, the text wrapped
+-- to 78.
+local function opt_lines(list)
+    local lines, col = {}, 28
+    for _, o in ipairs(list) do
+        local head = "  " .. (o.short and ("-" .. o.short .. ", ") or "") ..
+            "--" .. o[1] .. (o.arg and (" " .. o.arg) or "")
+        local body = wrap(o.help, 78 - col)
+        if #head < col then
+            lines[#lines + 1] = head .. string.rep(" ", col - #head) ..
+                body[1]
+        else
+            lines[#lines + 1] = head
+            lines[#lines + 1] = string.rep(" ", col) .. body[1]
+        end
+        for i = 2, #body do
+            lines[#lines + 1] = string.rep(" ", col) .. body[i]
+        end
+    end
+    return table.concat(lines, "\n")
+end
+
+M.HELP_EXIT = [[
+Exit codes:
+  0    done: a certificate was issued or renewed, an account created, ...
+  1    error (the message says what failed, and often what to try)
+  2    nothing to do: renew found nothing due, issue found a valid
+       certificate with the same names, account new found an account
+  130  interrupted (Ctrl-C or SIGTERM); hooks were cleaned up
+
+So from cron:  luacme renew -q && systemctl reload nginx]]
+
+M.HELP_MAIN = [[
+luacme: an ACME (RFC 8555) certificate client
+
+Usage: luacme [GLOBAL OPTIONS] COMMAND [OPTIONS]
+
+Commands:
+  issue -d NAME... --hook SPEC   get a certificate (and keep its settings)
+  renew [CERTNAME...]            renew what is due (all when none given)
+  revoke CERTNAME|--cert FILE    revoke a certificate
+  list                           certificates, expiry, when due, last error
+  account new|show|update|deactivate|rollover
+  hooks                          the built-in hooks and their options
+  run RECIPE.lua [ARGS...]       run a Lua recipe with the whole API
+  help [COMMAND|json|hooks|exit-codes]
+  --version
+
+Global options (before or after the command):
+%s
+
+%s
+
+Example:
+  luacme issue -d example.com -d www.example.com \
+      --hook webroot:root=/var/www/html --agree-tos --contact me@example.com \
+      --deploy-hook "command:cmd=systemctl reload nginx"
+  luacme renew -q        # from cron or a systemd timer, daily]]
+
+M.HELP_JSON = [[
+With --json every step is one JSON object on its own line (stdout), and
+the last line is the result. Field names are stable. Times are RFC 3339
+UTC strings, durations seconds.
+
+Events ("event": NAME):
+  account      ca, uri, created (bool)
+  order        name, identifiers [..], reason
+  deployed     identifier, wildcard, type (http-01, ...), hook
+  ready_wait   pending [identifier..], elapsed, timeout
+  validating   count
+  waiting      pending (count), elapsed, timeout, finalizing (bool)
+  finalize     (no fields)
+  cleanup      identifier, wildcard, type, hook, ok, error
+  issued       name, names [..], serial, not_before, not_after, issuer, dir
+  deploy_hook  hook, name, ok, error
+  hook_event   hook, event (startup|exit|invalid|failure), ok, error
+  unchanged    name, not_after          (issue: a valid one exists)
+  due          name, reason             (renew, with -v)
+  not_due      name, due_at, reason     (renew)
+  revoked      name | file, serial, reason, already
+  cert         name, names, not_before, not_after, serial, issuer, due,
+               due_at, reason, last_error {time, message, kind, type},
+               revoked, error           (list)
+  hook         name, types, deploy, description, options [..]  (hooks)
+  account_updated, account_deactivated, account_rollover: ca, uri, ...
+  warning      message
+  debug        message                  (with -v)
+  error        kind, type, detail, status, identifier {type, value},
+               wildcard, subproblems [..], errors [..], hint, context
+  result       ok (bool), command, exit (the exit code), and per command:
+               issue: name, names, serial, not_after, unchanged
+               renew: renewed [..], not_due [..], failed [..]
+               revoke: name, serial
+               list: count;  account: action, account {ca, uri, status,
+               contact, key_type, thumbprint}
+               on failure: error {as above}]]
+
+M.HELP_HOOKS = [[
+A hook answers challenges (--hook SPEC) or acts on a new certificate
+(--deploy-hook SPEC). A SPEC is NAME[:key=value,key=value...]:
+  NAME      a built-in hook (listed below), or a path containing a "/":
+            ./myhook.lua is loaded as a Lua hook, any other file is run as
+            a dehydrated-style hook script (the exec hook)
+  options   e.g. webroot:root=/var/www/html or
+            exec:script=/etc/hook.sh,types=dns-01
+
+Challenges: for each name luacme uses the first hook (in the order given)
+that solves a type the CA offers; a wildcard needs dns-01, an IP address
+http-01 or tls-alpn-01. All challenges are deployed, then checked with
+ready() where a hook has it, then validated by the CA; cleanup always
+runs, also on failure or Ctrl-C. Hooks never see the account key, and
+their environment lacks luacme's secrets (LUACME_EAB_*, ...).
+The contract for writing your own is hooks/README.md.]]
+
+local function hooks_text()
+    local hooks = require "luacme.hooks"
+    local lines = {}
+    for _, h in ipairs(hooks.list_builtin()) do
+        if h.error then
+            lines[#lines + 1] = h.name .. ": (does not load: " .. h.error .. ")"
+        else
+            local what = {}
+            if type(h.types) == "table" then
+                what[#what + 1] = table.concat(h.types, ", ")
+            elseif h.types then
+                what[#what + 1] = "challenges: " .. h.types
+            end
+            if h.deploy then what[#what + 1] = "deploy" end
+            lines[#lines + 1] = h.name .. " (" .. table.concat(what, "; ") ..
+                ")"
+            for _, l in ipairs(wrap(h.description or "", 74)) do
+                lines[#lines + 1] = "    " .. l
+            end
+            for _, o in ipairs(h.options or {}) do
+                local body = wrap(o.name .. (o.required and " (required)"
+                    or "") .. (o.help and (": " .. o.help) or ""), 72)
+                for i, l in ipairs(body) do
+                    lines[#lines + 1] = (i == 1 and "    - " or "      ") .. l
+                end
+            end
+        end
+    end
+    return table.concat(lines, "\n")
+end
+
+-- The help text for topic (nil: the overview).
+function M.help(topic)
+    if topic == nil or topic == "" then
+        return string.format(M.HELP_MAIN, opt_lines(GLOBAL), M.HELP_EXIT)
+    end
+    if topic == "json" then return M.HELP_JSON end
+    if topic == "exit-codes" or topic == "exit" then return M.HELP_EXIT end
+    if topic == "hooks" then
+        return M.HELP_HOOKS .. "\n\nBuilt-in hooks:\n" .. hooks_text()
+    end
+    if topic == "run" then
+        return "Usage: luacme run RECIPE.lua [ARGS...]\n\n" ..
+            "Runs a Lua file with the whole API (require \"luacme\", " ..
+            "\"luacme.manage\",\n\"luacme.solve\", ...); arg[0] is the " ..
+            "file, arg[1..] its arguments. The\nexit status is the " ..
+            "recipe's return value (an integer; false is 1, else 0).\n" ..
+            "Examples are in examples/."
+    end
+    local cmd = COMMANDS[topic]
+    if not cmd then return nil end
+    local text = "Usage: " .. cmd.usage
+    local extra = M.HELP_COMMAND[topic]
+    if extra then text = text .. "\n\n" .. extra end
+    if #cmd.opts > 0 then
+        text = text .. "\n\nOptions:\n" .. opt_lines(cmd.opts)
+    end
+    return text .. "\n\nGlobal options: see luacme help; exit codes: " ..
+        "luacme help exit-codes."
+end
+
+M.HELP_COMMAND = {
+    issue = [[
+Gets a certificate for the names and stores it under STATE/certs/CERTNAME/
+(privkey.pem, cert.pem, chain.pem, fullchain.pem, meta.json), with the
+settings used (names, hooks, key type, chain, profile), which renew reuses.
+Nothing happens when a valid certificate with the same names exists
+(exit 2) unless --force. The account for the CA is created when missing
+(add --agree-tos, and --contact). The previous certificate stays in place
+until the new one is complete, then remains as *.prev.]],
+    renew = [[
+Renews every stored certificate (or the ones named) that is due: inside
+the CA's renewal window when the CA offers ARI (a random moment in it),
+otherwise once a third of the lifetime remains (half for certificates
+valid under 10 days). Uses the settings the certificate was issued with.
+Exit 0 when something was renewed, 2 when nothing was due, 1 on any error
+(the others are still tried).]],
+    revoke = [[
+Revokes a stored certificate (signed with the account, or with the stored
+certificate key when there is no account) or a certificate file.]],
+    list = [[
+Every stored certificate: names, expiry, when it is due, and the last
+error. With --json one "cert" event per certificate.]],
+    account = [[
+  new         register an account (key type --key-type); exit 2 if one exists
+  show        the CA's view: URL, status, contacts
+  update      set the contacts to the --contact options given
+  deactivate  disable the account at the CA for good (needs --yes)
+  rollover    replace the account key with a new one (--key-type)
+One account per CA, in STATE/accounts/<CA host>/. External account
+binding: --eab-kid KID with LUACME_EAB_HMAC_KEY or --eab-hmac-key-file.]],
+    hooks = [[
+Lists the built-in hooks and their options (see also luacme help hooks).]],
+}
+
+--
+-- Running commands
+--
+
+local function number_opt(v, what, min, max)
+    if v == nil then return nil end
+    local n = tonumber(v)
+    if not n or n < min or n > max then
+        error(require("luacme.errors").new("usage", what .. " must be a " ..
+            "number " .. min .. ".." .. max), 0)
+    end
+    return n
+end
+
+local function trim(s)
+    return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+-- The manage context from the global options.
+local function context(p, out, env)
+    local errors = require "luacme.errors"
+    local manage = require "luacme.manage"
+    local o = p.opts
+    local url, err = manage.directory_url(o.directory, o.staging)
+    if not url then error(err, 0) end
+    local contact
+    if o.contact then
+        contact = {}
+        for _, c in ipairs(o.contact) do
+            if c ~= "" then
+                contact[#contact + 1] = c:find("^mailto:") and c or
+                    ("mailto:" .. c)
+            end
+        end
+    end
+    local eab
+    local kid = o.eab_kid or env.LUACME_EAB_KID
+    local mac = env.LUACME_EAB_HMAC_KEY
+    if o.eab_hmac_key_file then
+        local data, msg = core.read_file(o.eab_hmac_key_file, 4096)
+        if not data then
+            error(errors.new("usage", "--eab-hmac-key-file: " ..
+                tostring(msg)), 0)
+        end
+        mac = trim(data)
+    end
+    if (kid and kid ~= "") or (mac and mac ~= "") then
+        if not kid or kid == "" or not mac or mac == "" then
+            error(errors.new("usage", "external account binding needs " ..
+                "both the key id (--eab-kid or LUACME_EAB_KID) and the " ..
+                "HMAC key (LUACME_EAB_HMAC_KEY or --eab-hmac-key-file)"), 0)
+        end
+        eab = { kid = kid, key = mac }
+    end
+    local m
+    m, err = manage.open{
+        state = o.state, env = env, out = out,
+        directory = url, directory_given = o.directory ~= nil or
+            o.staging == true,
+        ca_file = o.ca_bundle, contact = contact,
+        agree_tos = o.agree_tos, eab = eab,
+        lock_timeout = number_opt(o.lock_timeout, "--lock-timeout", 0,
+            7 * 86400),
+        timeout = number_opt(o.timeout, "--timeout", 1, 86400),
+    }
+    if not m then error(err, 0) end
+    return m
+end
+
+local function list_text(certs)
+    local output = require "luacme.output"
+    local errors = require "luacme.errors"
+    local lines = {}
+    if #certs == 0 then return "no certificates" end
+    for _, c in ipairs(certs) do
+        local head = c.name .. ":"
+        if c.not_after then
+            head = head .. " expires " .. output.date(c.not_after)
+        end
+        if c.revoked then head = head .. ", revoked" end
+        if c.due then
+            head = head .. ", due now (" .. c.reason .. ")"
+        else
+            head = head .. ", due " .. output.date(c.due_at)
+        end
+        lines[#lines + 1] = head
+        lines[#lines + 1] = "  names: " .. table.concat(c.names, ", ")
+        if c.error then
+            lines[#lines + 1] = "  problem: " .. errors.printable(c.error)
+        end
+        if c.last_error then
+            lines[#lines + 1] = "  last error (" ..
+                (output.time(c.last_error.time) or "?") .. "): " ..
+                errors.printable(c.last_error.message or "?")
+        end
+    end
+    return table.concat(lines, "\n")
+end
+
+local function cert_fields(c)
+    local output = require "luacme.output"
+    return {
+        name = c.name, names = require("luacme.util").array(c.names),
+        not_before = output.time(c.not_before),
+        not_after = output.time(c.not_after),
+        serial = c.serial, issuer = c.issuer, due = c.due,
+        due_at = output.time(c.due_at), reason = c.reason,
+        last_error = c.last_error and {
+            time = output.time(c.last_error.time),
+            message = c.last_error.message, kind = c.last_error.kind,
+            type = c.last_error.type } or nil,
+        revoked = c.revoked and { time = output.time(c.revoked.time),
+            reason = c.revoked.reason } or nil,
+        error = c.error, directory = c.directory, key_type = c.key_type,
+    }
+end
+
+local function account_text(a)
+    local lines = {
+        "account: " .. tostring(a.uri),
+        "  CA: " .. tostring(a.directory),
+        "  status: " .. tostring(a.status),
+        "  contact: " .. ((a.contact and #a.contact > 0) and
+            table.concat(a.contact, ", ") or "(none)"),
+        "  key: " .. tostring(a.key_type),
+    }
+    if a.thumbprint then
+        lines[#lines + 1] = "  key thumbprint: " .. a.thumbprint
+    end
+    return table.concat(lines, "\n")
+end
+
+-- Run one parsed command with output out. Returns the exit code; raises
+-- error tables for failures (caught in main).
+local function dispatch(p, out, env)
+    local output = require "luacme.output"
+    local util = require "luacme.util"
+    local errors = require "luacme.errors"
+    local o = p.opts
+    local function check(v, err)
+        if v == nil then error(err, 0) end
+        return v
+    end
+    local function say(text)
+        if not out.json and out.level >= 0 then
+            io.stdout:write(text, "\n")
+            io.stdout:flush()
+        end
+    end
+
+    if p.command == "hooks" then
+        local hooks = require "luacme.hooks"
+        local list = hooks.list_builtin()
+        for _, h in ipairs(list) do
+            out:event("hook", { name = h.name, types = h.types,
+                deploy = h.deploy, description = h.description,
+                options = h.options, error = h.error }, nil)
+        end
+        say(M.help("hooks"))
+        out:result{ ok = true, command = "hooks", count = #list, exit = 0 }
+        return 0
+    end
+
+    local m = context(p, out, env)
+    local res
+    if p.command == "account" then
+        if p.sub == "new" then
+            res = check(m:account_new{ key_type = o.key_type })
+        elseif p.sub == "show" then
+            res = check(m:account_show())
+            say(account_text(res.account))
+        elseif p.sub == "update" then
+            if not o.contact then
+                error(errors.new("usage", "account update needs " ..
+                    "--contact EMAIL (repeatable)"), 0)
+            end
+            res = check(m:account_update())
+        elseif p.sub == "deactivate" then
+            if not o.yes then
+                error(errors.new("usage", "account deactivate disables the " ..
+                    "account for good; add --yes to confirm"), 0)
+            end
+            res = check(m:account_deactivate())
+        elseif p.sub == "rollover" then
+            res = check(m:account_rollover{ key_type = o.key_type })
+        end
+        out:result{ ok = true, command = "account", action = p.sub,
+            account = res.account, exit = res.code }
+        return res.code
+    elseif p.command == "issue" then
+        local manage = require "luacme.manage"
+        local valid_for
+        if o.valid_for then
+            valid_for = check(manage.duration(o.valid_for))
+        end
+        if (o.domain == nil and o.ip == nil) and not o.csr then
+            error(errors.new("usage", "issue needs -d NAME (or --ip ADDR, " ..
+                "or --csr FILE); usage: " .. COMMANDS.issue.usage), 0)
+        end
+        if o.out and not o.csr then
+            error(errors.new("usage", "--out goes with --csr"), 0)
+        end
+        res = check(m:issue({
+            names = o.domain, ips = o.ip, name = o.name,
+            key_type = o.key_type, reuse_key = o.reuse_key,
+            must_staple = o.must_staple, csr = o.csr, out_file = o.out,
+            preferred_chain = o.preferred_chain, profile = o.profile,
+            valid_for = valid_for, hooks = o.hook,
+            deploy_hooks = o.deploy_hook,
+        }, { force = o.force }))
+        out:result{ ok = true, command = "issue", name = res.name,
+            names = util.array(res.names), serial = res.serial,
+            not_after = output.time(res.not_after),
+            unchanged = res.unchanged or false, file = res.file,
+            exit = res.code }
+        return res.code
+    elseif p.command == "renew" then
+        local jitter = number_opt(o.jitter, "--jitter", 0, 86400)
+        res = check(m:renew{ names = p.args, force = o.force,
+            jitter = jitter })
+        out:result{ ok = res.code ~= 1, command = "renew",
+            renewed = util.array(res.renewed),
+            not_due = util.array(res.not_due),
+            failed = util.array(res.failed), exit = res.code }
+        return res.code
+    elseif p.command == "revoke" then
+        local manage = require "luacme.manage"
+        local reason = o.reason and check(manage.reason(o.reason)) or nil
+        if (p.args[1] == nil) == (o.cert == nil) then
+            error(errors.new("usage", "give CERTNAME or --cert FILE " ..
+                "(one of them); usage: " .. COMMANDS.revoke.usage), 0)
+        end
+        res = check(m:revoke{ name = p.args[1], cert_file = o.cert,
+            reason = reason, cert_key_file = o.cert_key })
+        out:result{ ok = true, command = "revoke", name = res.name,
+            serial = res.serial, exit = res.code }
+        return res.code
+    elseif p.command == "list" then
+        res = check(m:list())
+        for _, c in ipairs(res.certs) do
+            out:event("cert", cert_fields(c), nil)
+        end
+        say(list_text(res.certs))
+        out:result{ ok = true, command = "list", count = #res.certs,
+            exit = 0 }
+        return 0
+    end
+    error("dispatch: unhandled command " .. tostring(p.command))
+end
+
+local function interrupted(e)
+    return type(e) == "table" and e.kind == "interrupted"
 end
 
 function M.main(arg)
-  local cmd = arg[1]
-  if cmd == "--version" or cmd == "version" then
-    print(versions())
-    return 0
-  elseif cmd == "run" then
-    if not arg[2] then
-      io.stderr:write("usage: luacme run FILE.lua [ARGS...]\n")
-      return 1
+    local argv = {}
+    for i = 1, #arg do argv[i] = arg[i] end
+    local p, perr = M.parse(argv)
+    if not p then
+        io.stderr:write("luacme: ", perr, "\n(luacme help shows the " ..
+            "commands and options)\n")
+        return 1
     end
-    local rest = {}
-    for i = 3, #arg do rest[#rest + 1] = arg[i] end
-    return M.run_file(arg[2], rest)
-  end
-  io.stderr:write("usage: luacme --version | run FILE.lua [ARGS...]\n")
-  return 1
+    if p.command == "run" then return M.run_file(p.run.file, p.run.args) end
+    if p.command == "version" then
+        print(versions())
+        return 0
+    end
+    if p.command == "help" or (p.opts.help and not p.command) then
+        local topic = p.command == "help" and p.args[1] or nil
+        local text = M.help(topic)
+        if not text then
+            io.stderr:write("luacme: no help on '", topic, "'\n")
+            return 1
+        end
+        print(text)
+        return 0
+    end
+    if p.opts.help then
+        print(M.help(p.command))
+        return 0
+    end
+    if not p.command then
+        io.stderr:write("usage: luacme [OPTIONS] COMMAND ...; luacme help " ..
+            "lists the commands\n")
+        return 1
+    end
+
+    local output = require "luacme.output"
+    local errors = require "luacme.errors"
+    local level = 0
+    if p.opts.quiet then level = -1 elseif p.opts.verbose then level = 1 end
+    local out = output.new{ json = p.opts.json, level = level }
+    local env = core.environ()
+    local ok, res = xpcall(dispatch, function(e)
+        if type(e) == "table" then return e end
+        return debug.traceback(tostring(e), 2)
+    end, p, out, env)
+    if ok then return res end
+    -- The one place where the failures of a command are shown.
+    local code = 1
+    if interrupted(res) then
+        code = 130
+        res = errors.new("interrupted", "interrupted by a signal; " ..
+            "hooks were cleaned up and the working certificate is " ..
+            "untouched")
+    elseif type(res) ~= "table" then
+        res = errors.new("internal", "internal error: " .. tostring(res))
+    end
+    out:error(res)
+    out:result{ ok = false, command = p.command, action = p.sub,
+        error = output.error_fields(res), exit = code }
+    return code
 end
 
 return M
