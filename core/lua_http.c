@@ -8,6 +8,7 @@
 #include "lua_bind.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <curl/curl.h>
@@ -154,8 +155,8 @@ l_http(lua_State *L)
         mb = lua_tointegerx(L, -1, &isint);
         if (lua_type(L, -1) != LUA_TNUMBER || !isint || mb < 1)
             luaL_argerror(L, 1, "'max_body' must be a positive integer");
-        o.max_body = mb > LUACME_HTTP_MAX_BODY_CEIL ?
-            LUACME_HTTP_MAX_BODY_CEIL : (size_t)mb;
+        /* http_client_new clamps to LUACME_HTTP_MAX_BODY_CEIL. */
+        o.max_body = (lua_Unsigned)mb > SIZE_MAX ? SIZE_MAX : (size_t)mb;
     }
     lua_pop(L, 1);
 

@@ -6,12 +6,13 @@ DIR/server.pid and DIR/server.port (each written to a temp file and
 renamed, so a reader never sees half a number). The port file appearing
 means the socket is listening. Exits when the parent PID given with
 --parent is gone or after --max-life seconds, so a crashed test leaves
-no server behind; the test itself stops it by PID.
+no server behind; the test itself stops it by PID. With --closed it only
+binds a port without listening, for a connection that must be refused.
 
 Endpoints (query parameters in brackets):
-  /echo             what the server saw: method, path, headers, body
+  /echo             what the server saw: method, path, headers, body digest
   /big [n]          n bytes with Content-Length (HEAD: headers only)
-  /chunked [n]      n bytes, Transfer-Encoding: chunked
+  /chunked [n, trailer]  n bytes, Transfer-Encoding: chunked [+ trailer]
   /close [n]        n bytes, no length, delimited by closing the connection
   /slow [s, kill]   sleeps s seconds first; sends SIGINT to PID kill first
   /links            three Link headers, a padded value, a mixed-case name
@@ -22,6 +23,7 @@ Endpoints (query parameters in brackets):
   /stats            connections accepted so far
 """
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -104,7 +106,8 @@ class Handler(BaseHTTPRequestHandler):
                 "method": self.command,
                 "path": self.path,
                 "headers": [[k.lower(), v] for k, v in self.headers.items()],
-                "body_hex": body.hex(),
+                "body_len": len(body),
+                "body_sha256": hashlib.sha256(body).hexdigest(),
                 "content_length": self.headers.get("Content-Length"),
                 "transfer_encoding": self.headers.get("Transfer-Encoding"),
             })
@@ -126,6 +129,8 @@ class Handler(BaseHTTPRequestHandler):
             n = int(q.get("n", "0"))
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
+            if "trailer" in q:
+                self.send_header("Trailer", "X-Trailer")
             self.end_headers()
             data = pattern(min(n, 16384))
             left = n
@@ -134,7 +139,10 @@ class Handler(BaseHTTPRequestHandler):
                 if not self.write_quietly(b"%x\r\n%s\r\n" % (k, data[:k])):
                     return
                 left -= k
-            self.write_quietly(b"0\r\n\r\n")
+            if "trailer" in q:
+                self.write_quietly(b"0\r\nX-Trailer: late\r\n\r\n")
+            else:
+                self.write_quietly(b"0\r\n\r\n")
         elif path == "/close":
             n = int(q.get("n", "0"))
             self.send_response(200)
@@ -257,10 +265,23 @@ def main():
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--plain", action="store_true")
+    ap.add_argument("--closed", action="store_true",
+                    help="bind a port but never listen: connects are refused")
     ap.add_argument("--parent", type=int, default=0)
     ap.add_argument("--max-life", type=float, default=300)
     a = ap.parse_args()
 
+    threading.Thread(target=watchdog, args=(a.parent, a.max_life),
+                     daemon=True).start()
+    if a.closed:
+        # Holding the bound port keeps anyone else from taking it, so a
+        # connect there is refused for as long as this process lives.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        write_atomic(os.path.join(a.dir, "server.pid"), "%d\n" % os.getpid())
+        write_atomic(os.path.join(a.dir, "server.port"),
+                     "%d\n" % sock.getsockname()[1])
+        threading.Event().wait()
     srv = Server(("127.0.0.1", 0), Handler)
     if not a.plain:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -268,8 +289,6 @@ def main():
         ctx.load_cert_chain(a.cert, a.key)
         ctx.set_alpn_protocols(["http/1.1"])
         srv.ctx = ctx
-    threading.Thread(target=watchdog, args=(a.parent, a.max_life),
-                     daemon=True).start()
     write_atomic(os.path.join(a.dir, "server.pid"), "%d\n" % os.getpid())
     write_atomic(os.path.join(a.dir, "server.port"),
                  "%d\n" % srv.server_address[1])
