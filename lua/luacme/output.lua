@@ -110,10 +110,11 @@ function Output:event(name, fields, text, opts)
     if self.json then
         write(self.stdout, M.json_line(name, fields))
     elseif text then
+        text = errors.printable(clean(text))
         if opts.warning then
-            write(self.stderr, "luacme: warning: " .. clean(text))
+            write(self.stderr, "luacme: warning: " .. text)
         else
-            write(self.stdout, clean(text))
+            write(self.stdout, text)
         end
     end
 end
@@ -266,10 +267,17 @@ function M.error_lines(err)
     end
     local lines = {}
     local who = ident_text(err.identifier, err.wildcard)
-    local head = err.type and short_type(err.type) or err.kind or "error"
-    local detail = errors.printable(err.detail or "(no detail)")
+    local typ, detail = err.type, err.detail
+    local cause = err.kind == "authorization" and type(err.cause) == "table"
+        and err.cause or nil
+    if cause then
+        -- "name: type: the CA's words" rather than our wrapper text.
+        typ, detail = cause.type or typ, cause.detail or detail
+    end
+    local head = typ and short_type(typ) or err.kind or "error"
+    detail = errors.printable(detail or "(no detail)")
     local first = head .. ": " .. detail
-    if who and not detail:find(who, 1, true) then
+    if who and (cause or not detail:find(who, 1, true)) then
         first = who .. ": " .. first
     end
     if err.status and err.kind == "acme" then

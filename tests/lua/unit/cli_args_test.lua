@@ -1,0 +1,325 @@
+-- The command line without a CA: argument parsing, presets, durations,
+-- revocation reasons, CSR names, help texts and the exit codes of runs
+-- that need no network (through the real executable).
+local t = require "testlib"
+local core = require "luacme.core"
+local cjson = require "cjson"
+local cli = require "luacme.cli"
+local manage = require "luacme.manage"
+
+local exe = assert(os.getenv("LUACME_TEST_BUILD_DIR"), "run under ctest") ..
+  "/luacme"
+
+-- Run the executable; returns status, stdout, stderr.
+local function run(args, env_extra)
+  local env = core.environ()
+  env.LUACME_EAB_KID, env.LUACME_EAB_HMAC_KEY, env.LUACME_STATE = nil, nil, nil
+  for k, v in pairs(env_extra or {}) do env[k] = v end
+  local argv = { exe }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local r = assert(core.spawn{ argv = argv, env = env, timeout = 30 })
+  return r.status, r.stdout, r.stderr
+end
+
+t.test("parse: command, options before and after, repeatable lists",
+  function()
+  local p = assert(cli.parse{ "--state", "/s", "issue", "-d", "a.example",
+    "-db.example", "--domain=c.example,d.example", "--ip", "192.0.2.1",
+    "--hook", "webroot:root=/w,x=1", "--hook", "./h.sh", "--force", "-vq",
+    "--json" })
+  t.eq(p.command, "issue")
+  t.eq(p.opts.state, "/s")
+  t.eq(table.concat(p.opts.domain, " "), "a.example b.example c.example " ..
+    "d.example")
+  t.eq(p.opts.ip[1], "192.0.2.1")
+  t.eq(p.opts.hook[1], "webroot:root=/w,x=1", "hook specs keep commas")
+  t.eq(p.opts.hook[2], "./h.sh")
+  t.eq(p.opts.force, true)
+  t.eq(p.opts.verbose, true)
+  t.eq(p.opts.quiet, true)
+  t.eq(p.opts.json, true)
+end)
+
+t.test("parse: subcommands, positionals and --", function()
+  local p = assert(cli.parse{ "account", "rollover", "--key-type", "ec384" })
+  t.eq(p.sub, "rollover")
+  t.eq(p.opts.key_type, "ec384")
+  p = assert(cli.parse{ "renew", "a", "b", "--jitter=30" })
+  t.eq(#p.args, 2)
+  t.eq(p.opts.jitter, "30")
+  p = assert(cli.parse{ "revoke", "--", "-odd-name" })
+  t.eq(p.args[1], "-odd-name")
+  p = assert(cli.parse{ "--version" })
+  t.eq(p.command, "version")
+end)
+
+t.test("parse: mistakes are reported, not guessed", function()
+  local function bad(args, pat)
+    local p, err = cli.parse(args)
+    t.eq(p, nil, "should fail: " .. table.concat(args, " "))
+    t.match(err, pat)
+  end
+  bad({ "frobnicate" }, "unknown command 'frobnicate'")
+  bad({ "issue", "--nope" }, "unknown option %-%-nope for issue")
+  bad({ "issue", "-d" }, "%-d needs NAME")
+  bad({ "issue", "--name", "a", "--name", "b" }, "%-%-name given twice")
+  bad({ "issue", "--force=yes" }, "%-%-force takes no value")
+  bad({ "account" }, "usage: luacme account")
+  bad({ "account", "frob" }, "unknown account command 'frob'")
+  bad({ "list", "extra" }, "usage: luacme list")
+  bad({ "renew", "--key-type", "ec256" }, "unknown option %-%-key%-type")
+  bad({ "issue", "--eab-hmac-key", "c2VjcmV0" },
+    "never taken on the command line")
+  bad({ "issue", "--eab-hmac-key=c2VjcmV0" },
+    "never taken on the command line")
+end)
+
+t.test("parse: run passes everything after FILE untouched", function()
+  local p = assert(cli.parse{ "run", "r.lua", "--force", "-d", "x", "--" })
+  t.eq(p.command, "run")
+  t.eq(p.run.file, "r.lua")
+  t.eq(table.concat(p.run.args, " "), "--force -d x --")
+  local _, err = cli.parse{ "run" }
+  t.match(err, "usage: luacme run FILE%.lua")
+end)
+
+t.test("directory presets and --staging", function()
+  t.eq(manage.directory_url(nil), manage.PRESETS.letsencrypt)
+  t.eq(manage.directory_url("letsencrypt"),
+    "https://acme-v02.api.letsencrypt.org/directory")
+  t.eq(manage.directory_url(nil, true),
+    "https://acme-staging-v02.api.letsencrypt.org/directory")
+  t.eq(manage.directory_url("google", true), manage.PRESETS["google-staging"])
+  t.eq(manage.directory_url("buypass-staging", true),
+    manage.PRESETS["buypass-staging"])
+  for _, n in ipairs(manage.PRESET_NAMES) do
+    t.match(manage.directory_url(n), "^https://")
+  end
+  t.eq(manage.directory_url("https://ca.test/dir"), "https://ca.test/dir")
+  local _, err = manage.directory_url("zerossl", true)
+  t.match(err.detail, "zerossl has no staging")
+  _, err = manage.directory_url("http://ca.test/dir")
+  t.match(err.detail, "https:// URL or one of")
+  _, err = manage.directory_url("https://ca.test/dir", true)
+  t.match(err.detail, "preset name")
+end)
+
+t.test("durations and revocation reasons", function()
+  t.eq(manage.duration("3600"), 3600)
+  t.eq(manage.duration("7d"), 7 * 86400)
+  t.eq(manage.duration("1d12h"), 36 * 3600)
+  t.eq(manage.duration("90m"), 5400)
+  t.eq(manage.duration("45s"), 45)
+  t.eq(manage.duration("1x"), nil)
+  t.eq(manage.duration("d"), nil)
+  t.eq(manage.reason("keyCompromise"), 1)
+  t.eq(manage.reason("key-compromise"), 1)
+  t.eq(manage.reason("SUPERSEDED"), 4)
+  t.eq(manage.reason("cessation_of_operation"), 5)
+  t.eq(manage.reason("aACompromise"), 10)
+  t.eq(manage.reason("0"), 0)
+  t.eq(manage.reason("9"), 9)
+  local _, err = manage.reason("7")
+  t.match(err.detail, "not 7")
+  _, err = manage.reason("11")
+  t.match(err.detail, "0%-10")
+  _, err = manage.reason("grumpy")
+  t.match(err.detail, "unknown reason 'grumpy'")
+end)
+
+t.test("CSR names: SANs (DNS and IP), or the CN without SANs", function()
+  local k = assert(core.key_generate("ec256"))
+  local der = assert(core.csr{ key = k, names = { "a.example", "b.example" },
+    ips = { "192.0.2.1", "2001:DB8::1" } })
+  local names, ips = manage.csr_names(der)
+  t.eq(table.concat(names, ","), "a.example,b.example")
+  t.eq(table.concat(ips, ","), "192.0.2.1,2001:db8::1")
+  local dir = t.tmpdir()
+  local ok, out = t.sh("openssl req -new -newkey ec -pkeyopt " ..
+    "ec_paramgen_curve:P-256 -nodes -keyout " .. dir .. "/k.pem -subj " ..
+    "/CN=cn.example -out " .. dir .. "/c.pem")
+  t.ok(ok, out)
+  local d = assert(core.pem_decode(t.readfile(dir .. "/c.pem")))
+  names, ips = manage.csr_names(d)
+  t.eq(table.concat(names, ","), "cn.example")
+  t.eq(#ips, 0)
+  local n, err = manage.csr_names("\48\3\2\1\0")
+  t.eq(n, nil)
+  t.eq(err.kind, "invalid")
+  n, err = manage.csr_names(der:sub(1, 40))
+  t.eq(n, nil)
+end)
+
+t.test("help: overview, every command, json, hooks, exit codes", function()
+  local main = cli.help()
+  for _, c in ipairs({ "issue", "renew", "revoke", "list", "account",
+    "hooks", "run", "help" }) do
+    t.match(main, "\n  " .. c .. " ", "overview lists " .. c)
+  end
+  t.match(main, "\n  0 +done")
+  t.match(main, "\n  1 +error")
+  t.match(main, "\n  2 +nothing to do")
+  t.match(main, "renew %-q && systemctl reload nginx")
+  for name, cmd in pairs(cli.COMMANDS) do
+    local h = cli.help(name)
+    t.ok(h, "help for " .. name)
+    for _, o in ipairs(cmd.opts) do
+      t.match(h, "%-%-" .. o[1]:gsub("%-", "%%-"), name .. " documents --" ..
+        o[1])
+    end
+  end
+  for _, o in ipairs(cli.GLOBAL) do
+    t.match(main, "%-%-" .. o[1]:gsub("%-", "%%-"))
+  end
+  local json = cli.help("json")
+  for _, ev in ipairs({ "deployed", "waiting", "issued", "cleanup", "error",
+    "result", "not_due", "cert", "revoked" }) do
+    t.match(json, "\n  " .. ev .. " ", "json help documents " .. ev)
+  end
+  local hooks = cli.help("hooks")
+  t.match(hooks, "\nwebroot %(http%-01%)")
+  t.match(hooks, "\nexec ")
+  t.match(hooks, "root %(required%)")
+  t.eq(cli.help("nonsense"), nil)
+  -- Everything fits 80 columns.
+  for _, topic in ipairs({ false, "json", "hooks", "exit-codes", "issue",
+    "renew", "revoke", "account", "list", "run" }) do
+    for line in (cli.help(topic or nil) .. "\n"):gmatch("([^\n]*)\n") do
+      t.ok(#line <= 80, "over 80 columns: " .. line)
+    end
+  end
+end)
+
+t.test("exit codes: help 0, usage errors 1, nothing to do 2", function()
+  local state = t.tmpdir() .. "/state"
+  local st, out, err = run({ "help" })
+  t.eq(st, 0)
+  t.match(out, "Usage: luacme")
+  st, out = run({ "help", "issue" })
+  t.eq(st, 0)
+  t.match(out, "Usage: luacme issue")
+  st, out = run({ "issue", "--help" })
+  t.eq(st, 0)
+  t.match(out, "Usage: luacme issue")
+  st, _, err = run({ "help", "nope" })
+  t.eq(st, 1)
+  st, _, err = run({ "frob" })
+  t.eq(st, 1)
+  t.match(err, "unknown command")
+  st, _, err = run({})
+  t.eq(st, 1)
+  t.match(err, "usage: luacme")
+  st, _, err = run({ "--state", state, "issue", "--hook", "webroot:root=/x" })
+  t.eq(st, 1)
+  t.match(err, "issue needs %-d NAME")
+  st, _, err = run({ "--state", state, "issue", "-d", "bad..name",
+    "--hook", "webroot:root=/x" })
+  t.eq(st, 1)
+  t.match(err, "bad domain name 'bad%.%.name'")
+  st, _, err = run({ "--state", state, "issue", "-d", "a.example" })
+  t.eq(st, 1)
+  t.match(err, "no challenge hook")
+  st, _, err = run({ "--state", state, "issue", "-d", "a.example",
+    "--hook", "nosuchhook" })
+  t.eq(st, 1)
+  t.match(err, "no built%-in hook named nosuchhook")
+  st, _, err = run({ "--state", state, "issue", "-d", "a.example",
+    "--hook", "webroot:root=/x", "--key-type", "dsa1024" })
+  t.eq(st, 1)
+  t.match(err, "unknown key type dsa1024")
+  st, _, err = run({ "--state", state, "revoke" })
+  t.eq(st, 1)
+  t.match(err, "give CERTNAME or %-%-cert FILE")
+  st, _, err = run({ "--state", state, "account", "deactivate" })
+  t.eq(st, 1)
+  t.match(err, "%-%-yes")
+  st, _, err = run({ "--state", state, "--directory", "nowhere", "list" })
+  t.eq(st, 1)
+  t.match(err, "https:// URL or one of")
+  -- Nothing stored: renew has nothing to do, list shows nothing.
+  st, out = run({ "--state", state, "renew" })
+  t.eq(st, 2)
+  t.match(out, "no certificates")
+  st, out = run({ "--state", state, "list" })
+  t.eq(st, 0)
+  t.match(out, "no certificates")
+  st, _, err = run({ "--state", state, "renew", "ghost" })
+  t.eq(st, 1)
+  t.match(err, "no certificate named ghost")
+  -- The state directory comes from LUACME_STATE too.
+  local other = t.tmpdir() .. "/from-env"
+  st = run({ "list" }, { LUACME_STATE = other })
+  t.eq(st, 0)
+  t.ok(core.stat(other), "LUACME_STATE was used")
+end)
+
+t.test("--json: usage failures end with a result object", function()
+  local state = t.tmpdir() .. "/state"
+  local st, out = run({ "--state", state, "--json", "issue", "-d",
+    "a.example" })
+  t.eq(st, 1)
+  local lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(l) end
+  t.eq(lines[#lines].event, "result")
+  t.eq(lines[#lines].ok, false)
+  t.eq(lines[#lines].exit, 1)
+  t.eq(lines[#lines].command, "issue")
+  t.match(lines[#lines].error.detail, "no challenge hook")
+  t.eq(lines[1].event, "error")
+  st, out = run({ "--state", state, "--json", "renew" })
+  t.eq(st, 2)
+  lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(l) end
+  local res = lines[#lines]
+  t.eq(res.event, "result")
+  t.eq(res.exit, 2)
+  t.eq(res.ok, true)
+  t.eq(#res.renewed, 0)
+  t.match(out, '"renewed":%[%]', "empty lists are JSON arrays")
+end)
+
+t.test("EAB: both parts needed; the key from a file or the environment",
+  function()
+  local state = t.tmpdir() .. "/state"
+  local st, _, err = run({ "--state", state, "--eab-kid", "kid-1",
+    "list" })
+  t.eq(st, 1)
+  t.match(err, "external account binding needs both")
+  st, _, err = run({ "--state", state, "list" },
+    { LUACME_EAB_HMAC_KEY = "c2VjcmV0" })
+  t.eq(st, 1)
+  t.match(err, "needs both")
+  t.ok(not err:find("c2VjcmV0", 1, true), "the key is not echoed")
+  st = run({ "--state", state, "list" },
+    { LUACME_EAB_HMAC_KEY = "c2VjcmV0", LUACME_EAB_KID = "kid-1" })
+  t.eq(st, 0)
+  local f = t.tmpdir() .. "/mac"
+  t.writefile(f, "c2VjcmV0\n")
+  st = run({ "--state", state, "--eab-kid", "k", "--eab-hmac-key-file", f,
+    "list" })
+  t.eq(st, 0)
+  st, _, err = run({ "--state", state, "--eab-kid", "k",
+    "--eab-hmac-key-file", f .. ".missing", "list" })
+  t.eq(st, 1)
+  t.match(err, "%-%-eab%-hmac%-key%-file")
+end)
+
+t.test("run and --version behave as before", function()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/r.lua", "io.write(arg[0], '|', table.concat(arg, " ..
+    "'|'), '|', select('#', ...)) return tonumber(arg[1])")
+  local st, out = run({ "run", dir .. "/r.lua", "3", "--force" })
+  t.eq(st, 3)
+  t.eq(out, dir .. "/r.lua|3|--force|2")
+  t.writefile(dir .. "/f.lua", "return false")
+  t.eq((run({ "run", dir .. "/f.lua" })), 1)
+  t.writefile(dir .. "/n.lua", "local x = 1")
+  t.eq((run({ "run", dir .. "/n.lua" })), 0)
+  local st2, _, err = run({ "run", dir .. "/missing.lua" })
+  t.eq(st2, 1)
+  t.match(err, "missing%.lua")
+  st, out = run({ "--version" })
+  t.eq(st, 0)
+  t.match(out, "^luacme %d")
+  t.match(out, "OpenSSL")
+end)

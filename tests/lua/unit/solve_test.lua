@@ -1,0 +1,411 @@
+-- The hook engine (lua/luacme/solve.lua) over fake hooks and the fake
+-- CA: which challenge each authorization gets, deploy grouped per hook,
+-- ready() polling, and cleanup on success, on failure, on a failed
+-- deploy and on an injected interruption (Ctrl-C) wherever it lands.
+local t = require "testlib"
+local fake = require "fakehttp"
+local acme = require "luacme"
+local core = require "luacme.core"
+local solve = require "luacme.solve"
+
+local KEY = core.key_generate("ec256")
+local URN = "urn:ietf:params:acme:error:"
+
+local function setup(opts)
+  opts = opts or {}
+  local clock = fake.clock()
+  opts.clock = clock
+  opts.keys = { KEY }
+  if opts.latency == nil then opts.latency = 0.004 end
+  local ca = fake.ca(opts)
+  local c = acme.client{ directory = ca.dir_url, key = KEY, transport = ca,
+    now = clock.now, sleep = clock.sleep }
+  assert(c:register({}, acme.accept_tos))
+  return c, ca, clock
+end
+
+-- A hook in the shape hooks.load returns, logging every call as
+-- "fn hook type name" into log. behave: fail_deploy = name,
+-- ready_after = n (false n times), raise_in = "deploy"/"cleanup" ...
+local function fake_hook(name, types, log, behave)
+  behave = behave or {}
+  local h = { name = name, spec = name .. ":x=1", types = types,
+    opts = { mine = name } }
+  local function who(ch)
+    return (ch.wildcard and "*." or "") .. ch.domain
+  end
+  function h.deploy(ch, opts)
+    assert(opts.mine == name, "hook gets its own options")
+    log[#log + 1] = "deploy " .. name .. " " .. ch.type .. " " .. who(ch)
+    if behave.raise_in == "deploy" then
+      error({ kind = "interrupted", detail = "interrupted by signal" }, 0)
+    end
+    if behave.fail_deploy == who(ch) then return nil, "disk full" end
+    return true
+  end
+  function h.cleanup(ch, opts)
+    log[#log + 1] = "cleanup " .. name .. " " .. ch.type .. " " .. who(ch)
+    if behave.fail_cleanup then return nil, "cannot remove" end
+    return true
+  end
+  if behave.ready_after then
+    local seen = {}
+    function h.ready(ch)
+      local k = who(ch)
+      seen[k] = (seen[k] or 0) + 1
+      log[#log + 1] = "ready " .. name .. " " .. k
+      return seen[k] > behave.ready_after
+    end
+  end
+  if behave.events then
+    for _, ev in ipairs({ "startup", "exit", "failure", "invalid" }) do
+      h[ev] = function(...)
+        local a = { ... }
+        local tag = ""
+        if ev == "invalid" then tag = " " .. who(a[1]) .. " " .. tostring(a[2].type) end
+        log[#log + 1] = ev .. " " .. name .. tag
+        return true
+      end
+    end
+  end
+  return h
+end
+
+local function count(log, prefix)
+  local n = 0
+  for _, l in ipairs(log) do
+    if l:sub(1, #prefix) == prefix then n = n + 1 end
+  end
+  return n
+end
+
+local function ids(...)
+  local out = {}
+  for _, n in ipairs({ ... }) do
+    if n:find("^%d+%.") then out[#out + 1] = { type = "ip", value = n }
+    else out[#out + 1] = { type = "dns", value = n } end
+  end
+  return out
+end
+
+local function events()
+  local ev = {}
+  return ev, function(name, fields, text)
+    ev[#ev + 1] = { name = name, fields = fields, text = text }
+  end
+end
+
+local function chals(...)
+  local out = {}
+  for _, ty in ipairs({ ... }) do
+    out[#out + 1] = { type = ty, uri = "https://ca/" .. ty }
+  end
+  return out
+end
+
+t.test("pick: wildcards only dns-01, IPs http-01 or tls-alpn-01", function()
+  local web = { name = "webroot", types = { "http-01" } }
+  local dns = { name = "dns", types = { "dns-01" } }
+  local alpn = { name = "alpn", types = { "tls-alpn-01" } }
+  local a = { identifier = { type = "dns", value = "example.com" },
+    wildcard = true, challenges = chals("dns-01") }
+  local ch, h = solve.pick({ web, dns }, a)
+  t.eq(ch.type, "dns-01")
+  t.eq(h, dns)
+  -- A DNS hook listed first wins for a plain name too (hook order).
+  local plain = { identifier = { type = "dns", value = "example.com" },
+    challenges = chals("http-01", "dns-01", "tls-alpn-01") }
+  ch, h = solve.pick({ dns, web }, plain)
+  t.eq(ch.type, "dns-01")
+  ch, h = solve.pick({ web, dns }, plain)
+  t.eq(ch.type, "http-01")
+  -- An IP address never gets dns-01, even when offered.
+  local ip = { identifier = { type = "ip", value = "192.0.2.1" },
+    challenges = chals("dns-01", "tls-alpn-01") }
+  ch, h = solve.pick({ dns, alpn }, ip)
+  t.eq(ch.type, "tls-alpn-01")
+  t.eq(h, alpn)
+end)
+
+t.test("pick: the error names the identifier, the type and the hooks",
+  function()
+  local web = { name = "webroot", types = { "http-01" } }
+  local a = { identifier = { type = "dns", value = "example.com" },
+    wildcard = true, challenges = chals("dns-01") }
+  local ch, err = solve.pick({ web }, a)
+  t.eq(ch, nil)
+  t.eq(err.kind, "unsolvable")
+  t.eq(err.detail, "no hook solves dns-01 for *.example.com; configured: " ..
+    "webroot (http-01)")
+  local ip = { identifier = { type = "ip", value = "192.0.2.1" },
+    challenges = chals("dns-01") }
+  ch, err = solve.pick({ web }, ip)
+  t.match(err.detail, "offers no challenge luacme may use for 192%.0%.2%.1 " ..
+    "%(offered: dns%-01%)")
+  local plain = { identifier = { type = "dns", value = "a.example" },
+    challenges = chals("http-01", "dns-01") }
+  ch, err = solve.pick({}, plain)
+  t.eq(err.detail, "no hook solves http-01 or dns-01 for a.example; " ..
+    "configured: none")
+end)
+
+t.test("a whole issuance: grouped deploy, ready, accept, cleanup", function()
+  local c, ca, clock = setup()
+  local log = {}
+  local web = fake_hook("web", { "http-01" }, log)
+  local dns = fake_hook("dns", { "dns-01" }, log, { ready_after = 2 })
+  local ev, on_event = events()
+  local res, err = solve.issue(c, {
+    identifiers = ids("a.example", "*.a.example", "b.example", "192.0.2.7"),
+    csr = "csr-der", hooks = { web, dns }, on_event = on_event,
+    now = clock.now, sleep = clock.sleep, timeout = 60 })
+  t.ok(res, tostring(err))
+  t.eq(#res.items, 4)
+  -- Deploys grouped per hook in the order the hooks were given.
+  local deploys = {}
+  for _, l in ipairs(log) do
+    if l:find("^deploy") then deploys[#deploys + 1] = l end
+  end
+  t.eq(#deploys, 4)
+  for i = 1, 3 do t.match(deploys[i], "^deploy web http%-01 ") end
+  t.eq(deploys[4], "deploy dns dns-01 *.a.example")
+  -- ready() polled until true (3 rounds), with sleeps between.
+  t.eq(count(log, "ready dns"), 3)
+  local waits = 0
+  for _, e in ipairs(ev) do
+    if e.name == "ready_wait" then waits = waits + 1 end
+  end
+  t.eq(waits, 2, "a progress event per round still waiting")
+  -- Every deployed challenge was accepted after all deploys and ready.
+  local accepts = 0
+  for _, rec in ipairs(ca.log) do
+    if rec.method == "POST" and rec.url:find("/chalZ/") and
+      rec.payload == "{}" then accepts = accepts + 1 end
+  end
+  t.eq(accepts, 4)
+  -- Cleaned up once each, after the order was decided.
+  t.eq(count(log, "cleanup"), 4)
+  t.eq(count(log, "cleanup web"), 3)
+  local last_ready, first_cleanup
+  for i, l in ipairs(log) do
+    if l:find("^ready") then last_ready = i end
+    if l:find("^cleanup") and not first_cleanup then first_cleanup = i end
+  end
+  t.ok(first_cleanup > last_ready)
+  -- Events name each identifier and hook.
+  local deployed = {}
+  for _, e in ipairs(ev) do
+    if e.name == "deployed" then deployed[#deployed + 1] = e.text end
+  end
+  t.eq(#deployed, 4)
+  t.ok(table.concat(deployed, "\n"):find("*.a.example: dns-01 deployed " ..
+    "via dns", 1, true))
+end)
+
+t.test("cleanup runs when the CA refuses a challenge; invalid() told",
+  function()
+  local c, ca, clock = setup{ validate = function(a)
+    if a.identifier.value == "bad.example" then
+      return { type = URN .. "unauthorized", detail = "got 404",
+        status = 403 }
+    end
+    return true
+  end }
+  local log = {}
+  local web = fake_hook("web", { "http-01" }, log, { events = true })
+  local sess = solve.session({ web })
+  t.ok(sess:start())
+  local res, err = solve.issue(c, { identifiers = ids("ok.example",
+    "bad.example"), csr = "x", hooks = { web }, now = clock.now,
+    sleep = clock.sleep, timeout = 60 })
+  t.eq(res, nil)
+  t.eq(err.kind, "authorization")
+  t.eq(err.identifier.value, "bad.example")
+  t.eq(err.type, URN .. "unauthorized")
+  sess:failure(err)
+  sess:close()
+  t.eq(count(log, "cleanup"), 2, "both cleaned up")
+  t.eq(count(log, "invalid web bad.example " .. URN .. "unauthorized"), 1)
+  t.eq(count(log, "invalid web ok.example"), 0)
+  t.eq(log[1], "startup web")
+  t.eq(count(log, "failure web"), 1)
+  t.eq(log[#log], "exit web")
+  local finalize = 0
+  for _, rec in ipairs(ca.log) do
+    if rec.url:find("/finalize%-order/") then finalize = finalize + 1 end
+  end
+  t.eq(finalize, 0)
+end)
+
+t.test("a failed deploy is cleaned up too and nothing is accepted",
+  function()
+  local c, ca, clock = setup()
+  local log = {}
+  local web = fake_hook("web", { "http-01" }, log,
+    { fail_deploy = "two.example" })
+  local res, err = solve.issue(c, { identifiers = ids("one.example",
+    "two.example", "three.example"), csr = "x", hooks = { web },
+    now = clock.now, sleep = clock.sleep, timeout = 60 })
+  t.eq(res, nil)
+  t.eq(err.kind, "hook")
+  t.match(err.detail, "two%.example: http%-01 via web: .*disk full")
+  t.eq(err.identifier.value, "two.example")
+  -- Deploy stops at the failure; what was attempted is cleaned up.
+  local deployed = count(log, "deploy")
+  t.eq(count(log, "cleanup"), deployed)
+  t.ok(log[#log]:find("^cleanup"))
+  for _, rec in ipairs(ca.log) do
+    t.ok(not (rec.url:find("/chalZ/") and rec.payload == "{}"),
+      "no challenge accepted")
+  end
+end)
+
+t.test("Ctrl-C while the order is polled: cleanup, then the error",
+  function()
+  local c, ca, clock = setup{ validation_delay = 5 }
+  local log = {}
+  local web = fake_hook("web", { "http-01" }, log)
+  local sleeps = 0
+  local function sleep(s)
+    sleeps = sleeps + 1
+    -- What core.sleep + the signal hook do: raise inside Lua.
+    if sleeps == 3 then
+      error({ kind = "interrupted", detail = "interrupted by signal" }, 0)
+    end
+    clock.sleep(s)
+  end
+  c.sleep = sleep
+  local ok, err = pcall(solve.issue, c, { identifiers = ids("a.example",
+    "b.example"), csr = "x", hooks = { web }, now = clock.now,
+    sleep = clock.sleep, timeout = 60 })
+  t.eq(ok, false)
+  t.eq(type(err), "table")
+  t.eq(err.kind, "interrupted")
+  t.eq(count(log, "deploy"), 2)
+  t.eq(count(log, "cleanup"), 2, "each cleaned exactly once")
+end)
+
+t.test("Ctrl-C inside a hook's deploy: what was started is cleaned",
+  function()
+  local c, ca, clock = setup()
+  local log = {}
+  local web = fake_hook("web", { "http-01" }, log)
+  local dns = fake_hook("dns", { "dns-01" }, log, { raise_in = "deploy" })
+  local ok, err = pcall(solve.issue, c, { identifiers = ids("a.example",
+    "*.a.example"), csr = "x", hooks = { web, dns }, now = clock.now,
+    sleep = clock.sleep, timeout = 60 })
+  t.eq(ok, false)
+  t.eq(err.kind, "interrupted")
+  t.eq(count(log, "deploy web"), 1)
+  t.eq(count(log, "deploy dns"), 1)
+  t.eq(count(log, "cleanup web"), 1)
+  t.eq(count(log, "cleanup dns"), 1)
+end)
+
+t.test("Ctrl-C during cleanup still cleans the rest, then raises",
+  function()
+  local c, ca, clock = setup()
+  local log = {}
+  local web = fake_hook("web", { "http-01" }, log)
+  local n = 0
+  local orig = web.cleanup
+  web.cleanup = function(ch, opts)
+    n = n + 1
+    orig(ch, opts)
+    if n == 1 then
+      error({ kind = "interrupted", detail = "interrupted by signal" }, 0)
+    end
+    return true
+  end
+  local ok, err = pcall(solve.issue, c, { identifiers = ids("a.example",
+    "b.example", "c.example"), csr = "x", hooks = { web },
+    now = clock.now, sleep = clock.sleep, timeout = 60 })
+  t.eq(ok, false)
+  t.eq(err.kind, "interrupted")
+  t.eq(count(log, "cleanup"), 3)
+end)
+
+t.test("ready() that never says yes ends in a deadline error", function()
+  local c, ca, clock = setup()
+  local log = {}
+  local dns = fake_hook("dns", { "dns-01" }, log, { ready_after = 1e9 })
+  local res, err = solve.issue(c, { identifiers = ids("*.z.example"),
+    csr = "x", hooks = { dns }, now = clock.now, sleep = clock.sleep,
+    timeout = 600, ready_timeout = 20 })
+  t.eq(res, nil)
+  t.eq(err.kind, "deadline")
+  t.match(err.detail, "%*%.z%.example was not visible")
+  t.ok(clock.t - 1700000000 <= 25, "gave up near the ready timeout")
+  t.eq(count(log, "cleanup"), 1)
+end)
+
+t.test("no hook for a wildcard: the clear error, nothing deployed",
+  function()
+  local c, ca, clock = setup()
+  local log = {}
+  local web = fake_hook("webroot", { "http-01" }, log)
+  local res, err = solve.issue(c, { identifiers = ids("example.com",
+    "*.example.com"), csr = "x", hooks = { web }, now = clock.now,
+    sleep = clock.sleep, timeout = 60 })
+  t.eq(res, nil)
+  t.eq(err.kind, "unsolvable")
+  t.eq(err.detail, "no hook solves dns-01 for *.example.com; configured: " ..
+    "webroot (http-01)")
+  t.eq(#log, 0)
+end)
+
+t.test("a failing cleanup is reported and the others still run", function()
+  local c, ca, clock = setup()
+  local log = {}
+  local web = fake_hook("web", { "http-01" }, log, { fail_cleanup = true })
+  local ev, on_event = events()
+  local res = assert(solve.issue(c, { identifiers = ids("a.example",
+    "b.example"), csr = "x", hooks = { web }, on_event = on_event,
+    now = clock.now, sleep = clock.sleep, timeout = 60 }))
+  t.ok(res.certs)
+  t.eq(count(log, "cleanup"), 2)
+  local bad = 0
+  for _, e in ipairs(ev) do
+    if e.name == "cleanup" and e.fields.ok == false then
+      bad = bad + 1
+      t.match(e.fields.error, "cannot remove")
+    end
+  end
+  t.eq(bad, 2)
+end)
+
+t.test("session: startup once per spec, exit always", function()
+  local log = {}
+  local a = fake_hook("a", { "http-01" }, log, { events = true })
+  local b = fake_hook("b", { "dns-01" }, log, { events = true })
+  b.startup = function() log[#log + 1] = "startup b"; return nil, "no" end
+  do
+    local sess <close> = solve.session({ a, a, b })
+    local ok, err = sess:start()
+    t.eq(ok, nil)
+    t.match(err.detail, "hook b: startup: no")
+  end
+  t.eq(table.concat(log, ","), "startup a,startup b,exit a,exit b")
+end)
+
+t.test("progress while the order is polled", function()
+  local c, ca, clock = setup{ validation_delay = 3 }
+  local log = {}
+  local web = fake_hook("web", { "http-01" }, log)
+  local ev, on_event = events()
+  local s
+  c.sleep = function(d)
+    if s then s:on_sleep(60) end
+    clock.sleep(d)
+  end
+  assert(solve.issue(c, { identifiers = ids("a.example", "b.example"),
+    csr = "x", hooks = { web }, on_event = on_event, now = clock.now,
+    sleep = clock.sleep, timeout = 60, solver_ref = function(x) s = x end }))
+  local waiting
+  for _, e in ipairs(ev) do
+    if e.name == "waiting" and not e.fields.finalizing then waiting = e end
+  end
+  t.ok(waiting, "a waiting event")
+  t.eq(waiting.fields.pending, 2)
+  t.match(waiting.text, "^waiting for 2 authorizations %(%d+%.%d s / 60 s%)$")
+end)
