@@ -63,9 +63,13 @@ def log(msg):
     sys.stderr.flush()
 
 
-def pdeathsig():
-    """Child-side: die with the harness even if it is SIGKILLed (ctest
-    timeouts kill only the direct child)."""
+def child_setup():
+    """Child-side, before exec: a process group of its own, so a Ctrl-C
+    at the terminal reaches only this script, which forwards it to the
+    scenario once and then stops the servers in order; and SIGTERM when
+    this script dies, even by SIGKILL (a ctest timeout kills only its
+    direct child)."""
+    os.setpgid(0, 0)
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG
@@ -201,7 +205,7 @@ class Env:
         try:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                  stdout=logf, stderr=subprocess.STDOUT,
-                                 env=env, cwd=cwd, preexec_fn=pdeathsig)
+                                 env=env, cwd=cwd, preexec_fn=child_setup)
         finally:
             logf.close()
         self.procs.append((name, p, logpath))
@@ -381,14 +385,19 @@ class Env:
                         os.rename(path, path + ".%d" % attempt)
 
     def port_raced(self):
-        for name, _, path in self.procs:
+        """Did the failed bring-up lose a port to another process?  True
+        when no server was started yet (free_ports found a port taken) or
+        a server logged that its address was in use."""
+        if not self.procs:
+            return True
+        for _, _, path in self.procs:
             try:
                 with open(path, "rb") as f:
                     if b"address already in use" in f.read().lower():
                         return True
             except OSError:
                 pass
-        return True if not self.procs else False
+        return False
 
     def cleanup(self):
         self.stop_all()
@@ -464,7 +473,7 @@ def main(argv):
         log("pebble %s (mgmt %s), workdir %s" % (
             env.facts["LUACME_E2E_DIRECTORY"], env.facts["LUACME_E2E_MGMT"],
             env.workdir))
-        child = subprocess.Popen(o.command, env=cenv, preexec_fn=pdeathsig)
+        child = subprocess.Popen(o.command, env=cenv, preexec_fn=child_setup)
         status = child.wait()
         if status < 0:
             status = 128 - status
