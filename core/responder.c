@@ -1015,7 +1015,9 @@ open_listener(struct responder *r, const char *address, int port,
             errno == EPROTONOSUPPORT))
             r->lfd = listen_on("0.0.0.0", port, 0, &what);
     } else {
-        r->lfd = listen_on(address, port, 1, &what);
+        /* "::" asked for by name is dual-stack too; any other IPv6
+         * address takes IPv6 only. */
+        r->lfd = listen_on(address, port, strcmp(address, "::") != 0, &what);
     }
     if (r->lfd >= 0) {
         r->port = bound_port(r->lfd);

@@ -38,7 +38,8 @@ enum responder_kind {
 struct responder_opts {
     /* Numeric IPv4 or IPv6 address (no names are resolved; an IPv6
      * scope "%if" is allowed). NULL, "" or "*": every address, as an
-     * IPv6 dual-stack socket, or IPv4 only when the host has no IPv6. */
+     * IPv6 dual-stack socket, or IPv4 only when the host has no IPv6.
+     * "::" is dual-stack too (fails without IPv6); "0.0.0.0" IPv4 only. */
     const char *address;
     int port;               /* 0..65535; 0 = ephemeral (tests) */
     int max_conns;          /* 0 = LUACME_RESPONDER_MAX_CONNS */

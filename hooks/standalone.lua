@@ -1,0 +1,139 @@
+-- standalone (http-01): luacme answers the CA itself, for boxes without a
+-- web server. While an order is validated it listens on address:port
+-- (default every address, port 80) and serves GET/HEAD of
+-- /.well-known/acme-challenge/<token> for this run's tokens, 404 for
+-- everything else (core.http01_responder; limits in core/limits.h).
+--
+--   luacme issue -d example.com --hook standalone
+--   luacme issue -d example.com --hook standalone:address=192.0.2.10,port=8080
+--
+-- address: the default "*" listens on every address (one IPv6 socket
+-- that takes IPv4 too, or IPv4 only on hosts without IPv6), because the
+-- CA connects from outside and the hook is useless otherwise. That is
+-- safe to expose: what it serves is the key authorization of the
+-- current challenges, which the CA fetches over plain HTTP anyway (no
+-- secret), nothing else is answered, requests and connections are
+-- bounded, and it listens only from the first deploy to the last
+-- cleanup of a run. Give an address (e.g. "0.0.0.0" for IPv4 only, or
+-- one interface's address) to narrow it; port 80 is what CAs use
+-- (another port only behind a forward, e.g. Pebble's httpPort).
+-- Ports below 1024 need root or CAP_NET_BIND_SERVICE; a port taken by a
+-- running web server fails with "bind": use the webroot hook there.
+--
+-- One responder per address:port is shared by every challenge of the
+-- run: started at the first deploy, stopped when the last challenge
+-- deployed there is cleaned up. deploy sets ch.responder to it (use it
+-- only to read stats(), which stay readable after it was closed).
+local core = require "luacme.core"
+
+local M = {
+    description = "http-01: answer from luacme itself on port 80 " ..
+        "(no web server needed)",
+    types = { "http-01" },
+    options = {
+        { name = "address", default = "*",
+          help = "listen address: an IPv4/IPv6 literal, or * for every " ..
+              "address (default)" },
+        { name = "port", default = "80", help = "listen port (default 80)" },
+    },
+}
+
+local TOKEN = "^[A-Za-z0-9_-]+$"
+local MAX_TOKEN = 256
+
+-- Running responders by "address|port": { r =, address =, port =,
+-- names = { [token] = true }, n = count of names }.
+local servers = {}
+
+local function where(opts)
+    local port = tonumber(opts.port)
+    if not port or port ~= math.floor(port) or port < 1 or port > 65535 then
+        return nil, "port must be 1..65535"
+    end
+    local address = opts.address or "*"
+    if address ~= "*" and (type(address) ~= "string" or
+        not core.reverse_name((address:gsub("%%[%w_.-]+$", "")))) then
+        return nil, "address must be an IP address or *"
+    end
+    return address, math.floor(port)
+end
+
+function M.setup(opts)
+    local address, err = where(opts)
+    if not address then return nil, err end
+    return true
+end
+
+-- The running responder for opts, started if needed.
+local function server_for(opts)
+    local address, port = where(opts)
+    if not address then return nil, port end
+    local key = address .. "|" .. port
+    local s = servers[key]
+    if s then return s end
+    local r, msg, kind = core.http01_responder{ address = address,
+        port = port }
+    if not r then
+        if kind == "bind" then
+            msg = msg .. " (another web server there? use the webroot hook)"
+        end
+        return nil, msg
+    end
+    s = { r = r, address = address, port = port, names = {}, n = 0 }
+    servers[key] = s
+    return s
+end
+
+local function release(key, s)
+    if s.n == 0 then
+        s.r:close()
+        servers[key] = nil
+    end
+end
+
+function M.deploy(ch, opts)
+    if ch.type ~= "http-01" then
+        return nil, "standalone solves http-01 only, not " ..
+            tostring(ch.type)
+    end
+    if type(ch.token) ~= "string" or #ch.token > MAX_TOKEN or
+        not ch.token:find(TOKEN) then
+        return nil, "refusing a token that is not [A-Za-z0-9_-]+"
+    end
+    local body = ch.body or ch.key_authorization
+    if type(body) ~= "string" then
+        return nil, "no key authorization to serve"
+    end
+    local s, err = server_for(opts)
+    if not s then return nil, err end
+    local ok, msg = s.r:add(ch.token, body)
+    if not ok then
+        release(s.address .. "|" .. s.port, s)
+        return nil, msg
+    end
+    if not s.names[ch.token] then
+        s.names[ch.token] = true
+        s.n = s.n + 1
+    end
+    -- For the caller's eyes (tests, diagnostics): the responder serving
+    -- this challenge; its stats() stay readable after it was closed.
+    ch.responder = s.r
+    return true
+end
+
+function M.cleanup(ch, opts)
+    local address, port = where(opts)
+    if not address then return true end
+    local key = address .. "|" .. port
+    local s = servers[key]
+    if not s or type(ch.token) ~= "string" or not s.names[ch.token] then
+        return true                             -- never deployed here
+    end
+    s.r:remove(ch.token)
+    s.names[ch.token] = nil
+    s.n = s.n - 1
+    release(key, s)
+    return true
+end
+
+return M

@@ -1,0 +1,163 @@
+-- tls-alpn (tls-alpn-01, RFC 8737 / RFC 8738): luacme answers the CA's
+-- TLS handshake itself, for hosts whose port 443 is free (or forwarded to
+-- luacme) while an order is validated. Only handshakes offering ALPN
+-- "acme-tls/1" complete; the certificate is chosen by SNI (an IP
+-- identifier by its reverse name, with or without the trailing dot);
+-- unknown or missing SNI and any other protocol are refused, and no
+-- application data is ever sent (core.tls_alpn_responder).
+--
+--   luacme issue -d example.com --hook tls-alpn
+--   luacme issue -d example.com --hook tls-alpn:address=192.0.2.10,port=8443
+--
+-- address: the default "*" listens on every address (one IPv6 socket
+-- that takes IPv4 too, or IPv4 only on hosts without IPv6), since the CA
+-- connects from outside. What it presents is a throw-away self-signed
+-- certificate per challenge, to clients that ask for acme-tls/1 only,
+-- from the first deploy to the last cleanup of a run. Give an address to
+-- narrow it; port 443 is what CAs use (another port only behind a
+-- forward, e.g. Pebble's tlsPort). Ports below 1024 need root or
+-- CAP_NET_BIND_SERVICE; a port held by a running TLS server fails with
+-- "bind".
+--
+-- The certificate and key come from ch.cert_pem (or ch.cert) and ch.key
+-- when the caller made them, else they are made here from
+-- ch.key_authorization. One responder per address:port is shared by
+-- every challenge of the run, started at the first deploy and stopped
+-- when the last challenge deployed there is cleaned up. deploy sets
+-- ch.responder to it (use it only to read stats(), which stay readable
+-- after it was closed).
+local core = require "luacme.core"
+
+local M = {
+    description = "tls-alpn-01: answer the CA's TLS handshake from " ..
+        "luacme itself on port 443",
+    types = { "tls-alpn-01" },
+    options = {
+        { name = "address", default = "*",
+          help = "listen address: an IPv4/IPv6 literal, or * for every " ..
+              "address (default)" },
+        { name = "port", default = "443",
+          help = "listen port (default 443)" },
+    },
+}
+
+-- Running responders by "address|port": { r =, address =, port =,
+-- names = { [identifier] = true }, n = count of names }.
+local servers = {}
+
+local function where(opts)
+    local port = tonumber(opts.port)
+    if not port or port ~= math.floor(port) or port < 1 or port > 65535 then
+        return nil, "port must be 1..65535"
+    end
+    local address = opts.address or "*"
+    if address ~= "*" and (type(address) ~= "string" or
+        not core.reverse_name((address:gsub("%%[%w_.-]+$", "")))) then
+        return nil, "address must be an IP address or *"
+    end
+    return address, math.floor(port)
+end
+
+function M.setup(opts)
+    local address, err = where(opts)
+    if not address then return nil, err end
+    return true
+end
+
+-- The identifier's value: hooks get { type =, value = } and domain;
+-- order.issue's items carry the value itself.
+local function identifier_of(ch)
+    local id = ch.domain
+    if id == nil and type(ch.identifier) == "table" then
+        id = ch.identifier.value
+    elseif id == nil then
+        id = ch.identifier
+    end
+    if type(id) ~= "string" or id == "" or #id > 255 or
+        not id:find("^[%w.:-]+$") then
+        return nil
+    end
+    -- One spelling per name, so cleanup finds what deploy added.
+    return (id:lower():gsub("%.$", ""))
+end
+
+local function server_for(opts)
+    local address, port = where(opts)
+    if not address then return nil, port end
+    local key = address .. "|" .. port
+    local s = servers[key]
+    if s then return s end
+    local r, msg, kind = core.tls_alpn_responder{ address = address,
+        port = port }
+    if not r then
+        if kind == "bind" then
+            msg = msg .. " (a TLS server running there?)"
+        end
+        return nil, msg
+    end
+    s = { r = r, address = address, port = port, names = {}, n = 0 }
+    servers[key] = s
+    return s
+end
+
+local function release(key, s)
+    if s.n == 0 then
+        s.r:close()
+        servers[key] = nil
+    end
+end
+
+function M.deploy(ch, opts)
+    if ch.type ~= "tls-alpn-01" then
+        return nil, "tls-alpn solves tls-alpn-01 only, not " ..
+            tostring(ch.type)
+    end
+    local id = identifier_of(ch)
+    if not id then
+        return nil, "refusing an identifier that is not a DNS name or " ..
+            "an IP address"
+    end
+    local pem, key = ch.cert_pem or ch.cert, ch.key
+    if type(pem) ~= "string" or key == nil then
+        if type(ch.key_authorization) ~= "string" then
+            return nil, "no certificate and no key authorization"
+        end
+        local kind
+        pem, key, kind = core.tls_alpn01_cert(id, ch.key_authorization)
+        if not pem then
+            return nil, "certificate for " .. id .. ": " .. tostring(key) ..
+                " (" .. tostring(kind) .. ")"
+        end
+    end
+    local s, err = server_for(opts)
+    if not s then return nil, err end
+    local ok, msg = s.r:add(id, pem, key)
+    if not ok then
+        release(s.address .. "|" .. s.port, s)
+        return nil, msg
+    end
+    if not s.names[id] then
+        s.names[id] = true
+        s.n = s.n + 1
+    end
+    ch.responder = s.r
+    return true
+end
+
+function M.cleanup(ch, opts)
+    local address, port = where(opts)
+    if not address then return true end
+    local key = address .. "|" .. port
+    local s = servers[key]
+    local id = identifier_of(ch)
+    if not s or not id or not s.names[id] then
+        return true                             -- never deployed here
+    end
+    s.r:remove(id)
+    s.names[id] = nil
+    s.n = s.n - 1
+    release(key, s)
+    return true
+end
+
+return M
