@@ -100,4 +100,15 @@
 /* Length of the kernel's queue of connections not yet accepted. */
 #define LUACME_RESPONDER_BACKLOG 128
 
+/* DNS (core.dns_query, the dns-01 propagation check). Longest name asked
+ * for, in presentation form with the trailing dot (the wire limit is 255
+ * octets); largest answer taken apart (a TCP message's maximum); most
+ * records in one answer; default and longest timeout of one query in
+ * whole seconds (libresolv counts in seconds). */
+#define LUACME_DNS_NAME_MAX 254
+#define LUACME_DNS_PACKET_MAX 65535
+#define LUACME_DNS_MAX_RECORDS 1024
+#define LUACME_DNS_TIMEOUT_S 5
+#define LUACME_DNS_TIMEOUT_MAX_S 60
+
 #endif

@@ -37,6 +37,7 @@ void lbind_keys(lua_State *L);      /* lua_keys.c: keys and JWS */
 void lbind_x509(lua_State *L);      /* lua_x509.c: CSR, certificates */
 void lbind_http(lua_State *L);      /* lua_http.c: the HTTP client */
 void lbind_fs(lua_State *L);        /* lua_fs.c: files, locks, processes */
+void lbind_dns(lua_State *L);       /* lua_dns.c: DNS queries */
 void lbind_responder(lua_State *L); /* lua_responder.c: challenge servers */
 
 /* The module entry point, preloaded as "luacme.core" by main.c. */

@@ -211,6 +211,7 @@ luaopen_luacme_core(lua_State *L)
     lbind_x509(L);
     lbind_http(L);
     lbind_fs(L);
+    lbind_dns(L);
     lbind_responder(L);
     return 1;
 }
