@@ -30,3 +30,20 @@ t.test("a valid authorization is reused, no challenge posted", function()
   t.eq(E.list_str(E.sans(r2.certs[1])), "{DNS:" .. name .. "}")
   t.ok(E.serial(r2.certs[1]) ~= E.serial(r1.certs[1]), "a new certificate")
 end)
+
+t.test("a deactivated authorization is not reused", function()
+  local c = E.account()
+  local name = E.name("deact")
+  local r, err = E.issue(c, { name }, E.webroot_solver())
+  t.ok(r, "issue: " .. tostring(err))
+  local url = r.order.authz_urls[1]
+  local z
+  z, err = c:revoke_authorization(url)
+  t.ok(z, "revoke_authorization: " .. tostring(err))
+  t.eq(z.status, "deactivated")
+  t.eq(assert(c:get_authorization(url)).status, "deactivated")
+  local acme = require "luacme"
+  local o = assert(c:authorize_order(acme.domain_ids(name)))
+  t.eq(o.status, "pending", "a fresh authorization is needed")
+  t.ok(o.authz_urls[1] ~= url, "not the deactivated one")
+end)

@@ -52,3 +52,29 @@ t.test("wait_order stops at invalid with the CA's problem", function()
   t.match(tostring(err), "wrong%-again")
   t.eq(E.pebble_count("/finalize%-order/"), 0, "no finalize")
 end)
+
+t.test("wait_authorization stops at invalid with the CA's problem", function()
+  local c = E.account()
+  local acme = require "luacme"
+  local name = E.name("authzfail")
+  local o = assert(c:authorize_order(acme.domain_ids(name)))
+  local z = assert(c:get_authorization(o.authz_urls[1]))
+  local chal
+  for _, ch in ipairs(z.challenges) do
+    if ch.type == "http-01" then chal = ch end
+  end
+  local path = E.env.webroot .. "/.well-known/acme-challenge/" .. chal.token
+  E.writefile(path, "wrong-for-authz")
+  local accepted, err = c:accept(chal)
+  t.ok(accepted, "accept: " .. tostring(err))
+  local done
+  done, err = c:wait_authorization(z.uri)
+  os.remove(path)
+  t.ok(not done, "must fail")
+  t.eq(err.kind, "authorization")
+  t.eq(err.type, "urn:ietf:params:acme:error:unauthorized")
+  t.match(tostring(err), "wrong%-for%-authz")
+  local ch = assert(c:get_challenge(chal.uri))
+  t.eq(ch.status, "invalid")
+  t.match(ch.error.detail, "wrong%-for%-authz")
+end)

@@ -27,6 +27,15 @@ t.test("one name over http-01", function()
   t.ok(#got >= 1, "the VA fetched the token")
   for _, line in ipairs(got) do t.match(line, '" 200 ') end
   t.eq(#E.webroot_files(), 0, "challenge files removed")
+  -- The challenge and its authorization are valid now.
+  local z = assert(c:get_authorization(r.order.authz_urls[1]))
+  t.eq(z.status, "valid")
+  t.eq(z.identifier.type, "dns")
+  t.eq(z.identifier.value, name)
+  local ch = assert(c:get_challenge(s.deployed[1].uri))
+  t.eq(ch.status, "valid")
+  t.eq(ch.type, "http-01")
+  t.ok(ch.validated, "validated time set")
   -- The certificate URL serves the same chain.
   t.match(r.cert_url, "^https://127%.0%.0%.1:%d+/certZ/")
   local again = assert(c:fetch_cert(r.cert_url, true))

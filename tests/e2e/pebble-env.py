@@ -305,10 +305,13 @@ class Env:
         # The http-01 responder: a real server reading files from webroot
         # (webroot.py: http.server with a real listen backlog).  Its
         # access log (webroot.log) shows what Pebble's VA fetched.
-        self.spawn("webroot", [
-            sys.executable, "-u",
-            os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                         "webroot.py"), "127.0.0.1", str(http), webroot])
+        # --no-webroot leaves httpPort free for the scenario's own
+        # responder (luacme's standalone http-01 hook).
+        if not o.no_webroot:
+            self.spawn("webroot", [
+                sys.executable, "-u",
+                os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "webroot.py"), "127.0.0.1", str(http), webroot])
 
         ctx = ssl.create_default_context(cafile=cert)
         deadline = time.monotonic() + o.ready_timeout
@@ -333,13 +336,14 @@ class Env:
                         lambda: dns_answers(dns, txt_host, 16) >= 1,
                         deadline)
         post_json("http://127.0.0.1:%d/clear-txt" % cts, {"host": txt_host})
-        with open(os.path.join(webroot, ".ready"), "w") as f:
-            f.write(marker)
-        self.wait_until("webroot server",
-                        lambda: http_body("http://127.0.0.1:%d/.ready"
-                                          % http) == marker.encode(),
-                        deadline)
-        os.unlink(os.path.join(webroot, ".ready"))
+        if not o.no_webroot:
+            with open(os.path.join(webroot, ".ready"), "w") as f:
+                f.write(marker)
+            self.wait_until("webroot server",
+                            lambda: http_body("http://127.0.0.1:%d/.ready"
+                                              % http) == marker.encode(),
+                            deadline)
+            os.unlink(os.path.join(webroot, ".ready"))
         self.wait_until("pebble directory",
                         lambda: http_answers("https://127.0.0.1:%d/dir"
                                              % acme, ctx, 200), deadline)
@@ -425,6 +429,9 @@ def parse(argv):
     ap.add_argument("--sleep", action="store_true",
                     help="keep Pebble's random validation sleep (do not "
                          "set PEBBLE_VA_NOSLEEP=1)")
+    ap.add_argument("--no-webroot", action="store_true",
+                    help="start no webroot HTTP server, leaving Pebble's "
+                         "httpPort free for the scenario's own responder")
     ap.add_argument("--ready-timeout", type=float, default=60.0,
                     metavar="SECONDS", help="bring-up deadline")
     ap.add_argument("--keep", action="store_true",
