@@ -1,0 +1,354 @@
+-- DNS for dns-01 providers: where to write the TXT record (following a
+-- CNAME on _acme-challenge.<domain>, acme.sh's "DNS alias mode", or an
+-- explicit challenge_alias), which zone holds it, its authoritative
+-- servers, and whether every one of them serves the value yet.
+--
+--   local dns = require "luacme.dns"
+--   local fqdn = dns.target(ch, opts)        -- where the provider writes
+--   local ok, detail = dns.check(fqdn, ch.value, opts)
+--   hook.ready = dns.ready                   -- waits until propagated
+--
+-- Options (strings, as hook options arrive; providers add dns.OPTIONS to
+-- their declared options and call dns.setup(opts) from their setup):
+--   resolver             IP[:PORT] for the SOA/NS/CNAME/address lookups
+--                        (default: the servers of /etc/resolv.conf)
+--   dns_port             port of the zone's authoritative servers (53)
+--   dns_wait             seconds: do not check, just wait that long after
+--                        deploying (for hidden primaries whose public
+--                        servers cannot be asked)
+--   propagation_timeout  seconds ready() waits for every authoritative
+--                        server to serve the value (default 120)
+--   challenge_alias      write at _acme-challenge.<alias>. instead of
+--                        following CNAMEs (a value starting with "_" is
+--                        taken as the whole name)
+--
+-- Queries go through core.dns_query (glibc libresolv). Names handed back
+-- are lower case with the trailing dot.
+local core = require "luacme.core"
+
+local M = {}
+
+M.OPTIONS = {
+    { name = "resolver",
+      help = "IP[:PORT] of the resolver for zone, NS and CNAME lookups " ..
+          "(default: /etc/resolv.conf)" },
+    { name = "dns_port",
+      help = "port the zone's authoritative servers answer on (default 53)" },
+    { name = "dns_wait",
+      help = "seconds to wait after deploying instead of checking the " ..
+          "authoritative servers (hidden primaries)" },
+    { name = "propagation_timeout", default = "120",
+      help = "seconds to wait for every authoritative server to serve " ..
+          "the value (default 120)" },
+    { name = "challenge_alias",
+      help = "write the record at _acme-challenge.<alias> (a CNAME from " ..
+          "_acme-challenge.<domain> points there)" },
+}
+
+-- Most CNAMEs followed from _acme-challenge.<domain>.
+M.MAX_CNAMES = 8
+
+-- Seconds per DNS query (core.dns_query's timeout).
+M.QUERY_TIMEOUT = 5
+
+-- Polling of ready(): first interval and cap, in seconds.
+M.POLL_FIRST, M.POLL_CAP = 0.5, 5
+
+-- Injected for tests: a clock in seconds and a sleep.
+M.now = core.monotonic
+M.sleep = core.sleep
+
+-- Lower case, one trailing dot.
+function M.fqdn(name)
+    return (name:lower():gsub("%.+$", "")) .. "."
+end
+
+local function parent(name)
+    return name:match("^[^.]+%.(.+)$")
+end
+
+local function under(name, zone)
+    return zone == "." or name == zone or
+        name:sub(-(#zone + 1)) == "." .. zone
+end
+
+local function number_opt(opts, k, min, max)
+    local v = opts[k]
+    if v == nil or v == "" then return nil end
+    local n = tonumber(v)
+    if not n or n < min or n > max or (k == "dns_port" and n % 1 ~= 0) then
+        return nil, k .. " must be a number from " .. min .. " to " .. max
+    end
+    return n
+end
+
+local function server_ok(s)
+    return s:find("^%d+%.%d+%.%d+%.%d+$") or
+        s:find("^%d+%.%d+%.%d+%.%d+:%d+$") or
+        s:find("^[%x:]+$") or s:find("^%[[%x:]+%]:%d+$")
+end
+
+-- Check the options above. Returns true or nil, message.
+function M.setup(opts)
+    local _, err
+    if opts.resolver ~= nil and opts.resolver ~= "" and
+        not server_ok(opts.resolver) then
+        return nil, "resolver must be IP, IP:PORT or [IPv6]:PORT"
+    end
+    _, err = number_opt(opts, "dns_port", 1, 65535)
+    if err then return nil, err end
+    _, err = number_opt(opts, "dns_wait", 0, 86400)
+    if err then return nil, err end
+    _, err = number_opt(opts, "propagation_timeout", 0, 86400)
+    if err then return nil, err end
+    local a = opts.challenge_alias
+    if a ~= nil and a ~= "" and
+        not a:find("^[%w_][%w_.-]*%.?$") then
+        return nil, "challenge_alias must be a domain name"
+    end
+    return true
+end
+
+local function resolver(opts)
+    local r = opts and opts.resolver
+    if r == "" then r = nil end
+    return r
+end
+
+local function where(server)
+    return server or "the system resolver"
+end
+
+-- core.dns_query with our timeout; returns the result or nil, message.
+function M.query(name, qtype, server, recurse)
+    local r, err = core.dns_query(name, qtype, { server = server,
+        timeout = M.QUERY_TIMEOUT, recurse = recurse ~= false })
+    if not r then return nil, err end
+    return r
+end
+
+-- Follow CNAMEs from name (at most MAX_CNAMES). Returns the final name
+-- (fqdn) and the list of names passed, or nil, message.
+function M.follow_cname(name, opts)
+    name = M.fqdn(name)
+    local chain = { name }
+    for _ = 1, M.MAX_CNAMES do
+        local r, err = M.query(name, "CNAME", resolver(opts))
+        if not r then
+            return nil, "CNAME lookup of " .. name .. " at " ..
+                where(resolver(opts)) .. ": " .. err
+        end
+        local target
+        for _, rec in ipairs(r) do
+            if rec.type == "CNAME" and M.fqdn(rec.name) == name then
+                target = M.fqdn(rec.data)
+            end
+        end
+        if not target then return name, chain end
+        for _, seen in ipairs(chain) do
+            if seen == target then
+                return nil, "CNAME loop at " .. target
+            end
+        end
+        name = target
+        chain[#chain + 1] = name
+    end
+    return nil, "more than " .. M.MAX_CNAMES .. " CNAMEs from " .. chain[1]
+end
+
+local targets = {}
+
+-- The name the provider must write ch's TXT value at: the
+-- challenge_alias when given, else _acme-challenge.<domain> after its
+-- CNAMEs. Returns the fqdn, or nil, message. Remembered per name for the
+-- run, so deploy and cleanup agree.
+function M.target(ch, opts)
+    opts = opts or {}
+    local alias = opts.challenge_alias
+    if alias ~= nil and alias ~= "" then
+        if alias:sub(1, 1) == "_" then return M.fqdn(alias) end
+        return M.fqdn("_acme-challenge." .. alias)
+    end
+    local key = M.fqdn(ch.name) .. " " .. (resolver(opts) or "")
+    if targets[key] then return targets[key] end
+    local name, err = M.follow_cname(ch.name, opts)
+    if not name then return nil, err end
+    targets[key] = name
+    return name
+end
+
+-- The zone (fqdn) holding name: walk up until an SOA answers, using the
+-- SOA an NXDOMAIN or NODATA answer carries as a shortcut. Returns the
+-- zone, or nil, message.
+function M.zone(name, opts)
+    name = M.fqdn(name)
+    local n = name
+    while n do
+        local r, err = M.query(n, "SOA", resolver(opts))
+        if not r then
+            return nil, "cannot find the zone of " .. name .. ": " .. err
+        end
+        for _, rec in ipairs(r) do
+            if rec.type == "SOA" and M.fqdn(rec.name) == n then
+                return n
+            end
+        end
+        for _, rec in ipairs(r.authority) do
+            if rec.type == "SOA" and under(n, M.fqdn(rec.name)) then
+                return M.fqdn(rec.name)
+            end
+        end
+        n = parent(n)
+    end
+    return nil, "no zone found for " .. name
+end
+
+local function addresses(host, r, opts)
+    local addrs = {}
+    for _, rec in ipairs(r and r.additional or {}) do
+        if (rec.type == "A" or rec.type == "AAAA") and
+            M.fqdn(rec.name) == host then
+            addrs[#addrs + 1] = rec.data
+        end
+    end
+    if #addrs > 0 then return addrs end
+    for _, ty in ipairs({ "A", "AAAA" }) do
+        local a, err = M.query(host, ty, resolver(opts))
+        if not a and ty == "A" then
+            return nil, "address of name server " .. host .. ": " .. err
+        end
+        for _, rec in ipairs(a or {}) do
+            if rec.type == ty then addrs[#addrs + 1] = rec.data end
+        end
+    end
+    if #addrs == 0 then
+        return nil, "name server " .. host .. " has no address"
+    end
+    return addrs
+end
+
+-- The authoritative servers of zone: a list of { name=, addrs={...} }
+-- from its NS records, or nil, message.
+function M.nameservers(zone, opts)
+    zone = M.fqdn(zone)
+    local r, err = M.query(zone, "NS", resolver(opts))
+    if not r then
+        return nil, "NS lookup of " .. zone .. " at " ..
+            where(resolver(opts)) .. ": " .. err
+    end
+    local list = {}
+    for _, rec in ipairs(r) do
+        if rec.type == "NS" and M.fqdn(rec.name) == zone then
+            local host = M.fqdn(rec.data)
+            local addrs, e = addresses(host, r, opts)
+            if not addrs then return nil, e end
+            list[#list + 1] = { name = host, addrs = addrs }
+        end
+    end
+    if #list == 0 then return nil, "zone " .. zone .. " has no NS records" end
+    table.sort(list, function(a, b) return a.name < b.name end)
+    return list
+end
+
+local function server_addr(addr, port)
+    if addr:find(":", 1, true) then
+        return "[" .. addr .. "]:" .. port
+    end
+    return addr .. ":" .. port
+end
+
+-- Does every authoritative server of name's zone serve the TXT value at
+-- name? Returns true, or false and a detail naming a server that does
+-- not (or the lookup that failed).
+function M.check(name, value, opts)
+    opts = opts or {}
+    name = M.fqdn(name)
+    local zone, err = M.zone(name, opts)
+    if not zone then return false, err end
+    local nss
+    nss, err = M.nameservers(zone, opts)
+    if not nss then return false, err end
+    local port = tonumber(opts.dns_port) or 53
+    for _, ns in ipairs(nss) do
+        for _, addr in ipairs(ns.addrs) do
+            local label = ns.name .. " (" .. server_addr(addr, port) .. ")"
+            local r, e = M.query(name, "TXT", server_addr(addr, port), false)
+            if not r then return false, label .. ": " .. e end
+            if not r.aa then
+                return false, label .. " is not authoritative for " .. zone
+            end
+            local found, others = false, 0
+            for _, rec in ipairs(r) do
+                if rec.type == "TXT" then
+                    if rec.data == value then found = true
+                    else others = others + 1 end
+                end
+            end
+            if not found then
+                local state = r.rcode ~= "NOERROR" and r.rcode or
+                    (others > 0 and (others .. " other value" ..
+                        (others > 1 and "s" or "")) or "no TXT record")
+                return false, label .. " does not serve TXT \"" .. value ..
+                    "\" at " .. name .. " yet (" .. state .. ")"
+            end
+        end
+    end
+    return true
+end
+
+-- When each challenge was deployed (providers call deployed(ch)); ready
+-- counts dns_wait and propagation_timeout from there (or from its first
+-- call for a challenge it never saw deployed).
+local started = {}
+
+local function key(ch)
+    return M.fqdn(ch.name) .. " " .. tostring(ch.value)
+end
+
+-- Note that ch's record was just written.
+function M.deployed(ch)
+    started[key(ch)] = M.now()
+end
+
+-- Forget ch (from cleanup), so a later order starts afresh.
+function M.forget(ch)
+    started[key(ch)] = nil
+end
+
+-- A hook's ready(ch, opts): with dns_wait, sleep until that many seconds
+-- after the deployment and return true; else check every authoritative
+-- server of the target's zone, polling with backoff until all serve
+-- ch.value or propagation_timeout seconds after the deployment have
+-- passed. Returns true, or nil and the detail naming the lagging server.
+function M.ready(ch, opts)
+    opts = opts or {}
+    local t0 = started[key(ch)]
+    if not t0 then
+        t0 = M.now()
+        started[key(ch)] = t0
+    end
+    local wait = tonumber(opts.dns_wait)
+    if wait then
+        local left = t0 + wait - M.now()
+        if left > 0 then M.sleep(left) end
+        return true
+    end
+    local name, err = M.target(ch, opts)
+    if not name then return nil, err end
+    local limit = t0 + (tonumber(opts.propagation_timeout) or 120)
+    local delay = M.POLL_FIRST
+    while true do
+        local ok, detail = M.check(name, ch.value, opts)
+        if ok then return true end
+        local left = limit - M.now()
+        if left <= 0 then
+            return nil, "not propagated after " ..
+                (tonumber(opts.propagation_timeout) or 120) .. " s: " ..
+                detail
+        end
+        M.sleep(math.min(delay, left))
+        delay = math.min(delay * 2, M.POLL_CAP)
+    end
+end
+
+return M
