@@ -297,7 +297,10 @@ class Env:
         for kv in o.env:
             k, _, v = kv.partition("=")
             penv[k] = v
-        argv = [PEBBLE, "-config", config, "-dnsserver", "127.0.0.1:%d" % dns]
+        # --dnsserver: Pebble resolves through a real DNS server the
+        # caller started (tests/dns/dns-env.py); challtestsrv still runs.
+        argv = [PEBBLE, "-config", config, "-dnsserver",
+                o.dnsserver or "127.0.0.1:%d" % dns]
         if o.strict:
             argv.append("-strict")
         self.spawn("pebble", argv, env=penv, cwd=self.workdir)
@@ -436,6 +439,9 @@ def parse(argv):
                     metavar="SECONDS", help="bring-up deadline")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directory (also LUACME_E2E_KEEP=1)")
+    ap.add_argument("--dnsserver", metavar="HOST:PORT",
+                    help="DNS server Pebble's VA asks (default: the "
+                         "challtestsrv started here)")
     ap.add_argument("--logs", action="store_true",
                     help="print the servers' log tails even on success")
     ap.add_argument("command", nargs=argparse.REMAINDER)
