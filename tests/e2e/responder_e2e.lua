@@ -1,0 +1,89 @@
+-- Shared by the responder scenarios (responder_*_test.lua): one issuance
+-- through luacme.order.issue with a challenge hook loaded by spec, and
+-- the checks that the hook's own responder is what Pebble validated.
+local t = require "testlib"
+local E = require "e2e"
+local core = require "luacme.core"
+local hooks = require "luacme.hooks"
+local order = require "luacme.order"
+
+local M = {}
+
+-- Issue for names with the hook of spec. Returns the order.issue result
+-- plus deployed (the challenge tables the hook got, in order), key (the
+-- certificate key) and cleaned (cleanup calls that succeeded). Raises
+-- when anything fails.
+function M.issue(spec, names)
+  local hook = assert(hooks.load(spec, "challenge"))
+  local c = E.account()
+  local ids, dns, ips = E.ids(names)
+  local key = assert(core.key_generate("ec256"))
+  local csr = assert(core.csr{ key = key, names = dns, ips = ips })
+  local deployed, cleaned = {}, 0
+  local res, err = order.issue(c, {
+    identifiers = ids, csr = csr, timeout = 60,
+    solver = {
+      types = hook.types,
+      deploy = function(items)
+        for _, it in ipairs(items) do
+          local ch = assert(hooks.challenge{ type = it.type,
+            token = it.token, uri = it.uri, wildcard = it.wildcard,
+            identifier = { type = it.identifier_type or "dns",
+              value = it.identifier },
+            key_authorization = it.key_authorization,
+            cert_pem = it.cert, key = it.key })
+          deployed[#deployed + 1] = ch
+          local ok, e = hooks.call(hook, "deploy", ch)
+          if not ok then return nil, e end
+        end
+        return true
+      end,
+      cleanup = function()
+        for _, ch in ipairs(deployed) do
+          if hooks.call(hook, "cleanup", ch) then cleaned = cleaned + 1 end
+        end
+      end,
+    },
+  })
+  if not res then error("issue " .. table.concat(names, ",") .. ": " ..
+    tostring(err), 2) end
+  res.deployed, res.key, res.cleaned = deployed, key, cleaned
+  return res
+end
+
+-- The certificate is good, every challenge went through the hook's one
+-- responder, and Pebble's validation was answered by it: 3 requests
+-- (http-01) or handshakes (tls-alpn-01) per challenge, nothing refused,
+-- everything removed and closed afterwards.
+function M.check_served(res, ty, n)
+  t.eq(#res.deployed, n, "challenges deployed")
+  t.eq(res.cleaned, n, "challenges cleaned up")
+  t.ok(core.cert_matches_key(res.certs[1], res.key))
+  local ok, out = E.verify_chain(res.certs, E.root_pem(0))
+  t.ok(ok, out)
+  local r = res.deployed[1].responder
+  t.ok(r, "deploy recorded its responder")
+  for _, ch in ipairs(res.deployed) do
+    t.eq(ch.type, ty)
+    t.eq(ch.responder, r, "one responder for all challenges")
+  end
+  local st = r:stats()
+  t.match(tostring(r), "closed")
+  t.eq(st.served, 3 * n, "served for " .. n .. " challenges (Pebble " ..
+    "validates each 3 times, at once)")
+  t.eq(st.not_found, 0, "unknown tokens / SNI")
+  t.eq(st.bad, 0, "refused requests / handshakes")
+  t.eq(st.entries, 0, "all removed by cleanup")
+  t.eq(st.active, 0)
+end
+
+-- Does anything answer HTTP on Pebble's httpPort?
+function M.http_port_answers()
+  local h = assert(core.http{ allow_http = true, timeout = 5 })
+  local status = h:request{ url = "http://127.0.0.1:" .. E.env.http_port ..
+    "/" }
+  h:close()
+  return status ~= nil
+end
+
+return M
