@@ -1195,16 +1195,18 @@ function Ctx:revoke(opts)
                 tostring(msg)) end
             certkey = k
         end
+        -- Signed by the certificate key: a client without an account
+        -- key, so the request carries that key's jwk (RFC 8555 §7.6).
         local client
         if certkey then
-            client = self:client(url, certkey)
+            client = self:client(url)
         else
             local ok, c = pcall(self.account, self, url, false)
             if ok then
                 client = c
             elseif set and type(c) == "table" and c.kind == "no_account" then
                 certkey = must(core.key_load(set.key_pem))
-                client = self:client(url, certkey)
+                client = self:client(url)
                 self.out:debug("no account: signing with the " ..
                     "certificate's own key")
             else
@@ -1217,7 +1219,7 @@ function Ctx:revoke(opts)
             if not errors.is(err, "alreadyRevoked") then error(err, 0) end
             code = 2
         end
-        if set then
+        if set and not (code == 2 and set.meta.revoked) then
             local meta = set.meta
             meta.revoked = { time = self.now(), reason = opts.reason }
             must(state.write_meta(self.st, opts.name, meta))
