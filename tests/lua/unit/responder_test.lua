@@ -47,9 +47,10 @@ t.test("http01 serves added tokens, 404 for the rest", function()
     t.eq(body, KA)
     t.eq(headers["content-type"], "text/plain")
     t.eq(headers["content-length"], tostring(#KA))
-    status, _, body = get(port, PATH .. TOKEN, { method = "HEAD" })
+    status, headers, body = get(port, PATH .. TOKEN, { method = "HEAD" })
     t.eq(status, 200)
     t.eq(body, "")
+    t.eq(headers["content-length"], tostring(#KA))
     for _, p in ipairs({ PATH .. "other", "/", PATH, PATH .. TOKEN .. "x",
         "/index.html", PATH .. TOKEN:lower() }) do
         t.eq((get(port, p)), 404, p)
@@ -449,6 +450,7 @@ t.test("standalone hook refuses bad tokens, options, busy ports",
     -- A port somebody else listens on.
     local other <close> = assert(core.http01_responder{
         address = "127.0.0.1", port = port })
+    t.eq(other:port(), port)
     ok, err = hooks.call(h, "deploy", http_ch("busy"))
     t.eq(ok, nil)
     t.match(err.detail, "in use")
