@@ -787,6 +787,67 @@ local function dispatch(p, out, env)
     error("dispatch: unhandled command " .. tostring(p.command))
 end
 
+-- For recipes: the global options (as luacme takes them) out of argv,
+-- and the other arguments. Returns opts, rest or nil, message. "--"
+-- ends the options; everything after it goes to rest.
+function M.options(argv)
+    local opts, rest = {}, {}
+    local i = 1
+    while i <= #argv do
+        local a = argv[i]
+        if a == "--" then
+            for j = i + 1, #argv do rest[#rest + 1] = argv[j] end
+            break
+        end
+        local long, val = a:match("^%-%-([^=]+)=(.*)$")
+        long = long or a:match("^%-%-(.+)$")
+        local o = long and find_opt(GLOBAL, long) or
+            (a:match("^%-(%a)$") and find_opt(GLOBAL, nil, a:sub(2)))
+        if not o then
+            rest[#rest + 1] = a
+        else
+            local k = key_of(o[1])
+            if o.arg then
+                if val == nil then
+                    i = i + 1
+                    val = argv[i]
+                    if val == nil then return nil, a .. " needs " .. o.arg end
+                end
+                if o.multi then
+                    opts[k] = opts[k] or {}
+                    table.insert(opts[k], val)
+                else
+                    opts[k] = val
+                end
+            else
+                opts[k] = true
+            end
+        end
+        i = i + 1
+    end
+    return opts, rest
+end
+
+-- For recipes: open(argv) -> manage context (luacme.manage), the
+-- arguments that are not global options, and the output object; with
+-- the same global options and defaults as the luacme command. Raises
+-- a readable error for bad options.
+--   local m, args, out = require("luacme.cli").open(arg)
+function M.open(argv)
+    local output = require "luacme.output"
+    local opts, rest = M.options(argv or {})
+    if not opts then error("luacme: " .. rest, 0) end
+    local level = 0
+    if opts.quiet then level = -1 elseif opts.verbose then level = 1 end
+    local out = output.new{ json = opts.json, level = level }
+    local ok, m = pcall(context, { opts = opts }, out, core.environ())
+    if not ok then
+        out:error(m)
+        error("luacme: bad options", 0)
+    end
+    return m, rest, out
+end
+
 local function interrupted(e)
     return type(e) == "table" and e.kind == "interrupted"
 end

@@ -7,6 +7,7 @@
 --     csr = der, hooks = { h1, h2 },          -- hooks.load(spec, "challenge")
 --     on_event = function(name, fields, text, opts) end,   -- optional
 --     timeout = 300, ready_timeout = 300,     -- seconds
+--     types = { "dns-01" },                   -- optional: only these
 --     not_before =, not_after =, profile =, replaces =, preferred_chain =,
 --   })
 --
@@ -77,12 +78,14 @@ local function or_list(t)
     return table.concat(t, ", ", 1, #t - 1) .. " or " .. t[#t]
 end
 
--- pick(list, authz) -> challenge, hook | nil, err (kind "unsolvable",
--- naming the identifier, the types it could use and what is configured).
-function M.pick(list, a)
+-- pick(list, authz[, only]) -> challenge, hook | nil, err (kind
+-- "unsolvable", naming the identifier, the types it could use and what
+-- is configured). only (a set, e.g. {["dns-01"] = true}) limits the
+-- challenge types used at all.
+function M.pick(list, a, only)
     for _, h in ipairs(list) do
         for _, ty in ipairs(h.types or {}) do
-            if M.allowed(a, ty) then
+            if M.allowed(a, ty) and (not only or only[ty]) then
                 for _, ch in ipairs(a.challenges or {}) do
                     if ch.type == ty then return ch, h end
                 end
@@ -92,7 +95,9 @@ function M.pick(list, a)
     local usable, offered = {}, {}
     for _, ch in ipairs(a.challenges or {}) do
         offered[#offered + 1] = errors.printable(tostring(ch.type))
-        if M.allowed(a, ch.type) then usable[#usable + 1] = ch.type end
+        if M.allowed(a, ch.type) and (not only or only[ch.type]) then
+            usable[#usable + 1] = ch.type
+        end
     end
     local msg
     if #usable == 0 then
@@ -132,7 +137,7 @@ Solver.__index = Solver
 
 -- new(list, opts) -> solver object; solver.solver is the table for
 -- order.issue. opts: on_event, now (monotonic seconds), sleep,
--- ready_timeout.
+-- ready_timeout, types (a list: only these challenge types are used).
 function M.new(list, opts)
     opts = opts or {}
     if type(list) ~= "table" then error("solve.new: hook list expected", 2) end
@@ -147,6 +152,10 @@ function M.new(list, opts)
         live = {},            -- entries still to clean up
         phase = nil,          -- "validating" / "finalizing" once there
     }, Solver)
+    if opts.types then
+        s.only = {}
+        for _, ty in ipairs(opts.types) do s.only[ty] = true end
+    end
     s.solver = {
         choose = function(a) return s:choose(a) end,
         deploy = function(items) return s:deploy(items) end,
@@ -166,7 +175,7 @@ end
 -- order.issue's choose: the challenge for a, or nil (the reason is kept
 -- in self.unsolvable, order.issue only knows "unsupported").
 function Solver:choose(a)
-    local ch, h = M.pick(self.hooks, a)
+    local ch, h = M.pick(self.hooks, a, self.only)
     if not ch then
         self.unsolvable = self.unsolvable or h
         return nil

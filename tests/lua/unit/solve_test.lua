@@ -62,7 +62,9 @@ local function fake_hook(name, types, log, behave)
       h[ev] = function(...)
         local a = { ... }
         local tag = ""
-        if ev == "invalid" then tag = " " .. who(a[1]) .. " " .. tostring(a[2].type) end
+        if ev == "invalid" then
+          tag = " " .. who(a[1]) .. " " .. tostring(a[2].type)
+        end
         log[#log + 1] = ev .. " " .. name .. tag
         return true
       end
@@ -125,6 +127,19 @@ t.test("pick: wildcards only dns-01, IPs http-01 or tls-alpn-01", function()
   ch, h = solve.pick({ dns, alpn }, ip)
   t.eq(ch.type, "tls-alpn-01")
   t.eq(h, alpn)
+end)
+
+t.test("pick: an allowed-types set narrows the choice", function()
+  local both = { name = "cts", types = { "http-01", "dns-01" } }
+  local plain = { identifier = { type = "dns", value = "a.example" },
+    challenges = chals("http-01", "dns-01") }
+  local ch = solve.pick({ both }, plain)
+  t.eq(ch.type, "http-01")
+  ch = solve.pick({ both }, plain, { ["dns-01"] = true })
+  t.eq(ch.type, "dns-01")
+  local _, err = solve.pick({ both }, plain, { ["tls-alpn-01"] = true })
+  t.eq(err.kind, "unsolvable")
+  t.match(err.detail, "offers no challenge")
 end)
 
 t.test("pick: the error names the identifier, the type and the hooks",
