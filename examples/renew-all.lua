@@ -22,7 +22,7 @@ local cli = require "luacme.cli"
 local core = require "luacme.core"
 local hooks = require "luacme.hooks"
 
-local m, args, out = cli.open(arg)
+local m <close>, args, out = cli.open(arg)
 local force = false
 if args[1] == "--force" then
     force = true

@@ -17,7 +17,7 @@
 --     --agree-tos "$LUACME_E2E_WEBROOT" www.example.test example.test'
 local cli = require "luacme.cli"
 
-local m, args, out = cli.open(arg)
+local m <close>, args, out = cli.open(arg)
 local docroot = table.remove(args, 1)
 if not docroot or #args == 0 then
     io.stderr:write("usage: luacme run examples/webroot.lua [GLOBAL " ..

@@ -700,7 +700,8 @@ local function dispatch(p, out, env)
         return 0
     end
 
-    local m = context(p, out, env)
+    -- Closing the context runs the hooks' exit(), also on errors.
+    local m <close> = context(p, out, env)
     local res
     if p.command == "account" then
         if p.sub == "new" then
@@ -831,8 +832,9 @@ end
 -- For recipes: open(argv) -> manage context (luacme.manage), the
 -- arguments that are not global options, and the output object; with
 -- the same global options and defaults as the luacme command. Raises
--- a readable error for bad options.
---   local m, args, out = require("luacme.cli").open(arg)
+-- a readable error for bad options. Close the context at the end (it
+-- runs the hooks' exit()):
+--   local m <close>, args, out = require("luacme.cli").open(arg)
 function M.open(argv)
     local output = require "luacme.output"
     local opts, rest = M.options(argv or {})

@@ -15,6 +15,7 @@
 --     hooks = { "webroot:root=/var/www/html" } }
 --   -- res = { code = 0 (issued) | 2 (a valid one exists), name=, ... }
 --   local res, err = m:renew{}                  -- every certificate
+--   m:close()           -- exit() of the hooks used (or: local m <close>)
 --
 -- Every method returns a result table (with code: 0 done, 2 nothing to
 -- do) or nil, err with err a luacme.errors table. An interruption
@@ -331,6 +332,25 @@ end
 function Ctx:emit(name, fields, text, opts)
     self.out:event(name, fields, text, opts)
 end
+
+-- The run's hook session (startup once per hook, see solve.session).
+function Ctx:session()
+    if not self.sess then
+        self.sess = solve.session(function(...) self:emit(...) end)
+    end
+    return self.sess
+end
+
+-- End the run: exit() of every hook started. Also on <close>.
+function Ctx:close()
+    if self.sess then
+        self.sess:close()
+        local e = self.sess.interrupted
+        self.sess = nil
+        if e then error(e, 0) end
+    end
+end
+Ctx.__close = Ctx.close
 
 -- A protocol client for the CA at url. Sleeps between polls report
 -- progress through the solver of the issuance under way.
@@ -834,8 +854,8 @@ function Ctx:do_issue(s, existing, why)
     local all = {}
     for _, h in ipairs(chooks) do all[#all + 1] = h end
     for _, h in ipairs(dhooks) do all[#all + 1] = h end
-    local sess <close> = solve.session(all, function(...) self:emit(...) end)
-    must(sess:start())
+    local sess = self:session()
+    must(sess:add(all))
     local names = all_names(s)
     self:emit("order", { name = s.name, identifiers = util.array(names),
         reason = why }, s.name .. ": ordering a certificate for " ..
@@ -852,7 +872,7 @@ function Ctx:do_issue(s, existing, why)
     })
     self.solver = nil
     if not res then
-        sess:failure(err)
+        sess:failure(err, all)
         error(err, 0)
     end
 
@@ -977,9 +997,8 @@ function Ctx:issue_csr(s)
         raise("usage", "no challenge hook: give one with --hook")
     end
     local client = self:account(self.directory, true)
-    local sess <close> = solve.session(chooks, function(...)
-        self:emit(...) end)
-    must(sess:start())
+    local sess = self:session()
+    must(sess:add(chooks))
     local all = all_names(want)
     self:emit("order", { name = want.name, identifiers = util.array(all) },
         want.name .. ": ordering a certificate for " ..
@@ -994,7 +1013,7 @@ function Ctx:issue_csr(s)
     })
     self.solver = nil
     if not res then
-        sess:failure(err)
+        sess:failure(err, chooks)
         error(err, 0)
     end
     local pems = {}
@@ -1094,8 +1113,11 @@ function Ctx:renew_one(name, opts)
             for _, spec in ipairs(s.deploy_hooks) do
                 local h, lerr = hooks.load(spec, "deploy")
                 if h and h.unchanged_cert then
-                    local hok, herr = hooks.call(h, "unchanged_cert",
-                        self:cert_arg(name, s, false))
+                    local hok, herr = self:session():add({ h })
+                    if hok then
+                        hok, herr = hooks.call(h, "unchanged_cert",
+                            self:cert_arg(name, s, false))
+                    end
                     if not hok then self.out:warn(herr.detail) end
                 elseif not h then
                     self.out:warn(lerr.detail)

@@ -184,8 +184,10 @@ function Solver:choose(a)
     return ch
 end
 
--- Call ready(ch, opts): true when visible, false/nil while not yet,
--- nil, err on failure. An interruption is raised on.
+-- Call ready(ch, opts) (hooks/README.md): true once visible; false or
+-- nil, "why" while not yet (asked again until the deadline; the reason
+-- is kept for the message); raising is a failure. Returns true, or
+-- false, why, or nil, err. An interruption is raised on.
 local function call_ready(e)
     local ok, r, why = pcall(e.hook.ready, e.ch, e.hook.opts)
     if not ok then
@@ -194,11 +196,10 @@ local function call_ready(e)
             ": ready: " .. tostring(r), { hook = e.hook.name })
     end
     if r == true then return true end
-    if r == nil and why ~= nil then
-        return nil, errors.new("hook", "hook " .. e.hook.name ..
-            ": ready: " .. tostring(why), { hook = e.hook.name, cause = why })
+    if why ~= nil then
+        why = type(why) == "table" and (why.detail or why.kind) or why
     end
-    return false
+    return false, why
 end
 
 -- Wait until every deployed challenge whose hook has ready() is visible.
@@ -219,7 +220,10 @@ function Solver:wait_ready()
                     e.item.identifier_type, value = e.item.identifier }
                 return nil, err
             end
-            if not r then still[#still + 1] = e end
+            if not r then
+                e.why = err
+                still[#still + 1] = e
+            end
         end
         pending = still
         if #pending == 0 then return true end
@@ -227,10 +231,16 @@ function Solver:wait_ready()
         for _, e in ipairs(pending) do names[#names + 1] = who(e.item) end
         local elapsed = self.now() - start
         if elapsed + delay > self.ready_timeout then
+            local why = pending[1].why and (": " ..
+                errors.printable(tostring(pending[1].why))) or
+                " (the hook's ready() never said so)"
             return nil, errors.new("deadline", "the challenge response " ..
                 "for " .. table.concat(names, ", ") .. " was not visible " ..
-                "after " .. math.floor(elapsed) .. " s (the hook's ready() " ..
-                "never said so)", { pending = names })
+                "after " .. math.floor(elapsed) .. " s" .. why,
+                { pending = names, identifier = {
+                    type = pending[1].item.identifier_type,
+                    value = pending[1].item.identifier },
+                    wildcard = pending[1].item.wildcard })
         end
         self:emit("ready_wait", { pending = names, elapsed = tenths(elapsed),
             timeout = self.ready_timeout }, string.format(
@@ -371,28 +381,28 @@ function Solver:report_invalid(err)
 end
 
 --
--- Sessions: startup/exit/failure of the exec hook style, once per hook
--- spec, around one whole issuance (challenge and deploy hooks alike).
+-- Sessions: startup/exit/failure of the exec hook style. One session
+-- spans a whole run (several certificates with renew): startup() once
+-- per hook spec, before its first use; exit() once for each, at the end.
 --
 
 local Session = {}
 Session.__index = Session
 
--- session(list, on_event) -> session; use as
---   local sess <close> = solve.session(all, on_event)
---   local ok, err = sess:start()
--- and sess:failure(err) when the issuance failed; exit() runs on close.
+-- session([list,] on_event) -> session; use as
+--   local sess <close> = solve.session(on_event)
+--   local ok, err = sess:add(hooks)      -- startup() of the new ones
+--   sess:failure(err, hooks)             -- when an issuance failed
+-- and exit() runs for every started hook on close. With a list,
+-- sess:start() adds it.
 function M.session(list, on_event)
-    local seen, uniq = {}, {}
-    for _, h in ipairs(list or {}) do
-        local key = h.spec or h.name
-        if not seen[key] then
-            seen[key] = true
-            uniq[#uniq + 1] = h
-        end
-    end
-    return setmetatable({ hooks = uniq, on_event = on_event or noop,
-        started = {} }, Session)
+    if type(list) == "function" then list, on_event = nil, list end
+    return setmetatable({ pending = list or {}, on_event = on_event or noop,
+        started = {}, seen = {} }, Session)
+end
+
+local function spec_key(h)
+    return h.spec or h.name
 end
 
 function Session:call(h, event, ...)
@@ -407,20 +417,36 @@ function Session:call(h, event, ...)
     return ok, err
 end
 
--- startup() of every hook. Returns true or nil, err (the first failure;
--- hooks started so far still get exit()).
-function Session:start()
-    for _, h in ipairs(self.hooks) do
-        self.started[#self.started + 1] = h
-        local ok, err = self:call(h, "startup")
-        if not ok then return nil, err end
+-- startup() of every hook of list not started yet. Returns true or
+-- nil, err (the first failure; hooks started so far still get exit()).
+function Session:add(list)
+    for _, h in ipairs(list or {}) do
+        local k = spec_key(h)
+        if not self.seen[k] then
+            self.seen[k] = true
+            self.started[#self.started + 1] = h
+            local ok, err = self:call(h, "startup")
+            if not ok then return nil, err end
+        end
     end
     return true
 end
 
--- failure(err) of every started hook (dehydrated's request_failure).
-function Session:failure(err)
-    for _, h in ipairs(self.started) do self:call(h, "failure", err) end
+function Session:start()
+    return self:add(self.pending)
+end
+
+-- failure(err) of the hooks of list (default: every started one), each
+-- spec once (dehydrated's request_failure).
+function Session:failure(err, list)
+    local done = {}
+    for _, h in ipairs(list or self.started) do
+        local k = spec_key(h)
+        if not done[k] then
+            done[k] = true
+            self:call(h, "failure", err)
+        end
+    end
 end
 
 -- exit() of every started hook, once.

@@ -102,6 +102,30 @@ t.test("a dehydrated script answers http-01 and deploys the certificate",
   t.eq(#find(lines, "deploy_cert [" .. n .. "]"), 1)
 end)
 
+t.test("renewing several certificates: startup and exit once per run",
+  function()
+  local s2 = L.state()
+  local a, b = E.name("multi"), E.name("multi")
+  for _, n in ipairs({ a, b }) do
+    L.must(s2, { "issue", "-d", n, "--hook", script, "--deploy-hook",
+      script, "--agree-tos" })
+  end
+  clear_log()
+  L.must(s2, { "renew", "--force" })
+  local lines = read_log()
+  t.eq(#find(lines, "startup_hook"), 1)
+  t.eq(#find(lines, "exit_hook"), 1)
+  t.eq(lines[1], "startup_hook")
+  t.eq(lines[#lines], "exit_hook")
+  t.eq(#find(lines, "deploy_cert ["), 2)
+  clear_log()
+  L.must(s2, { "renew" }, 2)
+  lines = read_log()
+  t.eq(#find(lines, "unchanged_cert ["), 2)
+  t.eq(#find(lines, "startup_hook"), 1)
+  t.eq(lines[#lines], "exit_hook")
+end)
+
 t.test("a failing script: its stderr shown, cleanup and failure called",
   function()
   clear_log()

@@ -354,6 +354,54 @@ t.test("ready() that never says yes ends in a deadline error", function()
   t.eq(count(log, "cleanup"), 1)
 end)
 
+t.test("ready(): nil, why means not yet; raising fails at once", function()
+  local c, ca, clock = setup()
+  local log = {}
+  local dns = fake_hook("dns", { "dns-01" }, log)
+  local calls = 0
+  dns.ready = function()
+    calls = calls + 1
+    if calls < 3 then return nil, "TXT not at ns1 yet" end
+    return true
+  end
+  assert(solve.issue(c, { identifiers = ids("*.r.example"), csr = "x",
+    hooks = { dns }, now = clock.now, sleep = clock.sleep, timeout = 60 }))
+  t.eq(calls, 3)
+  -- The reason shows when the deadline passes.
+  dns.ready = function() return nil, "TXT not at ns2" end
+  local res, err = solve.issue(c, { identifiers = ids("*.s.example"),
+    csr = "x", hooks = { dns }, now = clock.now, sleep = clock.sleep,
+    timeout = 600, ready_timeout = 10 })
+  t.eq(res, nil)
+  t.eq(err.kind, "deadline")
+  t.match(err.detail, "not visible after %d+ s: TXT not at ns2")
+  t.eq(err.identifier.value, "s.example")
+  -- A raise is a failure right away, and cleanup still runs.
+  local before = count(log, "cleanup")
+  dns.ready = function() error("resolver crashed") end
+  res, err = solve.issue(c, { identifiers = ids("*.u.example"), csr = "x",
+    hooks = { dns }, now = clock.now, sleep = clock.sleep, timeout = 60 })
+  t.eq(res, nil)
+  t.eq(err.kind, "hook")
+  t.match(err.detail, "hook dns: ready: .*resolver crashed")
+  t.eq(count(log, "cleanup") - before, 1)
+end)
+
+t.test("a run-wide session starts each spec once, exits all at the end",
+  function()
+  local log = {}
+  local a = fake_hook("a", { "http-01" }, log, { events = true })
+  local b = fake_hook("b", { "dns-01" }, log, { events = true })
+  local a2 = fake_hook("a", { "http-01" }, log, { events = true })
+  do
+    local sess <close> = solve.session(function() end)
+    t.ok(sess:add({ a, b }))
+    t.ok(sess:add({ a2, b }), "a2 has a's spec: not started again")
+    sess:failure({ detail = "x" }, { b })
+  end
+  t.eq(table.concat(log, ","), "startup a,startup b,failure b,exit a,exit b")
+end)
+
 t.test("no hook for a wildcard: the clear error, nothing deployed",
   function()
   local c, ca, clock = setup()
