@@ -293,7 +293,7 @@ function M.error_lines(err)
     end
     for _, sub in ipairs(type(err.errors) == "table" and err.errors or {}) do
         local sub_lines = M.error_lines(sub)
-        for i, l in ipairs(sub_lines) do
+        for _, l in ipairs(sub_lines) do
             lines[#lines + 1] = "  " .. l
         end
     end

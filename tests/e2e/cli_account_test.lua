@@ -115,6 +115,7 @@ t.test("account deactivate needs --yes, then the account is gone",
   t.match(err, "hint: create a new account")
   -- A new account replaces it; the old files are kept aside.
   out = L.must(state, { "account", "new", "--agree-tos" })
+  t.match(out, "created account ")
   local uri2 = cjson.decode(E.readfile(adir .. "/account.json")).uri
   t.ok(uri2 ~= uri, "a new account URL")
   local names = E.must("ls " .. E.q(adir))

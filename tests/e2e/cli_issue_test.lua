@@ -211,7 +211,7 @@ t.test("a refused challenge: the identifier, the CA's problem, a hint",
   function()
   local n = E.name("refused")
   local empty = E.scratch()
-  local st, out, err = L.run(state, { "issue", "-d", n, "--hook",
+  local st, _, err = L.run(state, { "issue", "-d", n, "--hook",
     "webroot:root=" .. empty })
   t.eq(st, 1)
   t.match(err, "luacme: error: " .. n:gsub("%p", "%%%0") ..

@@ -164,7 +164,7 @@ for _, sig in ipairs({ "INT", "TERM" }) do
     function()
     local before = current()
     local m = marker()
-    local pid, out, errf = L.spawn_bg(state, { "issue", "-d",
+    local pid, _, errf = L.spawn_bg(state, { "issue", "-d",
       E.name("fresh"), "--name", NAME, "--hook", block_hook(m) })
     t.ok(L.wait_text(m, "deployed", 60))
     local token = E.readfile(m):match("deployed (.*)")

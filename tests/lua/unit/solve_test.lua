@@ -355,7 +355,7 @@ t.test("ready() that never says yes ends in a deadline error", function()
 end)
 
 t.test("ready(): nil, why means not yet; raising fails at once", function()
-  local c, ca, clock = setup()
+  local c, _, clock = setup()
   local log = {}
   local dns = fake_hook("dns", { "dns-01" }, log)
   local calls = 0
