@@ -10,6 +10,7 @@
 --     eab = { kid = ..., key = ... },           -- optional
 --     out = require("luacme.output").new{},     -- where steps are told
 --     lock_timeout = 60, timeout = 300,
+--     -- tests: now = fn, sleep = fn, rand = fn, transport = fake CA
 --   })
 --   local res, err = m:issue{ domains = { "example.com" },
 --     hooks = { "webroot:root=/var/www/html" } }
@@ -325,6 +326,7 @@ function M.open(opts)
         now = opts.now or function() return math.floor(core.time()) end,
         sleep = opts.sleep or core.sleep,
         rand = opts.rand or renew.random,
+        transport = opts.transport,       -- tests: a fake CA
     }, Ctx)
     return ctx
 end
@@ -356,7 +358,8 @@ Ctx.__close = Ctx.close
 -- progress through the solver of the issuance under way.
 function Ctx:client(url, key, kid, ca_file)
     return acme.client{ directory = url, key = key, kid = kid,
-        ca_file = ca_file or self.ca_file,
+        ca_file = ca_file or self.ca_file, transport = self.transport,
+        now = self.transport and self.now or nil,
         sleep = function(d)
             if self.solver then self.solver:on_sleep(self.timeout) end
             self.sleep(d)

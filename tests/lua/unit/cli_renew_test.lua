@@ -1,0 +1,159 @@
+-- renew's decision with the CA's renewal information (RFC 9773) over the
+-- fake CA: the window is fetched when the CA offers renewalInfo, stored
+-- in meta.json with the moment chosen in it, not fetched again before
+-- Retry-After has passed, and a certificate inside its window is
+-- renewed (here the renewal fails on purpose: the error is recorded and
+-- the certificate stays).
+local t = require "testlib"
+local fake = require "fakehttp"
+local core = require "luacme.core"
+local cjson = require "cjson"
+local manage = require "luacme.manage"
+local output = require "luacme.output"
+local state = require "luacme.state"
+local store = require "luacme.store"
+
+local DAY = 86400
+
+-- A CA and a leaf for a.example (with an authority key id), 90 days.
+local function make_cert(dir)
+  local ok, out = t.sh("(" .. table.concat({
+    "cd '" .. dir .. "'",
+    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes " ..
+      "-keyout ca.key -out ca.pem -days 400 -subj /CN=Fake-CA",
+    "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes " ..
+      "-keyout leaf.key -out leaf.csr -subj /CN=a.example",
+    "printf 'subjectAltName=DNS:a.example\\nauthorityKeyIdentifier=" ..
+      "keyid\\n' > ext",
+    "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key " ..
+      "-CAcreateserial -days 90 -extfile ext -out leaf.pem",
+  }, " && ") .. ")")
+  assert(ok, out)
+  return t.readfile(dir .. "/leaf.key"), t.readfile(dir .. "/leaf.pem"),
+    t.readfile(dir .. "/ca.pem")
+end
+
+local function setup(window)
+  local dir = t.tmpdir()
+  local key_pem, cert_pem, ca_pem = make_cert(dir)
+  local info = assert(core.cert_info(cert_pem))
+  local st = assert(store.open(dir .. "/state"))
+  local lk = assert(state.lock_cert(st, "a.example", 0))
+  assert(state.install_cert(st, "a.example", { key_pem = key_pem,
+    cert_pem = cert_pem, chain_pem = ca_pem, meta = {
+      names = { "a.example" }, ips = {}, hooks = { "nosuchhook" },
+      directory = "https://ca.test/dir", key_type = "ec256",
+      not_after = info.not_after } }))
+  lk:unlock()
+  local clock = fake.clock(info.not_before + DAY)
+  local asked = {}
+  local ca = fake.ca{ clock = clock, keys = {}, renewal_info = true,
+    renewal = function(certid)
+      asked[#asked + 1] = certid
+      local w = window(clock.now())
+      return 200, { ["content-type"] = "application/json",
+        ["retry-after"] = "3600" }, cjson.encode({ suggestedWindow = {
+          start = os.date("!%Y-%m-%dT%H:%M:%SZ", w[1]),
+          ["end"] = os.date("!%Y-%m-%dT%H:%M:%SZ", w[2]) } })
+    end }
+  local events = {}
+  local out = output.new{ json = true, level = 1,
+    stdout = { write = function(_, s) events[#events + 1] = s end,
+      flush = function() end },
+    stderr = { write = function() end, flush = function() end } }
+  local m = assert(manage.open{ state = dir .. "/state", out = out,
+    directory = "https://ca.test/dir", transport = ca, now = clock.now,
+    sleep = clock.sleep, rand = function() return 0.5 end })
+  return m, st, clock, asked, events, info
+end
+
+local function meta_of(st)
+  return assert(state.read_meta(st, "a.example"))
+end
+
+t.test("a future window: not due, stored, not fetched again too soon",
+  function()
+  local start
+  local m, st, clock, asked, events = setup(function(now)
+    start = start or (now + 10 * DAY)
+    return { start, start + DAY }
+  end)
+  local res = assert(m:renew{})
+  t.eq(res.code, 2)
+  t.eq(#asked, 1, "renewal information fetched")
+  local meta = meta_of(st)
+  t.eq(meta.ari.window_start, start)
+  t.eq(meta.ari.window_end, start + DAY)
+  t.eq(meta.ari.renew_at, start + DAY // 2, "rand 0.5: the middle")
+  t.eq(meta.ari.next_check, clock.now() + 3600, "Retry-After")
+  t.eq(meta.ari.cert_id, asked[1])
+  local nd = cjson.decode(events[#events])
+  t.eq(nd.event, "not_due")
+  t.match(nd.reason, "inside the CA's renewal window")
+  -- Within the hour: no new request, the same decision.
+  clock.sleep(600)
+  res = assert(m:renew{})
+  t.eq(res.code, 2)
+  t.eq(#asked, 1)
+  -- After it: fetched again.
+  clock.sleep(3600)
+  assert(m:renew{})
+  t.eq(#asked, 2)
+end)
+
+t.test("inside the window: due; a failed renewal keeps the certificate",
+  function()
+  local m, st, _, asked, events = setup(function(now)
+    return { now - DAY, now + DAY }
+  end)
+  local before = assert(state.read_cert(st, "a.example"))
+  local res = assert(m:renew{})
+  t.eq(res.code, 1)
+  t.eq(res.failed[1], "a.example")
+  t.eq(#asked, 1)
+  local due
+  for _, e in ipairs(events) do
+    local v = cjson.decode(e)
+    if v.event == "due" then due = v end
+  end
+  t.ok(due, "a due event")
+  t.match(due.reason, "renewal window")
+  local after = assert(state.read_cert(st, "a.example"))
+  t.eq(after.cert_pem, before.cert_pem)
+  t.match(after.meta.last_error.message, "nosuchhook")
+  t.ok(after.meta.ari.window_start, "the window was kept")
+end)
+
+t.test("--force skips the window and the lifetime rule", function()
+  local m, st, _, asked = setup(function(now)
+    return { now + 30 * DAY, now + 31 * DAY }
+  end)
+  local res = assert(m:renew{ force = true })
+  t.eq(res.code, 1, "forced, and the broken hook makes it fail")
+  t.eq(#asked, 0, "no renewal information needed when forced")
+  t.match(meta_of(st).last_error.message, "nosuchhook")
+end)
+
+t.test("without renewalInfo the lifetime rule decides", function()
+  local dir = t.tmpdir()
+  local key_pem, cert_pem, ca_pem = make_cert(dir)
+  local info = assert(core.cert_info(cert_pem))
+  local st = assert(store.open(dir .. "/state"))
+  local lk = assert(state.lock_cert(st, "a.example", 0))
+  assert(state.install_cert(st, "a.example", { key_pem = key_pem,
+    cert_pem = cert_pem, chain_pem = ca_pem, meta = {
+      names = { "a.example" }, hooks = { "nosuchhook" },
+      directory = "https://ca.test/dir" } }))
+  lk:unlock()
+  local life = info.not_after - info.not_before
+  local clock = fake.clock(info.not_before + life // 2)
+  local ca = fake.ca{ clock = clock, keys = {} }
+  local m = assert(manage.open{ state = dir .. "/state",
+    out = output.new{ level = -1, stderr = { write = function() end,
+      flush = function() end } },
+    directory = "https://ca.test/dir", transport = ca, now = clock.now,
+    sleep = clock.sleep })
+  t.eq(assert(m:renew{}).code, 2, "half the lifetime left: not due")
+  clock.sleep(life // 4)
+  t.eq(assert(m:renew{}).code, 1, "a quarter left: due (and fails here)")
+end)
