@@ -6,7 +6,7 @@
 --   local dns = require "luacme.dns"
 --   local fqdn = dns.target(ch, opts)        -- where the provider writes
 --   local ok, detail = dns.check(fqdn, ch.value, opts)
---   hook.ready = dns.ready                   -- waits until propagated
+--   hook.ready = dns.ready                   -- true once propagated
 --
 -- Options (strings, as hook options arrive; providers add dns.OPTIONS to
 -- their declared options and call dns.setup(opts) from their setup):
@@ -16,8 +16,9 @@
 --   dns_wait             seconds: do not check, just wait that long after
 --                        deploying (for hidden primaries whose public
 --                        servers cannot be asked)
---   propagation_timeout  seconds ready() waits for every authoritative
---                        server to serve the value (default 120)
+--   propagation_timeout  seconds after deploying when ready() gives up
+--                        waiting for every authoritative server to serve
+--                        the value (default 120)
 --   challenge_alias      write at _acme-challenge.<alias>. instead of
 --                        following CNAMEs (a value starting with "_" is
 --                        taken as the whole name)
@@ -38,12 +39,25 @@ M.OPTIONS = {
       help = "seconds to wait after deploying instead of checking the " ..
           "authoritative servers (hidden primaries)" },
     { name = "propagation_timeout", default = "120",
-      help = "seconds to wait for every authoritative server to serve " ..
-          "the value (default 120)" },
+      help = "seconds after deploying to give up waiting for every " ..
+          "authoritative server to serve the value (default 120)" },
     { name = "challenge_alias",
       help = "write the record at _acme-challenge.<alias> (a CNAME from " ..
           "_acme-challenge.<domain> points there)" },
 }
+
+-- A provider's own option list followed by OPTIONS (fresh tables), for
+-- its `options` field.
+function M.with_options(list)
+    local out = {}
+    for _, o in ipairs(list) do out[#out + 1] = o end
+    for _, o in ipairs(M.OPTIONS) do
+        local c = {}
+        for k, v in pairs(o) do c[k] = v end
+        out[#out + 1] = c
+    end
+    return out
+end
 
 -- Most CNAMEs followed from _acme-challenge.<domain>.
 M.MAX_CNAMES = 8
@@ -51,7 +65,7 @@ M.MAX_CNAMES = 8
 -- Seconds per DNS query (core.dns_query's timeout).
 M.QUERY_TIMEOUT = 5
 
--- Polling of ready(): first interval and cap, in seconds.
+-- Polling of wait(): first interval and cap, in seconds.
 M.POLL_FIRST, M.POLL_CAP = 0.5, 5
 
 -- Injected for tests: a clock in seconds and a sleep.
@@ -315,11 +329,13 @@ function M.forget(ch)
     started[key(ch)] = nil
 end
 
--- A hook's ready(ch, opts): with dns_wait, sleep until that many seconds
--- after the deployment and return true; else check every authoritative
--- server of the target's zone, polling with backoff until all serve
--- ch.value or propagation_timeout seconds after the deployment have
--- passed. Returns true, or nil and the detail naming the lagging server.
+-- A hook's ready(ch, opts), following the hook contract: true once every
+-- authoritative server of the target's zone serves ch.value; nil and a
+-- detail naming a server that does not yet (the engine asks again);
+-- raises "not propagated after N s: <detail>" once propagation_timeout
+-- seconds have passed since the deployment, so a record that will not
+-- show fails early and says where. With dns_wait it checks nothing: it
+-- sleeps until that many seconds after the deployment and says true.
 function M.ready(ch, opts)
     opts = opts or {}
     local t0 = started[key(ch)]
@@ -335,18 +351,30 @@ function M.ready(ch, opts)
     end
     local name, err = M.target(ch, opts)
     if not name then return nil, err end
-    local limit = t0 + (tonumber(opts.propagation_timeout) or 120)
+    local ok, detail = M.check(name, ch.value, opts)
+    if ok then return true end
+    local limit = tonumber(opts.propagation_timeout) or 120
+    if M.now() - t0 >= limit then
+        error("not propagated after " .. limit .. " s: " .. detail, 0)
+    end
+    return nil, detail
+end
+
+-- ready() in a loop, for callers without the hook engine: polls with
+-- backoff (POLL_FIRST doubling to POLL_CAP) until true, or until ready
+-- raises. Returns true, or nil and the message.
+function M.wait(ch, opts)
     local delay = M.POLL_FIRST
     while true do
-        local ok, detail = M.check(name, ch.value, opts)
-        if ok then return true end
-        local left = limit - M.now()
-        if left <= 0 then
-            return nil, "not propagated after " ..
-                (tonumber(opts.propagation_timeout) or 120) .. " s: " ..
-                detail
+        local ok, r = pcall(M.ready, ch, opts)
+        if not ok then
+            if type(r) == "table" and r.kind == "interrupted" then
+                error(r, 0)
+            end
+            return nil, tostring(r)
         end
-        M.sleep(math.min(delay, left))
+        if r then return true end
+        M.sleep(delay)
         delay = math.min(delay * 2, M.POLL_CAP)
     end
 end
