@@ -9,7 +9,11 @@ set -euo pipefail
 build_pkgs=(cmake make gcc pkg-config liblua5.4-dev lua-cjson-dev
     libcurl4-openssl-dev libssl-dev)
 test_pkgs=(pebble python3 openssl ca-certificates clang
-    libclang-rt-14-dev procps curl)
+    libclang-rt-14-dev procps curl
+    pdns-server pdns-backend-sqlite3 sqlite3 bind9 bind9-dnsutils)
+# The dns-01 tests run pdns_server and named themselves on free loopback
+# ports; the system services these packages bring must not sit on port 53.
+dns_services=(pdns named)
 
 pkgs=("${build_pkgs[@]}")
 [ "${1:-}" = "--build" ] || pkgs+=("${test_pkgs[@]}")
@@ -27,3 +31,9 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+case " ${missing[*]} " in
+*" pdns-server "*|*" bind9 "*)
+    for svc in "${dns_services[@]}"; do
+        $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    done ;;
+esac
