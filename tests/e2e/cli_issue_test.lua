@@ -271,3 +271,64 @@ t.test("a wildcard without a DNS hook: the clear error", function()
     "configured: webroot %(http%-01%)")
   t.match(err, "hint: ")
 end)
+
+t.test("--ip: an IP address identifier over http-01", function()
+  local out = L.must(state, { "issue", "--ip", "127.0.0.1", "--hook",
+    L.webroot() })
+  t.match(out, "127%.0%.0%.1: http%-01 deployed via webroot")
+  local cur = L.files(state, "127.0.0.1")
+  L.check_set(cur)
+  local certs = assert(require("luacme.util").pem_certs(cur["cert.pem"]))
+  t.eq(E.list_str(E.sans(certs[1])), "{IP:127.0.0.1}")
+end)
+
+t.test("--valid-for asks for the lifetime; --reuse-key keeps the key",
+  function()
+  local n = E.name("short")
+  local t0 = os.time()
+  L.must(state, { "issue", "-d", n, "--hook", L.webroot(), "--valid-for",
+    "2d", "--reuse-key" })
+  local cur = L.files(state, n)
+  local certs = assert(require("luacme.util").pem_certs(cur["cert.pem"]))
+  local _, na = E.validity(certs[1])
+  t.ok(math.abs(na - (t0 + 2 * 86400)) < 120, "notAfter about 2 days out")
+  local meta = cjson.decode(cur["meta.json"])
+  t.eq(meta.valid_for, 2 * 86400)
+  t.eq(meta.reuse_key, true)
+  L.must(state, { "renew", "--force", n })
+  local new = L.files(state, n)
+  t.ok(new["cert.pem"] ~= cur["cert.pem"])
+  t.eq(new["privkey.pem"], cur["privkey.pem"], "the key was reused")
+  certs = assert(require("luacme.util").pem_certs(new["cert.pem"]))
+  _, na = E.validity(certs[1])
+  t.ok(math.abs(na - (os.time() + 2 * 86400)) < 120,
+    "the stored lifetime is asked again")
+end)
+
+t.test("--csr: the chain goes to --out, nothing is stored", function()
+  local n = E.name("csr")
+  local d = E.scratch()
+  E.must("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 " ..
+    "-nodes -keyout " .. E.q(d .. "/k.pem") .. " -out " ..
+    E.q(d .. "/r.csr") .. " -subj /CN=" .. n .. " -addext " ..
+    E.q("subjectAltName=DNS:" .. n))
+  local st, _, err = L.run(state, { "issue", "--csr", d .. "/r.csr",
+    "--hook", L.webroot() })
+  t.eq(st, 1)
+  t.match(err, "%-%-out")
+  L.must(state, { "issue", "--csr", d .. "/r.csr", "--out",
+    d .. "/chain.pem", "--hook", L.webroot() })
+  local certs = assert(require("luacme.util").pem_certs(
+    E.readfile(d .. "/chain.pem")))
+  t.eq(E.list_str(E.sans(certs[1])), "{DNS:" .. n .. "}")
+  local a = E.must("openssl x509 -noout -pubkey -in " .. E.q(d ..
+    "/chain.pem"))
+  local b = E.must("openssl pkey -pubout -in " .. E.q(d .. "/k.pem"))
+  t.eq(a, b, "the CSR's key is in the certificate")
+  t.eq(core.stat(state .. "/certs/" .. n .. "/meta.json"), nil)
+  -- -d must agree with the CSR.
+  st, _, err = L.run(state, { "issue", "--csr", d .. "/r.csr", "--out",
+    d .. "/x.pem", "-d", "other.example.test", "--hook", L.webroot() })
+  t.eq(st, 1)
+  t.match(err, "differ from the CSR")
+end)
