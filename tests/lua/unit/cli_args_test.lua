@@ -327,3 +327,14 @@ t.test("run and --version behave as before", function()
   t.match(out, "^luacme %d")
   t.match(out, "OpenSSL")
 end)
+
+t.test("loading the cli modules leaves _G unchanged", function()
+  local before = {}
+  for k in pairs(_G) do before[k] = true end
+  for _, m in ipairs({ "luacme.cli", "luacme.solve", "luacme.output",
+    "luacme.manage" }) do
+    package.loaded[m] = nil
+    require(m)
+  end
+  for k in pairs(_G) do t.ok(before[k], "new global " .. tostring(k)) end
+end)
