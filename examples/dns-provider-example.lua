@@ -3,8 +3,9 @@
 -- by id (the shape of most hosted DNS APIs), a bearer token for auth.
 -- hooks/README.md ("Writing a DNS provider") walks through it.
 --
---   LUACME_EXAMPLEDNS_TOKEN=... luacme issue -d example.com -d '*.example.com' \
---       --hook ./examples/dns-provider-example.lua:api=https://dns.example.net/v1
+--   LUACME_EXAMPLEDNS_TOKEN=... luacme issue -d example.com \
+--     -d '*.example.com' --hook \
+--     ./examples/dns-provider-example.lua:api=https://dns.example.net/v1
 --
 -- The API it talks to (tests/dns/api_bridge.py implements it for the
 -- tests, in front of a real PowerDNS):

@@ -3,8 +3,8 @@
 -- master/dnsapi) work unchanged. luacme ships none; point `script` at
 -- the provider's file and pass its credentials through the environment:
 --
---   CF_Token=... CF_Zone_ID=... luacme issue -d '*.example.com' \
---       --hook acmesh:script=/opt/acme.sh/dnsapi/dns_cf.sh,env=CF_Token,CF_Zone_ID
+--   CF_Token=... CF_Zone_ID=... luacme issue -d '*.example.com' --hook \
+--     acmesh:script=/opt/acme.sh/dnsapi/dns_cf.sh,env=CF_Token,CF_Zone_ID
 --
 -- For each challenge it runs, without a shell in between on our side,
 --   /bin/sh -c '<shims>; . "$LUACME_ACMESH_SCRIPT"; dns_<name>_add "$1" "$2"' \
@@ -87,8 +87,12 @@ _math() { _luacme_m="$*"; printf '%s' "$(($_luacme_m))"; }
 _sleep() { sleep "$1"; }
 _time() { date -u +%s; }
 _utc_date() { date -u '+%Y-%m-%d %H:%M:%S'; }
-_base64() { if [ "$1" ]; then openssl base64 -e; else openssl base64 -e | tr -d '\r\n'; fi; }
-_dbase64() { if [ "$1" ]; then openssl base64 -d -A; else openssl base64 -d; fi; }
+_base64() {
+  if [ "$1" ]; then openssl base64 -e; else openssl base64 -e | tr -d '\r\n'; fi
+}
+_dbase64() {
+  if [ "$1" ]; then openssl base64 -d -A; else openssl base64 -d; fi
+}
 _normalizeJson() {
   sed 's/" *: *\([\"{\[]\)/":\1/g' | sed 's/^ *\([^ ]\)/\1/' | tr -d '\r\n'
 }
