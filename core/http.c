@@ -32,6 +32,7 @@ struct xfer {
     int body_over;
     int hdr_over;
     int nomem;
+    sig_atomic_t start_int; /* luacme_interrupted when the request began */
 };
 
 struct http_client {
@@ -226,17 +227,20 @@ on_body(char *data, size_t size, size_t nmemb, void *ud)
 
 /* libcurl calls this about once a second and whenever data moves; a
  * non-zero return aborts the transfer, so Ctrl-C stops a slow request
- * promptly instead of waiting for the timeout. */
+ * promptly instead of waiting for the timeout. Only a signal that
+ * arrives during this request counts: once Ctrl-C has unwound into
+ * cleanup, hooks must still be able to remove DNS records over HTTP. */
 static int
 on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
     curl_off_t ultotal, curl_off_t ulnow)
 {
-    (void)ud;
+    const struct xfer *x = ud;
+
     (void)dltotal;
     (void)dlnow;
     (void)ultotal;
     (void)ulnow;
-    return luacme_interrupted != 0;
+    return x->start_int == 0 && luacme_interrupted != 0;
 }
 
 /* Seconds (fraction allowed) to milliseconds for libcurl, where 0 would
@@ -572,11 +576,7 @@ http_request(struct http_client *c, const struct http_request *req,
         err_set(err, "protocol", "http: bad method '%s'", method);
         goto out;
     }
-    if (luacme_interrupted) {
-        err_set(err, "interrupted", "http: %s %s: interrupted by signal",
-            method, url);
-        goto out;
-    }
+    x.start_int = luacme_interrupted;
     head = strcmp(method, "HEAD") == 0;
     if (head && body != NULL) {
         err_set(err, "protocol", "http: HEAD %s: a HEAD has no body", url);
@@ -616,6 +616,7 @@ http_request(struct http_client *c, const struct http_request *req,
     SETOPT(cc, c->h, CURLOPT_HTTPHEADER, hl);
     SETOPT(cc, c->h, CURLOPT_WRITEDATA, &x);
     SETOPT(cc, c->h, CURLOPT_HEADERDATA, &x);
+    SETOPT(cc, c->h, CURLOPT_XFERINFODATA, &x);
     if (cc != CURLE_OK) {
         err_set(err, "protocol", "http: %s %s: setting up libcurl: %s",
             method, url, curl_easy_strerror(cc));

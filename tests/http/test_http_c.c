@@ -1,6 +1,6 @@
 /* http.c without a server: the validators, the checks made before any
- * connection (scheme, method, headers, interrupt flag), and a refused
- * connection on a port that is bound but not listening. The transfers
+ * connection (scheme, method, headers), an interrupt from before the
+ * request (not fatal), and a refused connection on a port that is bound but not listening. The transfers
  * themselves are tested against a real server in http_test.lua. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -113,17 +113,17 @@ main(void)
         "protocol");
     CHECK_STR(kind_of(c, "POST", "https://127.0.0.1:1/", &badname, 1,
         "x"), "protocol");
-    luacme_interrupted = SIGINT;
-    CHECK_STR(kind_of(c, NULL, "https://127.0.0.1:1/", NULL, 0, NULL),
-        "interrupted");
-    luacme_interrupted = 0;
     http_client_stats(c, &st);
     CHECK(st.requests == 0 && st.connects == 0);
 
     port = closed_port(&fd);
     CHECK(port > 0);
     snprintf(url, sizeof(url), "https://127.0.0.1:%d/", port);
+    /* A signal that came BEFORE the request does not stop it: cleanup
+     * after Ctrl-C still needs HTTP. It reaches the (refused) port. */
+    luacme_interrupted = SIGINT;
     CHECK_STR(kind_of(c, NULL, url, NULL, 0, NULL), "connect");
+    luacme_interrupted = 0;
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
     CHECK_STR(kind_of(plain, "POST", url, NULL, 0, "x"), "connect");
     http_client_stats(c, &st);
