@@ -107,7 +107,11 @@ local function cleanup_guard(solver, items)
         if done or not solver.cleanup then return end
         done = true
         local ok, e = pcall(solver.cleanup, items)
-        if not ok then
+        -- Ctrl-C during cleanup still ends the run once cleanup is over;
+        -- any other cleanup failure must not hide the issuance result.
+        if not ok and type(e) == "table" and e.kind == "interrupted" then
+            error(e, 0)
+        elseif not ok then
             io.stderr:write("luacme: cleanup failed: ", tostring(e), "\n")
         end
     end })
