@@ -147,9 +147,11 @@ t.test("rfc2136: option checks; nothing unchecked reaches the script",
     load_fails("rfc2136:server=192.0.2.1,key_name=k.,key_secret_env=" ..
         "LUACME_TEST_UNSET_SECRET", "no TSIG secret: set " ..
         "LUACME_TEST_UNSET_SECRET")
-    -- LUACME_TEST_BUILD_DIR holds a path: not a base64 secret.
+    -- PATH holds ':' separators: never a base64 secret. (A build
+    -- directory path such as "/work/main/build" would be valid base64.)
+    t.match(os.getenv("PATH"), ":")
     load_fails("rfc2136:server=192.0.2.1,key_name=k.,key_secret_env=" ..
-        "LUACME_TEST_BUILD_DIR", "must hold a base64 secret")
+        "PATH", "must hold a base64 secret")
     load_fails("rfc2136:server=192.0.2.1 x,key_file=/etc/hosts",
         "server must be")
     load_fails("rfc2136:server=192.0.2.1,key_file=/etc/hosts,zone=a b",
