@@ -117,6 +117,9 @@ local COMMANDS = {
                 "\"command:cmd=systemctl reload nginx\"" },
             { "force", help = "issue even if a valid certificate with " ..
                 "these names exists" },
+            { "dns-wait", arg = "SECONDS", help = "dns-01 hooks wait this " ..
+                "long instead of checking the authoritative servers (hidden " ..
+                "primaries); kept for renewals" },
             { "timeout", arg = "SECONDS", help = "limit for one issuance " ..
                 "(default 300)" },
         },
@@ -747,6 +750,7 @@ local function dispatch(p, out, env)
             preferred_chain = o.preferred_chain, profile = o.profile,
             valid_for = valid_for, hooks = o.hook,
             deploy_hooks = o.deploy_hook,
+            dns_wait = number_opt(o.dns_wait, "--dns-wait", 0, 3600),
         }, { force = o.force }))
         out:result{ ok = true, command = "issue", name = res.name,
             names = util.array(res.names), serial = res.serial,

@@ -673,6 +673,22 @@ local function absolute_spec(spec, env)
     return head .. rest
 end
 
+-- --dns-wait: the hook spec with dns_wait=N added, for hooks that take
+-- that option (the dns-01 providers) and were not given one; any other
+-- spec unchanged. Kept in the stored spec, so renewals wait alike.
+local function with_dns_wait(spec, seconds)
+    local h = hooks.load(spec, "challenge")
+    if not h or h.opts.dns_wait ~= nil then return spec end
+    for _, o in ipairs(h.options or {}) do
+        if o.name == "dns_wait" then
+            local p = hooks.parse_spec(spec)
+            local sep = next(p.opts or {}) and "," or ":"
+            return spec .. sep .. "dns_wait=" .. string.format("%d", seconds)
+        end
+    end
+    return spec
+end
+
 function Ctx:settings(s)
     local out = {}
     out.names, out.ips = {}, {}
@@ -720,7 +736,9 @@ function Ctx:settings(s)
     local env = core.environ()
     out.hooks, out.deploy_hooks = {}, {}
     for _, h in ipairs(s.hooks or {}) do
-        out.hooks[#out.hooks + 1] = absolute_spec(h, env)
+        h = absolute_spec(h, env)
+        if s.dns_wait then h = with_dns_wait(h, s.dns_wait) end
+        out.hooks[#out.hooks + 1] = h
     end
     for _, h in ipairs(s.deploy_hooks or {}) do
         out.deploy_hooks[#out.deploy_hooks + 1] = absolute_spec(h, env)
