@@ -21,10 +21,12 @@
 -- running web server fails with "bind": use the webroot hook there.
 --
 -- One responder per address:port is shared by every challenge of the
--- run: started at the first deploy, stopped when the last challenge
--- deployed there is cleaned up. deploy sets ch.responder to it (use it
--- only to read stats(), which stay readable after it was closed).
+-- run (luacme.responders): started at the first deploy, stopped when the
+-- last challenge deployed there is cleaned up. deploy sets ch.responder
+-- to it (use it only to read stats(), which stay readable after it was
+-- closed).
 local core = require "luacme.core"
+local responders = require "luacme.responders"
 
 local M = {
     description = "http-01: answer from luacme itself on port 80 " ..
@@ -41,54 +43,19 @@ local M = {
 local TOKEN = "^[A-Za-z0-9_-]+$"
 local MAX_TOKEN = 256
 
--- Running responders by "address|port": { r =, address =, port =,
--- names = { [token] = true }, n = count of names }.
-local servers = {}
-
-local function where(opts)
-    local port = tonumber(opts.port)
-    if not port or port ~= math.floor(port) or port < 1 or port > 65535 then
-        return nil, "port must be 1..65535"
-    end
-    local address = opts.address or "*"
-    if address ~= "*" and (type(address) ~= "string" or
-        not core.reverse_name((address:gsub("%%[%w_.-]+$", "")))) then
-        return nil, "address must be an IP address or *"
-    end
-    return address, math.floor(port)
-end
-
-function M.setup(opts)
-    local address, err = where(opts)
-    if not address then return nil, err end
-    return true
-end
-
--- The running responder for opts, started if needed.
-local function server_for(opts)
-    local address, port = where(opts)
-    if not address then return nil, port end
-    local key = address .. "|" .. port
-    local s = servers[key]
-    if s then return s end
+local servers = responders.registry(function(address, port)
     local r, msg, kind = core.http01_responder{ address = address,
         port = port }
-    if not r then
-        if kind == "bind" then
-            msg = msg .. " (another web server there? use the webroot hook)"
-        end
-        return nil, msg
+    if not r and kind == "bind" then
+        msg = msg .. " (another web server there? use the webroot hook)"
     end
-    s = { r = r, address = address, port = port, names = {}, n = 0 }
-    servers[key] = s
-    return s
-end
+    return r, msg
+end)
 
-local function release(key, s)
-    if s.n == 0 then
-        s.r:close()
-        servers[key] = nil
-    end
+function M.setup(opts)
+    local address, err = responders.where(opts)
+    if not address then return nil, err end
+    return true
 end
 
 function M.deploy(ch, opts)
@@ -104,35 +71,16 @@ function M.deploy(ch, opts)
     if type(body) ~= "string" then
         return nil, "no key authorization to serve"
     end
-    local s, err = server_for(opts)
-    if not s then return nil, err end
-    local ok, msg = s.r:add(ch.token, body)
-    if not ok then
-        release(s.address .. "|" .. s.port, s)
-        return nil, msg
-    end
-    if not s.names[ch.token] then
-        s.names[ch.token] = true
-        s.n = s.n + 1
-    end
+    local r, err = servers.add(opts, ch.token, body)
+    if not r then return nil, err end
     -- For the caller's eyes (tests, diagnostics): the responder serving
     -- this challenge; its stats() stay readable after it was closed.
-    ch.responder = s.r
+    ch.responder = r
     return true
 end
 
 function M.cleanup(ch, opts)
-    local address, port = where(opts)
-    if not address then return true end
-    local key = address .. "|" .. port
-    local s = servers[key]
-    if not s or type(ch.token) ~= "string" or not s.names[ch.token] then
-        return true                             -- never deployed here
-    end
-    s.r:remove(ch.token)
-    s.names[ch.token] = nil
-    s.n = s.n - 1
-    release(key, s)
+    servers.remove(opts, ch.token)
     return true
 end
 

@@ -22,11 +22,12 @@
 -- The certificate and key come from ch.cert_pem (or ch.cert) and ch.key
 -- when the caller made them, else they are made here from
 -- ch.key_authorization. One responder per address:port is shared by
--- every challenge of the run, started at the first deploy and stopped
--- when the last challenge deployed there is cleaned up. deploy sets
--- ch.responder to it (use it only to read stats(), which stay readable
--- after it was closed).
+-- every challenge of the run (luacme.responders), started at the first
+-- deploy and stopped when the last challenge deployed there is cleaned
+-- up. deploy sets ch.responder to it (use it only to read stats(), which
+-- stay readable after it was closed).
 local core = require "luacme.core"
+local responders = require "luacme.responders"
 
 local M = {
     description = "tls-alpn-01: answer the CA's TLS handshake from " ..
@@ -41,25 +42,17 @@ local M = {
     },
 }
 
--- Running responders by "address|port": { r =, address =, port =,
--- names = { [identifier] = true }, n = count of names }.
-local servers = {}
-
-local function where(opts)
-    local port = tonumber(opts.port)
-    if not port or port ~= math.floor(port) or port < 1 or port > 65535 then
-        return nil, "port must be 1..65535"
+local servers = responders.registry(function(address, port)
+    local r, msg, kind = core.tls_alpn_responder{ address = address,
+        port = port }
+    if not r and kind == "bind" then
+        msg = msg .. " (a TLS server running there?)"
     end
-    local address = opts.address or "*"
-    if address ~= "*" and (type(address) ~= "string" or
-        not core.reverse_name((address:gsub("%%[%w_.-]+$", "")))) then
-        return nil, "address must be an IP address or *"
-    end
-    return address, math.floor(port)
-end
+    return r, msg
+end)
 
 function M.setup(opts)
-    local address, err = where(opts)
+    local address, err = responders.where(opts)
     if not address then return nil, err end
     return true
 end
@@ -79,32 +72,6 @@ local function identifier_of(ch)
     end
     -- One spelling per name, so cleanup finds what deploy added.
     return (id:lower():gsub("%.$", ""))
-end
-
-local function server_for(opts)
-    local address, port = where(opts)
-    if not address then return nil, port end
-    local key = address .. "|" .. port
-    local s = servers[key]
-    if s then return s end
-    local r, msg, kind = core.tls_alpn_responder{ address = address,
-        port = port }
-    if not r then
-        if kind == "bind" then
-            msg = msg .. " (a TLS server running there?)"
-        end
-        return nil, msg
-    end
-    s = { r = r, address = address, port = port, names = {}, n = 0 }
-    servers[key] = s
-    return s
-end
-
-local function release(key, s)
-    if s.n == 0 then
-        s.r:close()
-        servers[key] = nil
-    end
 end
 
 function M.deploy(ch, opts)
@@ -129,34 +96,14 @@ function M.deploy(ch, opts)
                 " (" .. tostring(kind) .. ")"
         end
     end
-    local s, err = server_for(opts)
-    if not s then return nil, err end
-    local ok, msg = s.r:add(id, pem, key)
-    if not ok then
-        release(s.address .. "|" .. s.port, s)
-        return nil, msg
-    end
-    if not s.names[id] then
-        s.names[id] = true
-        s.n = s.n + 1
-    end
-    ch.responder = s.r
+    local r, err = servers.add(opts, id, pem, key)
+    if not r then return nil, err end
+    ch.responder = r
     return true
 end
 
 function M.cleanup(ch, opts)
-    local address, port = where(opts)
-    if not address then return true end
-    local key = address .. "|" .. port
-    local s = servers[key]
-    local id = identifier_of(ch)
-    if not s or not id or not s.names[id] then
-        return true                             -- never deployed here
-    end
-    s.r:remove(id)
-    s.names[id] = nil
-    s.n = s.n - 1
-    release(key, s)
+    servers.remove(opts, identifier_of(ch))
     return true
 end
 
