@@ -49,7 +49,6 @@ local M = {
 local TOKEN_ENV = "LUACME_EXAMPLEDNS_TOKEN"
 
 local http         -- one client for the run: connections are reused
-local created = {} -- [name .. " " .. value] = { zone =, id = }
 
 function M.setup(opts)
     if not os.getenv(TOKEN_ENV) then return nil, "set " .. TOKEN_ENV end
@@ -107,37 +106,36 @@ local function zone_for(opts, name)
     return best
 end
 
-function M.deploy(ch, opts)
-    local name, err = dns.target(ch, opts)   -- follows alias mode
-    if not name then return nil, "exampledns: " .. err end
-    local zone
-    zone, err = zone_for(opts, name)
+-- Create the record; rec (kept by luacme.dns until cleanup) remembers
+-- the zone and the id to delete it by.
+local function add(ch, opts, name, rec)
+    local zone, err = zone_for(opts, name)
     if not zone then return nil, err end
-    local rec
-    rec, err = api(opts, "POST", "/zones/" .. zone .. "/records",
+    local reply
+    reply, err = api(opts, "POST", "/zones/" .. zone .. "/records",
         { type = "TXT", name = name, content = ch.value,
           ttl = tonumber(opts.ttl) }, "zone " .. zone)
-    if not rec then return nil, err end
-    if type(rec.id) ~= "string" and type(rec.id) ~= "number" then
+    if not reply then return nil, err end
+    if type(reply.id) ~= "string" and type(reply.id) ~= "number" then
         return nil, "exampledns: zone " .. zone .. ": reply without an id"
     end
-    created[name .. " " .. ch.value] = { zone = zone, id = tostring(rec.id) }
-    dns.deployed(ch)                         -- ready() counts from here
+    rec.zone, rec.id = zone, tostring(reply.id)
     return true
 end
+
+-- Delete exactly the record add created. remove runs for a deploy that
+-- failed too: without an id (no zone, the POST failed) there is nothing
+-- we can delete.
+local function remove(_, opts, _, rec)
+    if not rec.id then return true end
+    return api(opts, "DELETE", "/zones/" .. rec.zone .. "/records/" ..
+        rec.id, nil, "zone " .. rec.zone)
+end
+
+-- deploy and cleanup around them: dns.target (follows alias mode), the
+-- bookkeeping of what this run created, dns.deployed/forget for ready.
+M.deploy, M.cleanup = dns.provider("exampledns", add, remove)
 
 M.ready = dns.ready
-
-function M.cleanup(ch, opts)
-    local name = dns.target(ch, opts)
-    local mine = name and created[name .. " " .. ch.value]
-    if not mine then return true end         -- nothing of ours to remove
-    local ok, err = api(opts, "DELETE", "/zones/" .. mine.zone ..
-        "/records/" .. mine.id, nil, "zone " .. mine.zone)
-    if not ok then return nil, err end
-    created[name .. " " .. ch.value] = nil
-    dns.forget(ch)
-    return true
-end
 
 return M

@@ -123,9 +123,6 @@ _post() {
 local NAME = "^[A-Za-z0-9_]+$"
 local VAR = "^[A-Za-z_][A-Za-z0-9_]*$"
 
--- Deployed by this run: [fqdn .. " " .. value] = true.
-local added = {}
-
 local function provider(opts)
     if opts.name and opts.name ~= "" then return opts.name end
     return (opts.script:match("dns_([A-Za-z0-9_]+)%.sh$"))
@@ -190,30 +187,18 @@ local function run(opts, fn, fqdn, value)
     return true
 end
 
-function M.deploy(ch, opts)
-    local name, err = dns.target(ch, opts)
-    if not name then return nil, "acmesh: " .. err end
-    local fqdn = name:gsub("%.$", "")
-    added[name .. " " .. ch.value] = true
-    local ok
-    ok, err = run(opts, "dns_" .. provider(opts) .. "_add", fqdn, ch.value)
-    if not ok then return nil, err end
-    dns.deployed(ch)
-    return true
-end
+-- A failed script may have written anyway: never "refused", so cleanup
+-- always runs dns_<name>_rm after a deploy.
+M.deploy, M.cleanup = dns.provider("acmesh",
+    function(ch, opts, name)
+        return run(opts, "dns_" .. provider(opts) .. "_add",
+            (name:gsub("%.$", "")), ch.value)
+    end,
+    function(ch, opts, name)
+        return run(opts, "dns_" .. provider(opts) .. "_rm",
+            (name:gsub("%.$", "")), ch.value)
+    end)
 
 M.ready = dns.ready
-
-function M.cleanup(ch, opts)
-    local name = dns.target(ch, opts)
-    local k = name and (name .. " " .. ch.value)
-    if not k or not added[k] then return true end   -- never deployed
-    local ok, err = run(opts, "dns_" .. provider(opts) .. "_rm",
-        (name:gsub("%.$", "")), ch.value)
-    if not ok then return nil, err end
-    added[k] = nil
-    dns.forget(ch)
-    return true
-end
 
 return M

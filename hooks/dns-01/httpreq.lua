@@ -38,7 +38,6 @@ local M = {
 }
 
 local clients = {}
-local added = {}
 
 function M.setup(opts)
     if not opts.endpoint:find("^https?://[^/]+") then
@@ -108,33 +107,14 @@ local function post(opts, what, fqdn, value)
     return true
 end
 
-function M.deploy(ch, opts)
-    local fqdn, err = dns.target(ch, opts)
-    if not fqdn then return nil, "httpreq: " .. err end
-    local k = fqdn .. " " .. ch.value
-    added[k] = true
-    local ok, how
-    ok, err, how = post(opts, "present", fqdn, ch.value)
-    if not ok then
-        -- The endpoint answered and refused: nothing to clean up.
-        if how == "refused" then added[k] = nil end
-        return nil, err
-    end
-    dns.deployed(ch)
-    return true
-end
+M.deploy, M.cleanup = dns.provider("httpreq",
+    function(ch, opts, fqdn)
+        return post(opts, "present", fqdn, ch.value)
+    end,
+    function(ch, opts, fqdn)
+        return post(opts, "cleanup", fqdn, ch.value)
+    end)
 
 M.ready = dns.ready
-
-function M.cleanup(ch, opts)
-    local fqdn = dns.target(ch, opts)
-    local k = fqdn and (fqdn .. " " .. ch.value)
-    if not k or not added[k] then return true end    -- never deployed
-    local ok, err = post(opts, "cleanup", fqdn, ch.value)
-    if not ok then return nil, err end
-    added[k] = nil
-    dns.forget(ch)
-    return true
-end
 
 return M

@@ -46,8 +46,6 @@ local M = {
 }
 
 local clients = {}
--- What this run added: [name .. " " .. value] = { zone_id=, name= }.
-local added = {}
 
 local function key_of(opts)
     if opts.api_key and opts.api_key ~= "" then return opts.api_key end
@@ -203,12 +201,11 @@ local function patch(opts, zone, name, contents, ttl)
     return true
 end
 
-function M.deploy(ch, opts)
-    local name, err = dns.target(ch, opts)
-    if not name then return nil, "powerdns: " .. err end
-    local zone
-    zone, err = find_zone(opts, name)
-    if not zone then return nil, err end
+-- Read the RRset, write it back with ours added. A zone that cannot be
+-- found means nothing was written.
+local function add(ch, opts, name)
+    local zone, err = find_zone(opts, name)
+    if not zone then return nil, err, "refused" end
     local ours = content_of(ch.value)
     local rr = rrset_of(zone, name)
     local contents = {}
@@ -219,26 +216,13 @@ function M.deploy(ch, opts)
         end
     end
     contents[#contents + 1] = ours
-    -- Recorded first: a request that timed out may still have landed.
-    added[name .. " " .. ch.value] = true
-    local ok, how
-    ok, err, how = patch(opts, zone, name, contents,
+    return patch(opts, zone, name, contents,
         rr and tonumber(rr.ttl) or tonumber(opts.ttl))
-    if not ok then
-        -- The API answered and refused: nothing to clean up.
-        if how == "refused" then added[name .. " " .. ch.value] = nil end
-        return nil, err
-    end
-    dns.deployed(ch)
-    return true
 end
 
-M.ready = dns.ready
-
-function M.cleanup(ch, opts)
-    local name = dns.target(ch, opts)
-    local k = name and (name .. " " .. ch.value)
-    if not k or not added[k] then return true end  -- never deployed
+-- Read the RRset again (others may have changed it meanwhile), write it
+-- back without ours, if ours is still there.
+local function remove(ch, opts, name)
     local zone, err = find_zone(opts, name)
     if not zone then return nil, err end
     local ours = content_of(ch.value)
@@ -250,14 +234,12 @@ function M.cleanup(ch, opts)
             else contents[#contents + 1] = r.content end
         end
     end
-    if found then
-        local ok
-        ok, err = patch(opts, zone, name, contents, tonumber(rr.ttl))
-        if not ok then return nil, err end
-    end
-    added[k] = nil
-    dns.forget(ch)
-    return true
+    if not found then return true end
+    return patch(opts, zone, name, contents, tonumber(rr.ttl))
 end
+
+M.deploy, M.cleanup = dns.provider("powerdns", add, remove)
+
+M.ready = dns.ready
 
 return M

@@ -52,9 +52,6 @@ local M = {
 
 local NAME = "^[%w_][%w_.-]*%.?$"
 
--- What this run added: [name .. " " .. value] = zone.
-local added = {}
-
 local function secret(opts)
     local s = os.getenv(opts.key_secret_env)
     if s == nil or s == "" then return nil end
@@ -168,48 +165,38 @@ local function check_value(v)
     return true
 end
 
-function M.deploy(ch, opts)
+-- Refusals up to the zone lookup mean nothing was sent; so does the
+-- server's answer to the update ("update failed: ..." with an rcode, or a
+-- TSIG error), unlike a timeout, after which the update may have landed.
+local function add(ch, opts, name, rec)
     local ok, err = check_value(ch.value)
-    if not ok then return nil, err end
-    local name
-    name, err = dns.target(ch, opts)
-    if not name then return nil, "rfc2136: " .. err end
+    if not ok then return nil, err, "refused" end
     if not name:find(NAME) then
         return nil, "rfc2136: refusing to write at " ..
-            hooks.printable(name, 300) .. " (not a plain DNS name)"
+            hooks.printable(name, 300) .. " (not a plain DNS name)",
+            "refused"
     end
     local zone
     zone, err = zone_of(opts, name)
-    if not zone then return nil, err end
-    -- Recorded first: an update that timed out may still have landed.
-    added[name .. " " .. ch.value] = zone
+    if not zone then return nil, err, "refused" end
+    rec.zone = zone                             -- where cleanup deletes
     ok, err = update(opts, zone, "update add " .. name .. " " ..
         math.floor(tonumber(opts.ttl)) .. " TXT \"" .. ch.value .. "\"")
-    if not ok then
-        -- The server answered and refused: nothing to clean up.
-        if err:find("update failed:", 1, true) or
-            err:find("TSIG error", 1, true) then
-            added[name .. " " .. ch.value] = nil
-        end
-        return nil, err
+    if not ok and (err:find("update failed:", 1, true) or
+        err:find("TSIG error", 1, true)) then
+        return nil, err, "refused"
     end
-    dns.deployed(ch)
-    return true
+    return ok, err
 end
+
+local function remove(ch, opts, name, rec)
+    if not rec.zone then return true end       -- stopped before sending
+    return update(opts, rec.zone, "update delete " .. name ..
+        " TXT \"" .. ch.value .. "\"")
+end
+
+M.deploy, M.cleanup = dns.provider("rfc2136", add, remove)
 
 M.ready = dns.ready
-
-function M.cleanup(ch, opts)
-    local name = dns.target(ch, opts)
-    local k = name and (name .. " " .. tostring(ch.value))
-    local zone = k and added[k]
-    if not zone then return true end               -- never deployed
-    local ok, err = update(opts, zone, "update delete " .. name ..
-        " TXT \"" .. ch.value .. "\"")
-    if not ok then return nil, err end
-    added[k] = nil
-    dns.forget(ch)
-    return true
-end
 
 return M

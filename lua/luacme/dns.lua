@@ -7,6 +7,7 @@
 --   local fqdn = dns.target(ch, opts)        -- where the provider writes
 --   local ok, detail = dns.check(fqdn, ch.value, opts)
 --   hook.ready = dns.ready                   -- true once propagated
+--   hook.deploy, hook.cleanup = dns.provider("name", add, remove)
 --
 -- Options (strings, as hook options arrive; providers add dns.OPTIONS to
 -- their declared options and call dns.setup(opts) from their setup):
@@ -327,6 +328,54 @@ end
 -- Forget ch (from cleanup), so a later order starts afresh.
 function M.forget(ch)
     started[key(ch)] = nil
+end
+
+-- deploy and cleanup for a provider that adds one TXT value and removes
+-- exactly that value, from the two steps that differ between providers:
+--   add(ch, opts, name, rec)     writes ch.value at name (M.target's)
+--   remove(ch, opts, name, rec)  removes it again
+-- Each returns true, or nil and a message naming label and the zone.
+-- rec is a table kept from deploy to cleanup, where add stores what
+-- remove needs (a zone, a record id). It is kept before add runs, since
+-- a write that timed out or was interrupted may still have landed, and
+-- cleanup (which runs after a failed deploy too) then calls remove; add
+-- returns nil, message, "refused" when it is sure nothing was written
+-- (the server said no, or it stopped before sending). cleanup of a
+-- challenge never deployed is a quiet true. deployed/forget are called
+-- for the provider.
+function M.provider(label, add, remove)
+    -- Deployed by this run: [name .. " " .. value] = rec.
+    local recs = {}
+
+    local function deploy(ch, opts)
+        local name, err = M.target(ch, opts)
+        if not name then return nil, label .. ": " .. err end
+        local k = name .. " " .. tostring(ch.value)
+        local rec = {}
+        recs[k] = rec
+        local ok, how
+        ok, err, how = add(ch, opts, name, rec)
+        if not ok then
+            if how == "refused" then recs[k] = nil end
+            return nil, err
+        end
+        M.deployed(ch)
+        return true
+    end
+
+    local function cleanup(ch, opts)
+        local name = M.target(ch, opts)
+        local k = name and (name .. " " .. tostring(ch.value))
+        local rec = k and recs[k]
+        if not rec then return true end             -- never deployed
+        local ok, err = remove(ch, opts, name, rec)
+        if not ok then return nil, err end
+        recs[k] = nil
+        M.forget(ch)
+        return true
+    end
+
+    return deploy, cleanup
 end
 
 -- A hook's ready(ch, opts), following the hook contract: true once every
