@@ -32,31 +32,16 @@ local M = {
     description = "http-01: answer from luacme itself on port 80 " ..
         "(no web server needed)",
     types = { "http-01" },
-    options = {
-        { name = "address", default = "*",
-          help = "listen address: an IPv4/IPv6 literal, or * for every " ..
-              "address (default)" },
-        { name = "port", default = "80", help = "listen port (default 80)" },
-    },
+    options = responders.options("80"),
 }
 
 local TOKEN = "^[A-Za-z0-9_-]+$"
 local MAX_TOKEN = 256
 
-local servers = responders.registry(function(address, port)
-    local r, msg, kind = core.http01_responder{ address = address,
-        port = port }
-    if not r and kind == "bind" then
-        msg = msg .. " (another web server there? use the webroot hook)"
-    end
-    return r, msg
-end)
+local servers = responders.registry(core.http01_responder,
+    "another web server there? use the webroot hook")
 
-function M.setup(opts)
-    local address, err = responders.where(opts)
-    if not address then return nil, err end
-    return true
-end
+M.setup = responders.setup
 
 function M.deploy(ch, opts)
     if ch.type ~= "http-01" then

@@ -33,29 +33,13 @@ local M = {
     description = "tls-alpn-01: answer the CA's TLS handshake from " ..
         "luacme itself on port 443",
     types = { "tls-alpn-01" },
-    options = {
-        { name = "address", default = "*",
-          help = "listen address: an IPv4/IPv6 literal, or * for every " ..
-              "address (default)" },
-        { name = "port", default = "443",
-          help = "listen port (default 443)" },
-    },
+    options = responders.options("443"),
 }
 
-local servers = responders.registry(function(address, port)
-    local r, msg, kind = core.tls_alpn_responder{ address = address,
-        port = port }
-    if not r and kind == "bind" then
-        msg = msg .. " (a TLS server running there?)"
-    end
-    return r, msg
-end)
+local servers = responders.registry(core.tls_alpn_responder,
+    "a TLS server running there?")
 
-function M.setup(opts)
-    local address, err = responders.where(opts)
-    if not address then return nil, err end
-    return true
-end
+M.setup = responders.setup
 
 -- The identifier's value: hooks get { type =, value = } and domain;
 -- order.issue's items carry the value itself.

@@ -2,14 +2,15 @@
 -- (hooks/standalone.lua, hooks/tls-alpn.lua): one responder per
 -- address:port, started at the first deploy there and stopped when the
 -- last name deployed there is removed, so every challenge of a run goes
--- through one listening socket.
+-- through one listening socket. The hooks' address/port options and
+-- their check live here too, so both hooks take them alike.
 --
 --   local responders = require "luacme.responders"
---   local reg = responders.registry(function(address, port)
---       return core.http01_responder{ address = address, port = port }
---   end)
---   local r, err = reg.add(opts, name, ...)   -- r:add(name, ...) on it
---   reg.remove(opts, name)                    -- r:remove(name), maybe close
+--   M.options = responders.options("80")       -- address=*, port=80
+--   M.setup = responders.setup                 -- checks them
+--   local servers = responders.registry(core.http01_responder, "hint")
+--   local r, err = servers.add(opts, name, ...) -- r:add(name, ...) on it
+--   servers.remove(opts, name)                  -- r:remove(name), maybe close
 local core = require "luacme.core"
 
 local M = {}
@@ -31,9 +32,31 @@ function M.where(opts)
     return address, math.floor(port)
 end
 
+-- The options of a hook that listens, for its `options` field: address
+-- (default "*", every address) and port (default port, a string).
+function M.options(port)
+    return {
+        { name = "address", default = "*",
+          help = "listen address: an IPv4/IPv6 literal, or * for every " ..
+              "address (default)" },
+        { name = "port", default = port,
+          help = "listen port (default " .. port .. ")" },
+    }
+end
+
+-- A hook's setup(opts): true, or nil and what is wrong with the address
+-- or port, so a bad option fails when the hook is loaded.
+function M.setup(opts)
+    local address, err = M.where(opts)
+    if not address then return nil, err end
+    return true
+end
+
 -- A registry of running responders, one per hook file, so the kinds never
--- share a socket. start(address, port) returns a new responder (with
--- add, remove, close) or nil and the message to report.
+-- share a socket. new{ address =, port = } starts a responder (with add,
+-- remove, close) or returns nil, message, kind (core.http01_responder,
+-- core.tls_alpn_responder); bind_hint is added to a "bind" failure's
+-- message, to say what probably holds the port.
 --
 -- reg.add(opts, name, ...) starts the responder for opts if none runs,
 -- calls r:add(name, ...) and returns r, or nil and a message (a responder
@@ -41,7 +64,7 @@ end
 -- undoes an add; names never added there (nil too) are ignored, so cleanup
 -- may call it after a failed deploy. Each name counts once however often
 -- it is added.
-function M.registry(start)
+function M.registry(new, bind_hint)
     -- Running responders by "address|port": { r =, names = { [name] =
     -- true }, n = count of names }.
     local servers = {}
@@ -60,8 +83,13 @@ function M.registry(start)
         local key = address .. "|" .. port
         local s = servers[key]
         if not s then
-            local r, msg = start(address, port)
-            if not r then return nil, msg end
+            local r, msg, kind = new{ address = address, port = port }
+            if not r then
+                if kind == "bind" then
+                    msg = msg .. " (" .. bind_hint .. ")"
+                end
+                return nil, msg
+            end
             s = { r = r, names = {}, n = 0 }
             servers[key] = s
         end

@@ -4,13 +4,14 @@
 local t = require "testlib"
 local responders = require "luacme.responders"
 
--- A registry whose start() records what it started; add fails for names
--- starting with "bad".
+-- A registry whose new() records what it started; port 9 is taken, port
+-- 10 fails otherwise; add fails for names starting with "bad".
 local function fake()
     local started = {}
-    local reg = responders.registry(function(address, port)
-        if port == 9 then return nil, "bind refused" end
-        local r = { address = address, port = port, names = {},
+    local reg = responders.registry(function(o)
+        if o.port == 9 then return nil, "bind: in use", "bind" end
+        if o.port == 10 then return nil, "no memory", "nomem" end
+        local r = { address = o.address, port = o.port, names = {},
             closed = false }
         function r:add(name, body)
             if name:find("^bad") then return nil, "add refused" end
@@ -21,7 +22,7 @@ local function fake()
         function r:close() self.closed = true end
         started[#started + 1] = r
         return r
-    end)
+    end, "someone there?")
     return reg, started
 end
 
@@ -36,6 +37,20 @@ t.test("where checks and defaults the address and port", function()
     t.fails(nil, "port must be", responders.where{ port = "65536" })
     t.fails(nil, "address must be", responders.where{ address = "host",
         port = "80" })
+end)
+
+t.test("options and setup: the same for every responder hook", function()
+    local o = responders.options("443")
+    t.eq(o[1].name, "address")
+    t.eq(o[1].default, "*")
+    t.eq(o[2].name, "port")
+    t.eq(o[2].default, "443")
+    t.eq(o[2].help, "listen port (default 443)")
+    t.ok(responders.options("80") ~= responders.options("80"),
+        "fresh tables")
+    t.eq(responders.setup({ address = "*", port = "80" }), true)
+    t.fails(nil, "address must be", responders.setup({ address = "x",
+        port = "80" }))
 end)
 
 t.test("one responder per address:port, closed with its last name",
@@ -68,7 +83,9 @@ end)
 t.test("failures: bad options, start and add", function()
     local reg, started = fake()
     t.fails(nil, "port must be", reg.add({ port = "x" }, "a", "A"))
-    t.fails(nil, "bind refused", reg.add({ port = "9" }, "a", "A"))
+    t.fails(nil, "^bind: in use %(someone there%?%)$",
+        reg.add({ port = "9" }, "a", "A"))
+    t.fails(nil, "^no memory$", reg.add({ port = "10" }, "a", "A"))
     t.eq(#started, 0)
     -- An add refused on a responder started for it closes it again ...
     local o = { port = "8080" }
