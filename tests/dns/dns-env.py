@@ -26,13 +26,9 @@ LUACME_TSIG_ALG, LUACME_TSIG_SECRET, LUACME_TSIG_WRONG_SECRET.
 
 import argparse
 import base64
-import ctypes
 import json
 import os
 import shutil
-import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -40,147 +36,46 @@ import time
 import urllib.error
 import urllib.request
 
+# The process, port and signal handling pebble-env.py uses too.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "e2e"))
+sys.dont_write_bytecode = True          # no __pycache__ in the source tree
+from envlib import (BringUpError, Procs, dns_reply,  # noqa: E402
+                    free_ports, logger, run)
+
 PDNS = shutil.which("pdns_server") or "/usr/sbin/pdns_server"
 NAMED = shutil.which("named") or "/usr/sbin/named"
 SCHEMA_DIRS = ("/usr/share/pdns-backend-sqlite3/schema",
                "/usr/share/doc/pdns-backend-sqlite3")
 ZONES = ("example.test.", "alias.test.")
 READY_TIMEOUT = 30.0
-STOP_GRACE = 5.0
+CHILD_GRACE = 15.0      # the command is pebble-env.py: it stops servers too
 ATTEMPTS = 3
 
-
-class Interrupted(Exception):
-    def __init__(self, signum):
-        super().__init__("signal %d" % signum)
-        self.signum = signum
-
-
-class BringUpError(Exception):
-    pass
-
-
-def log(msg):
-    sys.stderr.write("dns-env: %s\n" % msg)
-    sys.stderr.flush()
-
-
-def child_setup():
-    """Before exec: own process group (a terminal Ctrl-C reaches only
-    this script, which forwards it), and SIGTERM when this script dies
-    even by SIGKILL (ctest timeouts kill only the direct child)."""
-    os.setpgid(0, 0)
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def free_ports(n):
-    """n distinct ports free for TCP and UDP on 127.0.0.1."""
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            p = s.getsockname()[1]
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                u.bind(("127.0.0.1", p))
-            except OSError:
-                continue
-            finally:
-                u.close()
-            if p not in ports:
-                ports.append(p)
-    finally:
-        for s in socks:
-            s.close()
-    return ports
+log = logger("dns-env")
 
 
 def dns_soa_ok(port, zone):
     """True when 127.0.0.1:port answers SOA zone authoritatively."""
-    q = struct.pack(">HHHHHH", 0x4c55, 0, 1, 0, 0, 0)
-    for label in zone.rstrip(".").split("."):
-        q += bytes([len(label)]) + label.encode()
-    q += b"\0" + struct.pack(">HH", 6, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(0.3)
-        try:
-            s.sendto(q, ("127.0.0.1", port))
-            data, _ = s.recvfrom(4096)
-        except OSError:
-            return False
-    if len(data) < 12:
+    r = dns_reply(port, zone, 6, 0, 0.3)
+    if r is None:
         return False
-    qid, flags, _, an = struct.unpack(">HHHH", data[:8])
-    return qid == 0x4c55 and flags & 0x0400 and flags & 0xf == 0 and an >= 1
+    flags, an = r
+    return bool(flags & 0x0400) and flags & 0xf == 0 and an >= 1
 
 
-class Server:
+class Server(Procs):
+    """One DNS server (kind "pdns" or "bind") in workdir; start() brings
+    it up and fills self.facts."""
+
     def __init__(self, kind, workdir):
+        super().__init__(log, workdir)
         self.kind = kind
-        self.workdir = workdir
-        self.proc = None
         self.logpath = os.path.join(workdir, kind + ".log")
         self.facts = {}
 
     def spawn(self, argv):
-        with open(self.logpath, "ab") as logf:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                         stdout=logf,
-                                         stderr=subprocess.STDOUT,
-                                         cwd=self.workdir,
-                                         preexec_fn=child_setup)
-
-    def stop(self):
-        p, self.proc = self.proc, None
-        if p is None or p.poll() is not None:
-            return
-        try:
-            p.terminate()
-        except ProcessLookupError:
-            return
-        try:
-            p.wait(timeout=STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            log("%s (pid %d) ignored SIGTERM; killing" % (self.kind, p.pid))
-            p.kill()
-            p.wait()
-
-    def wait_until(self, what, check, deadline):
-        while True:
-            if self.proc.poll() is not None:
-                raise BringUpError("%s exited with %d while waiting for %s"
-                                   % (self.kind, self.proc.returncode, what))
-            if check():
-                return
-            if time.monotonic() > deadline:
-                raise BringUpError("timed out waiting for %s" % what)
-            time.sleep(0.05)
-
-    def tail(self, lines=30):
-        try:
-            with open(self.logpath, "rb") as f:
-                text = f.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            return
-        sys.stderr.write("---- %s.log (last %d lines) ----\n"
-                         % (self.kind, min(lines, len(text))))
-        for line in text[-lines:]:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    def lost_port(self):
-        try:
-            with open(self.logpath, "rb") as f:
-                t = f.read().lower()
-        except OSError:
-            return False
-        return b"address already in use" in t or b"unable to bind" in t
+        super().spawn(self.kind, argv, cwd=self.workdir)
 
 
 class PowerDNS(Server):
@@ -341,16 +236,17 @@ def bring_up(kind, workdir):
             srv.start()
             srv.facts["LUACME_DNS_WORKDIR"] = workdir
             return srv
-        except BringUpError:
-            srv.tail(15)
-            lost = srv.lost_port()
-            srv.stop()
+        except BringUpError as e:
+            srv.tail_logs(15)
+            lost = srv.port_raced(e)
+            srv.stop_all()
             if attempt == ATTEMPTS or not lost:
                 raise
         except BaseException:
-            srv.stop()
+            srv.stop_all()
             raise
-            log("attempt %d lost a port race; retrying" % attempt)
+        log("attempt %d lost a port race; retrying" % attempt)
+        if os.path.exists(srv.logpath):
             os.rename(srv.logpath, srv.logpath + ".%d" % attempt)
 
 
@@ -374,57 +270,26 @@ def main(argv):
             if o.server == "pdns" else "bind9 bind9-dnsutils"))
         return 1
 
-    child = None
+    workdir = tempfile.mkdtemp(prefix="luacme-dns.")
     srv = None
 
-    def on_signal(signum, _frame):
-        if child is not None and child.poll() is None:
-            try:
-                child.send_signal(signum)
-            except ProcessLookupError:
-                pass
-        raise Interrupted(signum)
-
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-
-    workdir = tempfile.mkdtemp(prefix="luacme-dns.")
-    status = 1
-    try:
+    def start():
+        nonlocal srv
         srv = bring_up(o.server, workdir)
         addr = srv.facts["LUACME_DNS_ADDR"]
-        env = dict(os.environ)
-        env.update(srv.facts)
-        cmd = [a.replace("@DNS@", addr) for a in o.command]
         log("%s on %s, workdir %s" % (o.server, addr, workdir))
-        child = subprocess.Popen(cmd, env=env, preexec_fn=child_setup)
-        status = child.wait()
-        if status < 0:
-            status = 128 - status
-        if status != 0 or o.logs:
-            srv.tail()
-    except BringUpError as e:
-        log("bring-up failed: %s" % e)
-        status = 1
-    except Interrupted as e:
-        log("interrupted by signal %d; stopping" % e.signum)
-        if child is not None:
-            try:
-                child.wait(timeout=STOP_GRACE * 3)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        status = 128 + e.signum
-    finally:
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)
+        return [a.replace("@DNS@", addr) for a in o.command], srv.facts
+
+    def tear_down():
         if srv is not None:
-            srv.stop()
+            srv.stop_all()
         if o.keep:
             log("kept %s" % workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    return status
+
+    return run(log, start, tear_down, lambda: srv.tail_logs(30),
+               logs=o.logs, child_grace=CHILD_GRACE)
 
 
 if __name__ == "__main__":

@@ -18,20 +18,22 @@ use") is retried on new ports a bounded number of times.
 """
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+
+# The process, port and signal handling dns-env.py uses too (this
+# script's directory is on sys.path).
+sys.dont_write_bytecode = True          # no __pycache__ in the source tree
+from envlib import (BringUpError, Procs, dns_reply,  # noqa: E402
+                    free_ports, logger, run)
 
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
@@ -44,76 +46,9 @@ EAB_FALLBACK = {
     "kid-2": "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH",
 }
 BRINGUP_ATTEMPTS = 3
-POLL_INTERVAL = 0.05
-STOP_GRACE = 5.0
+SERVERS = ("challtestsrv", "pebble", "webroot")
 
-
-class Interrupted(Exception):
-    def __init__(self, signum):
-        super().__init__("signal %d" % signum)
-        self.signum = signum
-
-
-class BringUpError(Exception):
-    pass
-
-
-def log(msg):
-    sys.stderr.write("pebble-env: %s\n" % msg)
-    sys.stderr.flush()
-
-
-def child_setup():
-    """Child-side, before exec: a process group of its own, so a Ctrl-C
-    at the terminal reaches only this script, which forwards it to the
-    scenario once and then stops the servers in order; and SIGTERM when
-    this script dies, even by SIGKILL (a ctest timeout kills only its
-    direct child)."""
-    os.setpgid(0, 0)
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def free_ports(n, taken):
-    """n distinct free TCP ports on 127.0.0.1, none in `taken`.  All
-    sockets stay open until every port is chosen, so they are distinct;
-    each is then probed (connect refused) once more."""
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            p = s.getsockname()[1]
-            if p not in taken and p not in ports:
-                ports.append(p)
-    finally:
-        for s in socks:
-            s.close()
-    for p in ports:
-        if port_in_use(p):
-            raise BringUpError("port %d taken while probing" % p)
-        if udp_in_use(p):
-            raise BringUpError("udp port %d taken while probing" % p)
-    return ports
-
-
-def port_in_use(port):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def udp_in_use(port):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
+log = logger("pebble-env")
 
 
 def make_cert(workdir):
@@ -142,21 +77,8 @@ def eab_keys():
 def dns_answers(port, name, qtype):
     """Number of answers challtestsrv's DNS (UDP) gives for name/qtype
     (1 = A, 16 = TXT), or -1 when it does not reply."""
-    qid = os.getpid() & 0xffff
-    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-    for label in name.rstrip(".").split("."):
-        q += bytes([len(label)]) + label.encode()
-    q += b"\0" + struct.pack(">HH", qtype, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(0.2)
-        try:
-            s.sendto(q, ("127.0.0.1", port))
-            data, _ = s.recvfrom(4096)
-        except OSError:
-            return -1
-    if len(data) < 12 or struct.unpack(">H", data[:2])[0] != qid:
-        return -1
-    return struct.unpack(">H", data[6:8])[0]
+    r = dns_reply(port, name, qtype, 0x0100, 0.2)
+    return -1 if r is None else r[1]
 
 
 def post_json(url, obj):
@@ -191,70 +113,13 @@ def http_answers(url, ctx=None, want_status=None):
     return want_status is None or status == want_status
 
 
-class Env:
+class Env(Procs):
     def __init__(self, opts):
+        super().__init__(log)
         self.opts = opts
-        self.procs = []            # (name, Popen, logpath)
-        self.workdir = None
         self.facts = {}
 
-    # -- lifecycle ---------------------------------------------------
-    def spawn(self, name, argv, env=None, cwd=None):
-        logpath = os.path.join(self.workdir, name + ".log")
-        logf = open(logpath, "ab")
-        try:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                 stdout=logf, stderr=subprocess.STDOUT,
-                                 env=env, cwd=cwd, preexec_fn=child_setup)
-        finally:
-            logf.close()
-        self.procs.append((name, p, logpath))
-        return p
-
-    def stop_all(self):
-        for name, p, _ in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    p.terminate()
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + STOP_GRACE
-        for name, p, _ in reversed(self.procs):
-            left = max(0.0, deadline - time.monotonic())
-            try:
-                p.wait(timeout=left)
-            except subprocess.TimeoutExpired:
-                log("%s (pid %d) ignored SIGTERM; killing" % (name, p.pid))
-                p.kill()
-                p.wait()
-        self.procs = []
-
-    def tail_logs(self, lines=40):
-        for name in ("challtestsrv", "pebble", "webroot"):
-            path = os.path.join(self.workdir, name + ".log")
-            if not os.path.exists(path):
-                continue
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8", "replace").splitlines()
-            sys.stderr.write("---- %s.log (last %d lines) ----\n"
-                             % (name, min(lines, len(text))))
-            for line in text[-lines:]:
-                sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
     # -- bring-up ----------------------------------------------------
-    def wait_until(self, what, check, deadline):
-        while True:
-            for name, p, _ in self.procs:
-                if p.poll() is not None:
-                    raise BringUpError("%s exited with %d while waiting for %s"
-                                       % (name, p.returncode, what))
-            if check():
-                return
-            if time.monotonic() > deadline:
-                raise BringUpError("timed out waiting for %s" % what)
-            time.sleep(POLL_INTERVAL)
-
     def bring_up(self, taken):
         o = self.opts
         acme, mgmt, dns, cts, http, tls = free_ports(6, taken)
@@ -380,31 +245,16 @@ class Env:
                 self.bring_up(taken)
                 return
             except BringUpError as e:
-                raced = self.port_raced()
+                raced = self.port_raced(e)
                 self.tail_logs(10)
                 self.stop_all()
                 if attempt == BRINGUP_ATTEMPTS or not raced:
                     raise
                 log("attempt %d lost a port race (%s); retrying" % (attempt, e))
-                for name in ("challtestsrv", "pebble", "webroot"):
+                for name in SERVERS:
                     path = os.path.join(self.workdir, name + ".log")
                     if os.path.exists(path):
                         os.rename(path, path + ".%d" % attempt)
-
-    def port_raced(self):
-        """Did the failed bring-up lose a port to another process?  True
-        when no server was started yet (free_ports found a port taken) or
-        a server logged that its address was in use."""
-        if not self.procs:
-            return True
-        for _, _, path in self.procs:
-            try:
-                with open(path, "rb") as f:
-                    if b"address already in use" in f.read().lower():
-                        return True
-            except OSError:
-                pass
-        return False
 
     def cleanup(self):
         self.stop_all()
@@ -465,51 +315,15 @@ def main(argv):
             log("%s not found (Debian: apt-get install pebble openssl)" % prog)
             return 1
     env = Env(o)
-    child = None
 
-    def on_signal(signum, _frame):
-        if child is not None and child.poll() is None:
-            try:
-                child.send_signal(signum)
-            except ProcessLookupError:
-                pass
-        raise Interrupted(signum)
-
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-
-    status = 1
-    try:
+    def bring_up():
         env.start()
-        cenv = dict(os.environ)
-        cenv.update(env.facts)
         log("pebble %s (mgmt %s), workdir %s" % (
             env.facts["LUACME_E2E_DIRECTORY"], env.facts["LUACME_E2E_MGMT"],
             env.workdir))
-        child = subprocess.Popen(o.command, env=cenv, preexec_fn=child_setup)
-        status = child.wait()
-        if status < 0:
-            status = 128 - status
-        if status != 0 or o.logs:
-            env.tail_logs()
-    except BringUpError as e:
-        log("bring-up failed: %s" % e)
-        status = 1
-    except Interrupted as e:
-        log("interrupted by signal %d; stopping" % e.signum)
-        if child is not None:
-            try:
-                child.wait(timeout=STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        status = 128 + e.signum
-    finally:
-        # A second signal during cleanup must not skip it.
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)
-        env.cleanup()
-    return status
+        return o.command, env.facts
+
+    return run(log, bring_up, env.cleanup, env.tail_logs, logs=o.logs)
 
 
 if __name__ == "__main__":
