@@ -49,6 +49,23 @@ function M.fails(kind, pat, ...)
   return msg
 end
 
+-- An expected failure of a Lua module: its results are nil and an error
+-- table (luacme.errors) whose kind is kind and whose detail matches pat.
+function M.fails_err(kind, pat, v, err)
+  if v ~= nil then error("expected nil, err; got " .. tostring(v), 2) end
+  if type(err) ~= "table" then
+    error("expected an error table, got " .. tostring(err), 2)
+  end
+  if kind and err.kind ~= kind then
+    error("expected kind " .. kind .. ", got " .. tostring(err.kind) ..
+      " (" .. tostring(err.detail) .. ")", 2)
+  end
+  if pat and not tostring(err.detail):find(pat) then
+    error("detail " .. tostring(err.detail) .. " does not match " .. pat, 2)
+  end
+  return err
+end
+
 function M.hex(s)
   return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end

@@ -3,22 +3,7 @@ local core = require "luacme.core"
 local store = require "luacme.store"
 local state = require "luacme.state"
 
--- An expected failure of a Lua module: nil, err (an error table).
-local function fails(kind, pat, v, err)
-    if v ~= nil then error("expected nil, err; got " .. tostring(v), 2) end
-    if type(err) ~= "table" then
-        error("expected an error table, got " .. tostring(err), 2)
-    end
-    if kind and err.kind ~= kind then
-        error("expected kind " .. kind .. ", got " .. tostring(err.kind) ..
-            " (" .. tostring(err.detail) .. ")", 2)
-    end
-    if pat and not tostring(err.detail):find(pat) then
-        error("detail " .. tostring(err.detail) .. " does not match " ..
-            pat, 2)
-    end
-    return err
-end
+local fails = t.fails_err      -- nil, err (an error table)
 
 local function mode_of(path)
     local st = assert(core.lstat(path))
