@@ -139,6 +139,8 @@ end
 -- One HTTP exchange: counts it, keeps the Replay-Nonce, returns
 -- resp = {status=, headers=, body=, url=} or nil, err.
 function Client:_send(method, url, headers, body)
+    local ok, uerr = util.check_url(url)
+    if not ok then return nil, uerr end
     if not (url:match("^[Hh][Tt][Tt][Pp][Ss]://") or
         (self.allow_http and url:match("^[Hh][Tt][Tt][Pp]://"))) then
         return nil, errors.new("url", "refusing a non-https URL: " ..
@@ -203,7 +205,15 @@ local function finish(resp)
         resp.json = doc
     end
     local loc = util.header(resp.headers, "location")
-    if loc then resp.location = util.resolve(resp.url, loc) end
+    if loc then
+        -- A Location becomes a kid or the URL of later requests.
+        local ok, err = util.check_url(util.resolve(resp.url, loc))
+        if not ok then
+            err.detail = "Location from " .. resp.url .. ": " .. err.detail
+            return nil, err
+        end
+        resp.location = ok
+    end
     return resp
 end
 
@@ -275,12 +285,26 @@ function Client:_nonce()
     return n
 end
 
--- The account URL (kid), looked up by key when not known yet.
+-- The account URL (kid), looked up by key when not known yet. A kid
+-- that could not go into a protected header is refused here, so server
+-- data never makes the signer raise.
 function Client:_account_url()
-    if self.kid then return self.kid end
-    local acct, err = self:get_reg()
-    if not acct then return nil, err end
-    return self.kid
+    if not self.kid then
+        local acct, err = self:get_reg()
+        if not acct then return nil, err end
+    end
+    return util.check_url(self.kid)
+end
+
+-- core.jws as body or nil, err. Every server string in a protected
+-- header (url, kid: util.check_url; nonce: util.is_token) is checked
+-- before it gets here, so the signer's raise on unencodable input stays
+-- a programmer error; a signer that reports failures as nil, message,
+-- kind instead is handled too.
+local function sign(key, protected, payload)
+    local body, msg, kind = core.jws(key, protected, payload)
+    if not body then return nil, errors.new(kind or "jws", tostring(msg)) end
+    return body
 end
 
 -- POST a JWS with `payload` (a string: "" for POST-as-GET) to url.
@@ -307,6 +331,9 @@ function Client:post(url, payload, opts)
         kid, err = self:_account_url()
         if not kid then return nil, err end
     end
+    local ok
+    ok, err = util.check_url(url)
+    if not ok then return nil, err end
     local bad_nonces, n = 0, 0
     local headers = { ["Content-Type"] = JOSE, Accept = opts.accept }
     while true do
@@ -315,7 +342,9 @@ function Client:post(url, payload, opts)
         if not nonce then return nil, err end
         local protected = { nonce = nonce, url = url }
         if use_jwk then protected.jwk = key:jwk() else protected.kid = kid end
-        local body = core.jws(key, protected, payload)
+        local body
+        body, err = sign(key, protected, payload)
+        if not body then return nil, err end
         local resp
         resp, err = self:_send("POST", url, headers, body)
         local status, rh
@@ -559,9 +588,12 @@ function Client:_eab(eab, url)
         return nil, errors.new("eab", "the EAB key is not base64url " ..
             "(give the key as the CA printed it)")
     end
+    local ok, err = util.check_url(url)
+    if not ok then return nil, err end
     local jwk = util.json(self.key:jwk())
-    local s = core.jws_hmac(mac, { alg = "HS256", kid = eab.kid, url = url },
-        jwk)
+    local s, msg, kind = core.jws_hmac(mac, { alg = "HS256", kid = eab.kid,
+        url = url }, jwk)
+    if not s then return nil, errors.new(kind or "jws", tostring(msg)) end
     return util.raw(s)
 end
 
@@ -709,9 +741,13 @@ function Client:account_key_rollover(new_key)
     local kid
     kid, err = self:_account_url()
     if not kid then return nil, err end
-    local inner = core.jws(new_key, { jwk = new_key:jwk(),
-        url = dir.key_change },
+    local ok
+    ok, err = util.check_url(dir.key_change)
+    if not ok then return nil, err end
+    local inner
+    inner, err = sign(new_key, { jwk = new_key:jwk(), url = dir.key_change },
         util.json({ account = kid, oldKey = self.key:jwk() }))
+    if not inner then return nil, err end
     local resp
     resp, err = self:post(dir.key_change, inner)
     if not resp and err.uncertain then

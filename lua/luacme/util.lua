@@ -437,6 +437,27 @@ function M.backoff(first, cap, deadline, now)
     end
 end
 
+-- Longest URL accepted from a server (or a caller) for a request.
+M.MAX_URL = 4096
+
+-- Is s usable as a request URL and in a JWS protected header? Printable
+-- ASCII only (no spaces, controls or bytes >= 0x80, which would make
+-- the header invalid UTF-8 or let a server smuggle header lines) and at
+-- most M.MAX_URL bytes. Returns s or nil, err (kind "url").
+function M.check_url(s)
+    if type(s) ~= "string" or #s == 0 or #s > M.MAX_URL or
+        s:find("[^\33-\126]") then
+        local shown = type(s) == "string" and
+            s:sub(1, 200):gsub("[^\32-\126]", function(c)
+                return string.format("\\x%02x", c:byte())
+            end) or type(s)
+        return nil, errors.new("url", "refusing a URL that is not " ..
+            "printable ASCII of at most " .. M.MAX_URL .. " bytes: " ..
+            shown, { url = type(s) == "string" and s or nil })
+    end
+    return s
+end
+
 -- Is s a base64url token (nonces, challenge tokens)?
 function M.is_token(s, max)
     return type(s) == "string" and #s > 0 and #s <= (max or 512) and

@@ -444,3 +444,81 @@ t.test("lost revoke and rollover replies are checked before resending", function
     t.eq(look.protected.jwk.x, KEY2:jwk().x)
     assert(c:get_reg())
 end)
+
+-- RFC 8555 §6.4/§6.5 put server strings (url, kid, nonce) into the
+-- protected header, which the signer raises on when they are not UTF-8.
+-- Hostile or broken ones must come back as nil, err with nothing sent.
+t.test("server URLs that cannot be signed give nil, err, not a raise", function()
+    local function no_raise(f, ...)
+        local res = table.pack(pcall(f, ...))
+        t.ok(res[1], "raised: " .. tostring(res[2]))
+        return table.unpack(res, 2, res.n)
+    end
+    -- a newAccount Location that is not UTF-8: no kid is taken from it
+    local c, ca = setup()
+    ca:once("POST", "/sign-me-up", function(_, s, h, b)
+        h.location = ca.base .. "/my-account/1\255"
+        return s, h, b
+    end)
+    local acct, err = no_raise(c.register, c, {}, acme.accept_tos)
+    t.eq(acct, nil)
+    t.eq(err.kind, "url")
+    t.match(err.detail, "\\xff")
+    t.eq(c.kid, nil)
+    -- a newOrder Location with a line break
+    assert(c:get_reg())
+    local n = #ca.log
+    ca:once("POST", "/order-plz", function(_, s, h, b)
+        h.location = ca.base .. "/my-order/9\r\nX-Evil: 1"
+        return s, h, b
+    end)
+    local o
+    o, err = no_raise(c.authorize_order, c, acme.domain_ids("a.example"))
+    t.eq(o, nil)
+    t.eq(err.kind, "url")
+    t.eq(#ca.log, n + 1, "only the newOrder went out")
+    -- authorization URLs in an order that are not printable ASCII
+    ca:once("POST", "/order-plz", function(_, s, h)
+        return s, h, '{"status":"pending","finalize":"' .. ca.base ..
+            '/finalize-order/1","identifiers":[],"authorizations":["' ..
+            ca.base .. '/authZ/\255\254","' .. ca.base .. '/authZ/a b"]}'
+    end)
+    o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    n = #ca.log
+    for _, u in ipairs(o.authz_urls) do
+        local a
+        a, err = no_raise(c.get_authorization, c, u)
+        t.eq(a, nil)
+        t.eq(err.kind, "url")
+    end
+    t.eq(#ca.log, n, "nothing sent to such URLs")
+    -- a kid set from elsewhere, used as the account URL and in rollover
+    c.kid = ca.base .. "/my-account/\200"
+    acct, err = no_raise(c.get_reg, c)
+    t.eq(err.kind, "url")
+    local ok
+    ok, err = no_raise(c.account_key_rollover, c, KEY2)
+    t.eq(ok, nil)
+    t.eq(err.kind, "url")
+    t.ok(c.key == KEY, "key unchanged")
+    t.eq(#ca.log, n, "nothing sent with that kid")
+    -- a directory entry that is not printable ASCII
+    local c2, ca2 = setup{ directory = function(d)
+        d.keyChange = d.keyChange .. "\0"
+        d.newAccount = d.newAccount .. " "
+    end }
+    ok, err = no_raise(c2.register, c2, { external_account_binding = {
+        kid = "k", key = "c2VjcmV0" } }, acme.accept_tos)
+    t.eq(ok, nil)
+    t.eq(err.kind, "url")
+    c2.kid = ca2.base .. "/my-account/1"
+    ok, err = no_raise(c2.account_key_rollover, c2, KEY2)
+    t.eq(ok, nil)
+    t.eq(err.kind, "url")
+    t.eq(#ca2:find("POST"), 0, "no POST went out")
+    -- an overlong URL
+    local long = ca.base .. "/" .. string.rep("a", 5000)
+    local _, lerr = no_raise(c.get_order, c, long)
+    t.eq(lerr.kind, "url")
+    t.match(lerr.detail, "4096")
+end)
