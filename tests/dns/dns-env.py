@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "e2e"))
 sys.dont_write_bytecode = True          # no __pycache__ in the source tree
 from envlib import (BringUpError, Procs, dns_reply,  # noqa: E402
-                    free_ports, logger, run)
+                    free_ports, logger, parse_command, run)
 
 PDNS = shutil.which("pdns_server") or "/usr/sbin/pdns_server"
 NAMED = shutil.which("named") or "/usr/sbin/named"
@@ -76,6 +76,19 @@ class Server(Procs):
 
     def spawn(self, argv):
         super().spawn(self.kind, argv, cwd=self.workdir)
+
+    def serving(self, port, deadline, facts):
+        """Wait until the server answers for every zone on port, then
+        set self.facts: the common ones plus facts."""
+        for zone in ZONES:
+            self.wait_until("DNS for %s" % zone,
+                            lambda z=zone: dns_soa_ok(port, z), deadline)
+        self.facts = {
+            "LUACME_DNS_KIND": self.kind,
+            "LUACME_DNS_ADDR": "127.0.0.1:%d" % port,
+            "LUACME_DNS_PORT": str(port),
+        }
+        self.facts.update(facts)
 
 
 class PowerDNS(Server):
@@ -137,16 +150,10 @@ class PowerDNS(Server):
             if status != 201:
                 raise BringUpError("creating %s: HTTP %s %s"
                                    % (zone, status, body))
-        for zone in ZONES:
-            self.wait_until("DNS for %s" % zone,
-                            lambda z=zone: dns_soa_ok(dns, z), deadline)
-        self.facts = {
-            "LUACME_DNS_KIND": "pdns",
-            "LUACME_DNS_ADDR": "127.0.0.1:%d" % dns,
-            "LUACME_DNS_PORT": str(dns),
+        self.serving(dns, deadline, {
             "LUACME_PDNS_API_URL": api,
             "LUACME_PDNS_API_KEY": key,
-        }
+        })
 
     @staticmethod
     def api(base, key, method, path, doc=None):
@@ -210,13 +217,7 @@ class Bind(Server):
                     'include "%s";\n%s' % (w, w, w, w, dns, keyfile, zones))
         self.spawn([NAMED, "-g", "-4", "-c", conf])
         deadline = time.monotonic() + READY_TIMEOUT
-        for zone in ZONES:
-            self.wait_until("DNS for %s" % zone,
-                            lambda z=zone: dns_soa_ok(dns, z), deadline)
-        self.facts = {
-            "LUACME_DNS_KIND": "bind",
-            "LUACME_DNS_ADDR": "127.0.0.1:%d" % dns,
-            "LUACME_DNS_PORT": str(dns),
+        self.serving(dns, deadline, {
             "LUACME_TSIG_KEY_FILE": keyfile,
             "LUACME_TSIG_KEY_NAME": self.KEY_NAME,
             "LUACME_TSIG_ALG": self.ALG,
@@ -225,7 +226,7 @@ class Bind(Server):
             # bad credential name it in key_secret_env).
             "LUACME_TSIG_WRONG_SECRET": base64.b64encode(
                 os.urandom(32)).decode(),
-        }
+        })
 
 
 def bring_up(kind, workdir):
@@ -257,12 +258,7 @@ def main(argv):
                     help="keep the work directory")
     ap.add_argument("--logs", action="store_true",
                     help="print the server's log tail even on success")
-    ap.add_argument("command", nargs=argparse.REMAINDER)
-    o = ap.parse_args(argv)
-    if o.command and o.command[0] == "--":
-        o.command = o.command[1:]
-    if not o.command:
-        ap.error("no command given")
+    o = parse_command(ap, argv)
     prog = PDNS if o.server == "pdns" else NAMED
     if not os.path.exists(prog):
         log("%s not found (Debian: apt-get install %s)" % (

@@ -6,6 +6,7 @@ signal arrives.  dns-env.py finds this module by adding tests/e2e to
 sys.path.
 """
 
+import argparse
 import ctypes
 import os
 import signal
@@ -207,6 +208,18 @@ class Procs:
             if any(m in text for m in LOST_PORT):
                 return True
         return False
+
+
+def parse_command(ap, argv):
+    """Parse argv with ap plus the trailing "-- COMMAND [ARGS...]" (the
+    "--" is optional); o.command is the command's argv, never empty."""
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    o = ap.parse_args(argv)
+    if o.command and o.command[0] == "--":
+        o.command = o.command[1:]
+    if not o.command:
+        ap.error("no command given")
+    return o
 
 
 def run(log, bring_up, tear_down, tail_logs, logs=False,

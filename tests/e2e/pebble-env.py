@@ -33,7 +33,7 @@ import urllib.request
 # script's directory is on sys.path).
 sys.dont_write_bytecode = True          # no __pycache__ in the source tree
 from envlib import (BringUpError, Procs, dns_reply,  # noqa: E402
-                    free_ports, logger, run)
+                    free_ports, logger, parse_command, run)
 
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
@@ -294,12 +294,7 @@ def parse(argv):
                          "challtestsrv started here)")
     ap.add_argument("--logs", action="store_true",
                     help="print the servers' log tails even on success")
-    ap.add_argument("command", nargs=argparse.REMAINDER)
-    o = ap.parse_args(argv)
-    if o.command and o.command[0] == "--":
-        o.command = o.command[1:]
-    if not o.command:
-        ap.error("no command given")
+    o = parse_command(ap, argv)
     for kv in o.env:
         if "=" not in kv or not kv.startswith("PEBBLE_"):
             ap.error("--env wants PEBBLE_NAME=VALUE, got %r" % kv)
