@@ -29,6 +29,7 @@
 -- (dns-01), cert/key (tls-alpn-01)}.
 local core = require "luacme.core"
 local errors = require "luacme.errors"
+local ident = require "luacme.ident"
 local util = require "luacme.util"
 local client_mod = require "luacme.client"
 
@@ -97,6 +98,32 @@ local function failure(client, order, items)
         e.order = order
     end
     return e
+end
+
+-- The identifiers and authorizations of an order as one comparable
+-- string: sets, since a CA may list them in any order (Pebble shuffles
+-- them on every rendering), names compared in canonical form.
+local function contents(o)
+    local ids, urls = {}, {}
+    for _, id in ipairs(o.identifiers or {}) do
+        local n = ident.normalize(id)
+        ids[#ids + 1] = id.type .. ":" .. (n and n.value or id.value)
+    end
+    for _, u in ipairs(o.authz_urls or {}) do urls[#urls + 1] = u end
+    table.sort(ids)
+    table.sort(urls)
+    return table.concat(ids, " ") .. "\n" .. table.concat(urls, " ")
+end
+
+-- RFC 8555 §7.1.3: identifiers and authorizations of an order do not
+-- change; an order whose did is treated as invalid (the client SHOULD).
+-- nil when `now` (a later reply for the order) still matches `first`.
+local function changed(first, now)
+    if contents(first) == contents(now) then return nil end
+    return errors.new("order", "the CA changed the identifiers or " ..
+        "authorizations of order " .. tostring(first.uri) ..
+        " between replies; treating it as invalid",
+        { uri = first.uri, order = now, changed = true })
 end
 
 -- Guard whose __close runs the solver's cleanup exactly once, on
@@ -189,6 +216,8 @@ local function solve(client, order, solver, deadline)
     local o
     o, err = client:_poll(order.uri, client_mod.Client.get_order,
         function(x)
+            local moved = changed(order, x)
+            if moved then return moved end
             if x.status == "pending" then return "wait" end
             return true
         end, deadline, true)
@@ -218,6 +247,7 @@ function M.issue(client, opts)
             " expired at " .. order.expires, { uri = order.uri, order = order })
     end
 
+    local first = order
     local items = {}
     if order.status == "pending" then
         if type(solver.deploy) ~= "function" then
@@ -246,6 +276,8 @@ function M.issue(client, opts)
             order, err = client:wait_order(order.uri, deadline, true)
             if not order then return nil, err end
         end
+        err = changed(first, order)
+        if err then return nil, err end
         cert_url = order.cert_url
         ders, meta = client:fetch_cert(cert_url, true)
         if not ders then return nil, meta end

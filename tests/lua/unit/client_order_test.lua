@@ -598,3 +598,47 @@ t.test("alreadyReplaced: the order is asked for again without replaces", functio
     t.ok(acme.is_error(err, "unauthorized"))
     t.eq(#ca:find("POST", "/order-plz"), 3)
 end)
+
+-- RFC 8555 §7.1.3 (A#44): identifiers and authorizations of an order are
+-- immutable; an order that changes them between polls is treated as
+-- invalid: nothing is finalized, the challenges are cleaned up.
+t.test("an order whose identifiers or authorizations change is invalid", function()
+    for _, case in ipairs({
+        { "identifiers", function(doc)
+            doc.identifiers[1].value = "other.example"
+        end },
+        { "authorizations", function(doc)
+            doc.authorizations[#doc.authorizations + 1] =
+                "https://ca.test/authZ/999"
+        end },
+    }) do
+        local c, ca = setup{ validation_delay = 0.2 }
+        ca:once("POST", "/my-order/", function(_, s, h, b)
+            local doc = cjson.decode(b)
+            case[2](doc)
+            return s, h, cjson.encode(doc)
+        end)
+        local rec = recorder(ca)
+        local res, err = c:issue{ identifiers = acme.domain_ids("a.example",
+            "b.example"), csr = "x", solver = rec.solver }
+        t.eq(res, nil, case[1])
+        t.eq(err.kind, "order", case[1])
+        t.eq(err.changed, true, case[1])
+        t.match(err.detail, "changed the identifiers or authorizations")
+        t.eq(#ca:find("POST", "/my-order/"), 1, "stopped at the first poll")
+        t.eq(#ca:find("POST", "/finalize-order/"), 0, "nothing finalized")
+        t.eq(rec.cleanups, 1)
+    end
+    -- the same sets in another order are no change (Pebble shuffles)
+    local c, ca = setup{ validation_delay = 0.2 }
+    ca:once("POST", "/my-order/", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        local ids, az = doc.identifiers, doc.authorizations
+        ids[1], ids[2] = ids[2], ids[1]
+        az[1], az[2] = az[2], az[1]
+        ids[1].value = ids[1].value:upper()
+        return s, h, cjson.encode(doc)
+    end)
+    assert(c:issue{ identifiers = acme.domain_ids("a.example", "b.example"),
+        csr = "x", solver = recorder(ca).solver })
+end)
