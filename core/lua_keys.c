@@ -346,17 +346,32 @@ key_m_verify(lua_State *L)
 /*
  * A small deterministic JSON encoder for protected headers: object keys
  * sorted bytewise (= by code point for UTF-8), no whitespace, strings
- * escaped per RFC 8259 (never '/'), integers as integers. Anything else
- * raises: the header is built by our own Lua code, so an unencodable
- * value is a programmer error. The output grows in a userdata at a
- * fixed stack slot, so a raise leaks nothing.
+ * escaped per RFC 8259 (never '/'), integers as integers. A value of a
+ * type JSON cannot hold is a programmer error and raises. Strings are
+ * another matter: the nonce and the URLs come from the server, so bytes
+ * that are not UTF-8, or a header over LUACME_B64_MAX, are the world's
+ * doing; the encoder then notes the failure in fail/kind, encodes
+ * nothing more, and core.jws returns nil, message, kind. The output
+ * grows in a userdata at a fixed stack slot, so a raise leaks nothing.
  */
 struct jbuf {
     lua_State *L;
     int idx;            /* stack slot of the userdata holding p */
     char *p;
     size_t len, cap;
+    const char *fail;   /* set once: why the header cannot be encoded */
+    const char *kind;
 };
+
+/* Note the first failure; later output is dropped. */
+static void
+jb_fail(struct jbuf *b, const char *msg, const char *kind)
+{
+    if (b->fail == NULL) {
+        b->fail = msg;
+        b->kind = kind;
+    }
+}
 
 static void
 jb_add(struct jbuf *b, const char *s, size_t n)
@@ -364,9 +379,14 @@ jb_add(struct jbuf *b, const char *s, size_t n)
     size_t cap;
     char *np;
 
+    if (b->fail != NULL)
+        return;
     if (b->cap - b->len < n) {
-        if (n > LUACME_B64_MAX || b->len > LUACME_B64_MAX - n)
-            luaL_error(b->L, "jws: protected header too large");
+        if (n > LUACME_B64_MAX || b->len > LUACME_B64_MAX - n) {
+            jb_fail(b, "jws: protected header over LUACME_B64_MAX",
+                "too_large");
+            return;
+        }
         cap = b->cap * 2;
         if (cap < b->len + n)
             cap = b->len + n + 64;
@@ -434,9 +454,11 @@ jb_string(struct jbuf *b, const char *str, size_t n)
         while (run < n && s[run] >= 0x20 && s[run] != '"' &&
             s[run] != '\\') {
             k = utf8_seq(s + run, n - run);
-            if (k == 0)
-                luaL_error(b->L, "jws: cannot encode a string that is "
-                    "not UTF-8");
+            if (k == 0) {
+                jb_fail(b, "jws: cannot encode a string that is not "
+                    "UTF-8", "invalid");
+                return;
+            }
             run += k;
         }
         jb_add(b, str + i, run - i);
@@ -562,9 +584,13 @@ jb_value(struct jbuf *b, int vi, int depth)
 
 /* Encode the protected-header table at ti as JSON and push it as a
  * string; alg is set to alg when the table has none (the caller's table
- * is not changed). Raises on anything it cannot encode. */
-static void
-push_protected(lua_State *L, int ti, const char *alg)
+ * is not changed). Returns 0; or -1 with the reason in *msg and *kind
+ * (static strings) and nil pushed in place of the string, for strings
+ * that are not UTF-8 and a header over LUACME_B64_MAX. Raises for values
+ * JSON cannot hold (see struct jbuf). */
+static int
+push_protected(lua_State *L, int ti, const char *alg, const char **msg,
+    const char **kind)
 {
     struct jbuf b;
 
@@ -590,12 +616,19 @@ push_protected(lua_State *L, int ti, const char *alg)
     b.L = L;
     b.cap = 256;
     b.len = 0;
+    b.fail = b.kind = NULL;
     b.p = lua_newuserdatauv(L, b.cap, 0);
     b.idx = lua_gettop(L);
     jb_value(&b, ti, 0);
-    lua_pushlstring(L, b.p, b.len);
+    if (b.fail != NULL)
+        lua_pushnil(L);
+    else
+        lua_pushlstring(L, b.p, b.len);
     lua_replace(L, ti);
     lua_settop(L, ti);
+    *msg = b.fail;
+    *kind = b.kind;
+    return b.fail != NULL ? -1 : 0;
 }
 
 /* Shared tail of core.jws and core.jws_hmac: the flattened JWS of the
@@ -629,33 +662,42 @@ push_flattened(lua_State *L, EVP_PKEY *pkey, const unsigned char *mac,
 /* core.jws(key, protected, payload) -> flattened JSON JWS string
  * {"protected":..,"payload":..,"signature":..} | nil, message, kind.
  * protected is a table (alg filled from the key when absent) encoded
- * with sorted keys; payload a string sent as given. */
+ * with sorted keys; payload a string sent as given. Kinds: "invalid" for
+ * a string in protected that is not UTF-8 (a nonce or URL from the
+ * server can be anything), "too_large" for protected or payload over
+ * LUACME_B64_MAX, else as jws_sign. Values JSON cannot hold (functions,
+ * non-integral numbers, non-string keys, nesting deeper than
+ * LUACME_JSON_MAX_DEPTH) raise. */
 static int
 l_jws(lua_State *L)
 {
     EVP_PKEY *pkey = key_get(L, 1);
+    const char *msg, *kind;
 
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checkstring(L, 3);
     lua_settop(L, 3);
-    push_protected(L, 2, key_alg(pkey));
+    if (push_protected(L, 2, key_alg(pkey), &msg, &kind) != 0)
+        return lbind_fail(L, msg, kind);
     return push_flattened(L, pkey, NULL, 0);
 }
 
 /* core.jws_hmac(mac_key, protected, payload) -> the same with HS256
  * under the raw (already base64url-decoded) mac_key; alg defaults to
- * "HS256". */
+ * "HS256". Fails and raises as core.jws. */
 static int
 l_jws_hmac(lua_State *L)
 {
     size_t klen;
     const char *mac = luaL_checklstring(L, 1, &klen);
+    const char *msg, *kind;
 
     luaL_argcheck(L, klen > 0, 1, "empty MAC key");
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checkstring(L, 3);
     lua_settop(L, 3);
-    push_protected(L, 2, "HS256");
+    if (push_protected(L, 2, "HS256", &msg, &kind) != 0)
+        return lbind_fail(L, msg, kind);
     return push_flattened(L, NULL, (const unsigned char *)mac, klen);
 }
 
