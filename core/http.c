@@ -454,6 +454,24 @@ fail_message(struct http_client *c, CURLcode cc, const struct xfer *x,
             curl_easy_strerror(cc));
 }
 
+/* The text of a CURLINFO_HTTP_VERSION value, or NULL when unknown. */
+static const char *
+version_name(long v)
+{
+    switch (v) {
+    case CURL_HTTP_VERSION_1_0:
+        return "1.0";
+    case CURL_HTTP_VERSION_1_1:
+        return "1.1";
+    case CURL_HTTP_VERSION_2_0:
+        return "2";
+    case CURL_HTTP_VERSION_3:
+        return "3";
+    default:
+        return NULL;
+    }
+}
+
 /* The caller's headers plus the two suppressions: no Expect (libcurl
  * adds "Expect: 100-continue" to larger POSTs and then waits), and no
  * default form Content-Type when the caller gave none. Returns 0 and the
@@ -558,7 +576,7 @@ http_request(struct http_client *c, const struct http_request *req,
     size_t body_len = req->body_len;
     curl_off_t maxfile;
     CURLcode cc = CURLE_OK;
-    long status = 0, nconn = 0;
+    long status = 0, nconn = 0, version = 0;
     int head, rc = -1;
 
     memset(resp, 0, sizeof(*resp));
@@ -636,6 +654,8 @@ http_request(struct http_client *c, const struct http_request *req,
         err_set(err, "protocol", "http: %s %s: no HTTP status", method, url);
         goto out;
     }
+    if (curl_easy_getinfo(c->h, CURLINFO_HTTP_VERSION, &version) == CURLE_OK)
+        c->stats.http_version = version_name(version);
     if (take_headers(&x, resp) != 0) {
         err_set(err, "protocol", "http: %s %s: out of memory", method, url);
         goto out;

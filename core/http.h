@@ -55,10 +55,14 @@ struct http_response {
     char *hbuf;                     /* storage behind headers[] */
 };
 
-/* Counters for benchmarks and the connection reuse test. */
+/* Counters for benchmarks and the connection reuse test, and the HTTP
+ * version the last response came in ("1.0", "1.1", "2" or "3", a static
+ * string; NULL before the first response), so a test can see that HTTP/2
+ * was negotiated. */
 struct http_stats {
     long requests;                  /* transfers attempted */
     long connects;                  /* new connections opened */
+    const char *http_version;
 };
 
 /* Make a client. Returns 0 and the client in *out (free it with

@@ -317,19 +317,25 @@ l_request(lua_State *L)
     return 3;
 }
 
-/* client:stats() -> {requests=N, connects=N}; connects counts the new
- * connections opened, so reuse shows as requests > connects. */
+/* client:stats() -> {requests=N, connects=N, http_version=V}; connects
+ * counts the new connections opened, so reuse shows as requests >
+ * connects; http_version is the HTTP version of the last response ("1.0",
+ * "1.1", "2" or "3"), absent before the first one. */
 static int
 l_stats(lua_State *L)
 {
     struct http_stats st;
 
     http_client_stats(client_get(L, 1), &st);
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 3);
     lua_pushinteger(L, st.requests);
     lua_setfield(L, -2, "requests");
     lua_pushinteger(L, st.connects);
     lua_setfield(L, -2, "connects");
+    if (st.http_version != NULL) {
+        lua_pushstring(L, st.http_version);
+        lua_setfield(L, -2, "http_version");
+    }
     return 1;
 }
 

@@ -280,6 +280,7 @@ t.test("connection refused gives kind connect", function()
   local c <close> = client{ connect_timeout = 5 }
   t.fails("connect", "127%.0%.0%.1", c:request{ url = "https://127.0.0.1:" .. srv.port .. "/" })
   t.eq(c:stats().connects, 0)
+  t.eq(c:stats().http_version, nil)
 end)
 
 t.test("two requests on one client use one TCP connection", function()
@@ -293,6 +294,9 @@ t.test("two requests on one client use one TCP connection", function()
   local st = c:stats()
   t.eq(st.requests, 2)
   t.eq(st.connects, 1)
+  -- The test server speaks HTTP/1.1 only (Pebble offers h2, which the
+  -- e2e tests see in the same field).
+  t.eq(st.http_version, "1.1")
   -- Control: two clients are two connections, so the count is real.
   local c2 <close> = client()
   t.eq(json(c2, { url = srv.base .. "/conn?tag=reuse" }).count, 2)
