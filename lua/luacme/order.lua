@@ -126,6 +126,16 @@ local function changed(first, now)
         { uri = first.uri, order = now, changed = true })
 end
 
+-- The canonical "type:value" of an authorization's identifier, with
+-- "*." for a wildcard authorization, or nil when it is no valid name.
+local function authz_key(a)
+    local id = a.identifier
+    if type(id) ~= "table" or type(id.value) ~= "string" then return nil end
+    local n = ident.normalize({ type = id.type, value = (a.wildcard and
+        id.type == "dns" and "*." or "") .. id.value })
+    return n and (n.type .. ":" .. n.value)
+end
+
 -- Guard whose __close runs the solver's cleanup exactly once, on
 -- success, error or interruption.
 local function cleanup_guard(solver, items)
@@ -171,11 +181,22 @@ local function pick_chain(client, ders, meta, want)
     return ders, meta
 end
 
-local function solve(client, order, solver, deadline)
+local function solve(client, order, solver, deadline, wanted)
     local items = {}
     for _, url in ipairs(order.authz_urls) do
         local a, err = client:get_authorization(url)
         if not a then return nil, err end
+        if a.status == "pending" and not wanted[authz_key(a) or ""] then
+            -- Hooks would publish a response for a name nobody asked
+            -- for (RFC 8555 §7.1.3: authorizations are for the order's
+            -- identifiers).
+            return nil, errors.new("response", "the CA asks to validate " ..
+                errors.printable((a.wildcard and "*." or "") ..
+                    tostring(a.identifier.value)) .. " (" ..
+                tostring(a.identifier.type) .. "), which this order " ..
+                "did not ask for; refused", { identifier = a.identifier,
+                    uri = a.uri, authz = a })
+        end
         if a.status == "pending" then
             local ch = choose(solver, a)
             if not ch then
@@ -253,7 +274,12 @@ function M.issue(client, opts)
         if type(solver.deploy) ~= "function" then
             error("issue: solver.deploy expected", 2)
         end
-        order, items = solve(client, order, solver, deadline)
+        local wanted = {}
+        for _, id in ipairs(opts.identifiers) do
+            local n = ident.normalize(id)
+            if n then wanted[n.type .. ":" .. n.value] = true end
+        end
+        order, items = solve(client, order, solver, deadline, wanted)
         if not order then return nil, items end
     end
     if order.status == "invalid" then

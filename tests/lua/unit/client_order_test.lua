@@ -642,3 +642,49 @@ t.test("an order whose identifiers or authorizations change is invalid", functio
     assert(c:issue{ identifiers = acme.domain_ids("a.example", "b.example"),
         csr = "x", solver = recorder(ca).solver })
 end)
+
+-- A#42 with hostile data: a pending authorization for a name that was
+-- not ordered is refused before any hook is asked to publish a response.
+t.test("an authorization for a name not ordered is refused, nothing deployed", function()
+    for _, rewrite in ipairs({
+        function(doc) doc.identifier.value = "victim.example" end,
+        function(doc) doc.identifier.value = "../../etc" end,
+        function(doc) doc.wildcard = true end,
+        function(doc) doc.identifier.type = "ip" end,
+    }) do
+        local c, ca = setup()
+        ca:once("POST", "/authZ/", function(_, s, h, b)
+            local doc = cjson.decode(b)
+            rewrite(doc)
+            return s, h, cjson.encode(doc)
+        end)
+        local rec = recorder(ca)
+        local res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
+            csr = "x", solver = rec.solver }
+        t.eq(res, nil)
+        t.eq(err.kind, "response")
+        t.match(err.detail, "did not ask for")
+        t.eq(rec.deploys, 0)
+        t.eq(#ca:find("POST", "/chalZ/"), 0)
+        t.eq(#ca:find("POST", "/finalize-order/"), 0)
+    end
+    -- what was ordered passes in every spelling a CA may use
+    local c, ca = setup()
+    ca:once("POST", "/authZ/", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        doc.identifier.value = doc.identifier.value:upper()
+        return s, h, cjson.encode(doc)
+    end)
+    local rec = recorder(ca, { "dns-01" })
+    assert(c:issue{ identifiers = acme.domain_ids("a.example", "*.a.example",
+        "Légô.example"), csr = "x", solver = rec.solver })
+    t.eq(#rec.items, 3)
+    local c2, ca2 = setup()
+    ca2:once("POST", "/authZ/", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        doc.identifier.value = "2001:0db8:0:0:0:0:0:1"
+        return s, h, cjson.encode(doc)
+    end)
+    assert(c2:issue{ identifiers = acme.ip_ids("2001:db8::1"), csr = "x",
+        solver = recorder(ca2).solver })
+end)
