@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/socket.h>
+
 #include <curl/curl.h>
 
 #include "limits.h"
@@ -243,6 +245,18 @@ on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
     return x->start_int == 0 && luacme_interrupted != 0;
 }
 
+/* libcurl opens its sockets without close-on-exec, so a hook program
+ * spawned while a connection is cached would inherit it (and keep the
+ * server's end open). Open them here with SOCK_CLOEXEC instead. */
+static curl_socket_t
+on_opensocket(void *ud, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    (void)ud;
+    (void)purpose;
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC,
+        addr->protocol);
+}
+
 /* Seconds (fraction allowed) to milliseconds for libcurl, where 0 would
  * mean "no timeout": anything not positive takes the default, and a
  * positive value is rounded up so it never becomes 0. */
@@ -322,6 +336,7 @@ http_client_new(const struct http_opts *opts, struct http_client **out,
     SETOPT(cc, c->h, CURLOPT_HEADERFUNCTION, on_header);
     SETOPT(cc, c->h, CURLOPT_XFERINFOFUNCTION, on_progress);
     SETOPT(cc, c->h, CURLOPT_NOPROGRESS, 0L);
+    SETOPT(cc, c->h, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
     if (cc != CURLE_OK) {
         err_set(err, "protocol", "http: setting up libcurl: %s",
             curl_easy_strerror(cc));
