@@ -11,12 +11,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -777,17 +779,32 @@ fail:
     return NULL;
 }
 
+/* The highest descriptor number that can be open, plus one: the
+ * RLIMIT_NOFILE soft limit (descriptors above it may exist after the
+ * limit was lowered, but none we or a library opened since). Called
+ * before fork: sysconf and getrlimit are not async-signal-safe. */
+static int
+fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur > (rlim_t)INT_MAX)
+        return 1 << 20;
+    return (int)rl.rlim_cur;
+}
+
 /* In the child, between fork and exec: only async-signal-safe calls.
  * Reports a failure as two ints (stage: 0 exec, 1 chdir; errno) on
  * report_fd, which close-on-exec shuts on success. */
 static void
 child_exec(const struct spawn_opts *o, char *const *paths, size_t npaths,
-    int in_fd, int out_fd, int err_fd, int report_fd)
+    int in_fd, int out_fd, int err_fd, int report_fd, int max_fd)
 {
     struct sigaction dfl;
     sigset_t none;
     char *const *envp = o->envp ? (char *const *)o->envp : environ;
-    int msg[2] = {0, ENOENT}, sig;
+    int msg[2] = {0, ENOENT}, sig, fd, done = 0;
     size_t i;
 
     setpgid(0, 0);
@@ -800,11 +817,14 @@ child_exec(const struct spawn_opts *o, char *const *paths, size_t npaths,
         msg[1] = errno;
         goto fail;
     }
+    /* Descriptors we opened without O_CLOEXEC (or a library did: libcurl's
+     * socketpair) are no business of a hook. Kernels before 5.11 lack
+     * CLOSE_RANGE_CLOEXEC: then mark them one by one. */
 #ifdef SYS_close_range
-    /* Descriptors we opened without O_CLOEXEC (or a library did) are no
-     * business of a hook; older kernels say EINVAL, which is fine. */
-    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    done = syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0;
 #endif
+    for (fd = 3; !done && fd < max_fd; fd++)
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
     if (o->cwd != NULL && chdir(o->cwd) != 0) {
         msg[0] = 1;
         msg[1] = errno;
@@ -916,7 +936,7 @@ spawn_run(const struct spawn_opts *o, struct spawn_result *res,
     int rc = -1, pipe_saved = 0, reaped = 0, exited = 0, wstatus = 0;
     int stopping = 0, killed = 0, interrupted = 0, timed_out = 0, lost = 0;
     int truncated = 0, msg[2], nfd, tmo, ok, e, idle_ms = 1;
-    int idx_in, idx_out, idx_err;
+    int idx_in, idx_out, idx_err, max_fd = fd_limit();
     double now, deadline = 0, kill_at = 0;
     ssize_t n;
 
@@ -956,7 +976,7 @@ spawn_run(const struct spawn_opts *o, struct spawn_result *res,
     sigprocmask(SIG_SETMASK, &all, &oldmask);
     pid = fork();
     if (pid == 0)
-        child_exec(o, paths, npaths, in_r, out_w, err_w, rep_w);
+        child_exec(o, paths, npaths, in_r, out_w, err_w, rep_w, max_fd);
     e = errno;
     sigprocmask(SIG_SETMASK, &oldmask, NULL);
     if (pid < 0) {
