@@ -732,6 +732,10 @@ function Client:account_key_rollover(new_key)
     if type(new_key) ~= "userdata" then
         error("account_key_rollover: key expected", 2)
     end
+    if self.key and new_key:thumbprint() == self.key:thumbprint() then
+        return nil, errors.new("key", "the new account key is the " ..
+            "current one; a rollover needs a fresh key")
+    end
     local dir, err = self:discover()
     if not dir then return nil, err end
     if not dir.key_change then
@@ -1135,6 +1139,14 @@ function Client:create_order_cert(finalize_url, csr_der, bundle, opts)
     opts = opts or {}
     if type(finalize_url) ~= "string" or type(csr_der) ~= "string" then
         error("create_order_cert: finalize URL and DER CSR expected", 2)
+    end
+    -- RFC 8555 §11.1: the account key must not be a certificate key. The
+    -- CA would refuse (badCSR); checked here so the CSR is not sent.
+    local spki = util.csr_spki(csr_der)
+    if spki and self.key and spki == core.pem_decode(self.key:public_pem())
+    then
+        return nil, errors.new("csr", "the CSR carries the account key; " ..
+            "a certificate needs a key of its own")
     end
     local payload = util.json({ csr = core.b64url_encode(csr_der) })
     local resp, err = self:post(finalize_url, payload)

@@ -69,13 +69,22 @@ t.test("finalize of a pending order is orderNotReady", function()
   t.eq(err.type, "urn:ietf:params:acme:error:orderNotReady")
 end)
 
-t.test("a CSR with the account key is badCSR", function()
+t.test("a CSR with the account key is refused before it is sent", function()
   local c, _, key = E.account()
   local name = E.name("acctkey")
   local o = ready_order(c, { name })
+  local before = E.pebble_count("POST /finalize%-order/")
   local csr = assert(core.csr{ key = key, names = { name } })
   local certs, err = c:create_order_cert(o.finalize_url, csr, true)
   t.ok(not certs, "must be refused")
+  t.eq(err.kind, "csr")
+  t.eq(E.pebble_count("POST /finalize%-order/"), before, "no finalize sent")
+  -- Pebble itself answers such a CSR with badCSR (RFC 8555 §11.1): sent
+  -- by hand, bypassing the client's check.
+  local resp
+  resp, err = c:post(o.finalize_url, '{"csr":"' .. core.b64url_encode(csr) ..
+    '"}')
+  t.ok(not resp, "Pebble must refuse it")
   t.eq(err.type, "urn:ietf:params:acme:error:badCSR")
 end)
 

@@ -688,3 +688,45 @@ t.test("an authorization for a name not ordered is refused, nothing deployed", f
     assert(c2:issue{ identifiers = acme.ip_ids("2001:db8::1"), csr = "x",
         solver = recorder(ca2).solver })
 end)
+
+-- A#38 (RFC 8555 §11.1): an account key is never a certificate key. A
+-- CSR for it is refused before it is sent; so is a rollover to the key
+-- already in use.
+t.test("the account key is refused in a CSR and as a rollover target", function()
+    local util = require "luacme.util"
+    local rsa = core.key_generate("rsa2048")
+    for _, k in ipairs({ KEY, rsa }) do
+        local csr = assert(core.csr{ key = k, names = { "a.example" } })
+        t.eq(util.csr_spki(csr), core.pem_decode(k:public_pem()))
+    end
+    t.eq(util.csr_spki("not DER"), nil)
+    local good = assert(core.csr{ key = rsa, names = { "a.example" } })
+    t.eq(util.csr_spki(good:sub(1, #good - 80)), nil, "truncated")
+    t.eq(util.csr_spki(""), nil)
+
+    local c, ca = setup()
+    local rec = recorder(ca)
+    local bad = assert(core.csr{ key = KEY, names = { "a.example" } })
+    local res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
+        csr = bad, solver = rec.solver }
+    t.eq(res, nil)
+    t.eq(err.kind, "csr")
+    t.match(err.detail, "account key")
+    t.eq(#ca:find("POST", "/finalize-order/"), 0, "the CSR was not sent")
+    t.eq(rec.cleanups, 1)
+    -- the order is still ready: a CSR with another key is finalized
+    local o = assert(c:get_order(
+        ca:find("POST", "/order-plz")[1].reply_headers.location))
+    t.eq(o.status, "ready")
+    local certs = assert(c:create_order_cert(o.finalize_url, good, false))
+    t.eq(#certs, 1)
+    t.eq(ca:find("POST", "/finalize-order/")[1].payload_json.csr,
+        core.b64url_encode(good))
+
+    local n = #ca.log
+    local ok
+    ok, err = c:account_key_rollover(KEY)
+    t.eq(ok, nil)
+    t.eq(err.kind, "key")
+    t.eq(#ca.log, n, "nothing sent")
+end)
