@@ -289,3 +289,30 @@ t.test("challenge helpers: B.7 vector shapes and token checks", function()
     local info = core.cert_info(cert)
     t.eq(info.names[1], "a.example")
 end)
+
+-- Go's known answers (reference B.7, B.10) through the client's helpers:
+-- TestHTTP01Challenge, TestDNS01ChallengeRecord, TestTLSALPN01ChallengeCert
+-- with Go's testKeyEC.
+t.test("challenge helpers give Go's known answers", function()
+    local key = assert(core.key_load(t.readfile(
+        "tests/fixtures/keys/go-testkey-ec256.pem")))
+    local c = acme.client{ key = key }
+    local tp = "zedj-Bd1Zshp8KLePv2MB-lJ_Hagp7wAwdkA0NUTniU"
+    t.eq(acme.jwk_thumbprint(key), tp)
+    t.eq(c:http01_challenge_path("xxx"), "/.well-known/acme-challenge/xxx")
+    t.eq(c:http01_challenge_response("xxx"), "xxx." .. tp)
+    t.eq(c:dns01_challenge_record("xxx"),
+        "8DERMexQ5VcdJ_prpPiA0mVdp7imgbCgjsG4SqqNMIo")
+    local token = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
+    local pem, ckey = assert(c:tls_alpn01_challenge_cert(token, "example.com"))
+    t.ok(ckey ~= key, "a fresh key, never the account key")
+    t.eq(ckey:spec(), "ec256")
+    local info = assert(core.cert_info(pem))
+    t.eq(#info.names, 1)
+    t.eq(info.names[1], "example.com")
+    -- critical id-pe-acmeIdentifier, OCTET STRING (32) of the digest
+    local ext = t.unhex("30310608" .. "2b0601050507011f" .. "0101ff" .. "04220420" ..
+        "dbbd5eefe7b4d06eb9d1d9f5acb4c7cda27d320e4b30332f0b6cb441734ad7b0")
+    t.ok(info.der:find(ext, 1, true), "RFC 8737 extension with Go's digest")
+    t.ok(core.cert_matches_key(pem, ckey))
+end)
