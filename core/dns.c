@@ -392,6 +392,7 @@ dns_query(const char *name, unsigned qtype, const struct dns_query_opts *o,
     char tbuf[16], rbuf[16];
     const char *tname, *where;
     int inited = 0, qlen, alen, timeout, saved, rc = -1;
+    sig_atomic_t start_int = luacme_interrupted;
 
     tname = dns_type_name(qtype, tbuf, sizeof(tbuf));
     where = o->server != NULL ? o->server : "the system resolver";
@@ -437,7 +438,9 @@ dns_query(const char *name, unsigned qtype, const struct dns_query_opts *o,
     errno = 0;
     alen = res_nsend(&st, query, qlen, answer, LUACME_DNS_PACKET_MAX);
     saved = errno;
-    if (luacme_interrupted) {
+    /* Only a signal that came during this query counts: once Ctrl-C has
+     * unwound into cleanup, a hook may still need DNS (as http.c). */
+    if (start_int == 0 && luacme_interrupted != 0) {
         err_set(err, "interrupted", "dns: interrupted");
         goto out;
     }

@@ -72,7 +72,8 @@ struct dns_query_opts {
  *   "rcode"        any other error code (FORMERR, NOTIMP, ...)
  *   "parse"        the answer could not be taken apart
  *   "network"      any other send/receive failure
- *   "interrupted"  luacme_interrupted was set during the query */
+ *   "interrupted"  luacme_interrupted became set during the query (one
+ *                  set before it began does not count) */
 int dns_query(const char *name, unsigned qtype,
     const struct dns_query_opts *o, struct dns_result **res,
     struct luacme_err *err);
