@@ -693,10 +693,17 @@ function Client:get_reg()
     return acct
 end
 
--- update_reg(account): sets the contacts of the client's account.
+-- update_reg(account): sets the contacts of the client's account to
+-- account.contact; an empty list removes them all. Unlike Go, where a
+-- nil Contact sends no change, a missing list raises: sending [] for it
+-- would silently drop every contact.
 function Client:update_reg(account)
     if type(account) ~= "table" then error("update_reg: table expected", 2) end
-    local contact = check_contact(account.contact) or util.array()
+    if account.contact == nil then
+        error("update_reg: account.contact expected (a list; {} removes " ..
+            "every contact)", 2)
+    end
+    local contact = check_contact(account.contact)
     local kid, err = self:_account_url()
     if not kid then return nil, err end
     local resp

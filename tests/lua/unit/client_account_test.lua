@@ -127,6 +127,10 @@ t.test("update_reg sets contacts, [] clears them", function()
     t.eq(posts[2].payload, '{"contact":[]}')
     t.eq(posts[2].protected.kid, c.kid)
     t.raises(function() c:update_reg({ contact = "x" }) end, "contact must be a list")
+    -- no list at all is a mistake, not "remove every contact"
+    local n = #ca.log
+    t.raises(function() c:update_reg({}) end, "account.contact expected")
+    t.eq(#ca.log, n, "nothing sent")
 end)
 
 t.test("deactivate_reg; afterwards the CA refuses the account", function()
