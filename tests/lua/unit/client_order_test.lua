@@ -334,6 +334,11 @@ t.test("wait_* honour Retry-After, capped by the deadline", function()
     t.eq(err.kind, "deadline")
     t.eq(clock.slept[1], 3, "Retry-After used as the next wait")
     t.eq(clock.slept[2], 0.1, "the computed sequence went on")
+    for _, r in ipairs(ca:find("POST", "/my-order/")) do
+        t.eq(r.url, o.uri, "the order URL is polled")
+        t.eq(r.payload, "", "as POST-as-GET")
+        t.eq(r.protected.kid, c.kid)
+    end
     local total = 0
     for _, s in ipairs(clock.slept) do total = total + s end
     t.ok(total <= 10)

@@ -47,7 +47,10 @@ local function check_posts(ca)
             t.ok((r.protected.jwk == nil) ~= (r.protected.kid == nil), "jwk xor kid")
             t.eq(r.headers["replay-nonce"], nil, "no Replay-Nonce request header")
             if r.status ~= 415 and r.status ~= "lost" and r.status ~= "connect" then
-                t.ok(r.verified or r.status == 400, "signature checked for " .. r.url)
+                -- canned replies never reached the CA's check: verify here
+                local input = r.protected_b64 .. "." .. r.payload_b64
+                t.ok(r.verified or r.status == 400 or KEY:verify(input, r.signature) or
+                    KEY2:verify(input, r.signature), "signature checked for " .. r.url)
             end
         end
     end
@@ -228,6 +231,11 @@ t.test("problem documents with parameters and subproblems", function()
         }]] })
     local o, err = c:authorize_order(acme.domain_ids("a.example"))
     t.eq(o, nil)
+    local sent = ca:find("POST", "/order-plz")
+    t.eq(#sent, 1, "a problem is not retried")
+    t.eq(sent[1].payload, '{"identifiers":[{"type":"dns","value":"a.example"}]}')
+    t.eq(sent[1].protected.kid, c.kid)
+    check_posts(ca)
     t.eq(err.kind, "acme")
     t.eq(err.type, "urn:ietf:params:acme:error:malformed")
     t.eq(err.status, 400)
@@ -256,6 +264,7 @@ t.test("userActionRequired carries instance and the terms link", function()
     t.eq(err.terms_of_service, "https://ca.test/tos-v2")
     t.eq(err.status, 403)
     t.eq(#ca:find("POST", "/order-plz"), 1, "not retried")
+    check_posts(ca)
 end)
 
 t.test("rateLimited: long Retry-After returned at once, rate_limit reads it", function()
@@ -265,6 +274,7 @@ t.test("rateLimited: long Retry-After returned at once, rate_limit reads it", fu
     local _, err = c:authorize_order(acme.domain_ids("a.example"))
     t.eq(err.retry_after, 3600)
     t.eq(#clock.slept, 0, "never slept an hour")
+    t.eq(#ca:find("POST", "/order-plz"), 1, "not resent")
     local secs, limited = acme.rate_limit(err)
     t.eq(secs, 3600)
     t.eq(limited, true)
@@ -288,7 +298,13 @@ t.test("rateLimited with a short Retry-After is waited out and resent", function
     t.eq(o.status, "pending")
     t.eq(#clock.slept, 1)
     t.ok(clock.slept[1] >= 2 and clock.slept[1] <= 2.5, "slept Retry-After")
-    t.eq(#ca:find("POST", "/order-plz"), 2)
+    local sent = ca:find("POST", "/order-plz")
+    t.eq(#sent, 2)
+    t.eq(sent[2].payload, sent[1].payload, "the same request again")
+    t.ok(sent[2].protected.nonce ~= sent[1].protected.nonce, "a fresh nonce")
+    t.eq(sent[2].protected.nonce, sent[1].reply_headers["replay-nonce"],
+        "the 429 reply's nonce")
+    check_posts(ca)
 end)
 
 t.test("5xx and transport errors on POST-as-GET are retried with backoff", function()
