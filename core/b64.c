@@ -69,25 +69,26 @@ sextet(unsigned char c)
     return -1;
 }
 
+size_t
+b64url_decoded_max(size_t len)
+{
+    return len / 4 * 3 + 2;
+}
+
 int
-b64url_decode(const char *in, size_t len, unsigned char **out,
+b64url_decode_to(const char *in, size_t len, unsigned char *out,
     size_t *outlen, struct luacme_err *err)
 {
-    unsigned char *buf;
-    size_t i, o = 0, rem = len % 4;
+    size_t i, o = 0;
     unsigned long v = 0;
     int s, bits = 0;
 
-    if (rem == 1)
+    if (len % 4 == 1)
         return err_set(err, "parse",
             "base64url: impossible length %zu", len);
-    buf = malloc(len / 4 * 3 + 3);
-    if (buf == NULL)
-        return err_set(err, "memory", "base64url: out of memory");
     for (i = 0; i < len; i++) {
         s = sextet((unsigned char)in[i]);
         if (s < 0) {
-            free(buf);
             if (in[i] == '=')
                 return err_set(err, "parse", "base64url: padding not "
                     "allowed");
@@ -98,15 +99,33 @@ b64url_decode(const char *in, size_t len, unsigned char **out,
         bits += 6;
         if (bits >= 8) {
             bits -= 8;
-            buf[o++] = (unsigned char)(v >> bits);
+            out[o++] = (unsigned char)(v >> bits);
             v &= (1UL << bits) - 1;
         }
     }
     /* Leftover bits must be zero: otherwise two strings decode alike and
      * a signature or token could be re-encoded differently. */
-    if (v != 0) {
-        free(buf);
+    if (v != 0)
         return err_set(err, "parse", "base64url: non-zero trailing bits");
+    *outlen = o;
+    return 0;
+}
+
+int
+b64url_decode(const char *in, size_t len, unsigned char **out,
+    size_t *outlen, struct luacme_err *err)
+{
+    unsigned char *buf;
+    size_t o = 0;
+
+    /* The decoded length plus the spare NUL: the caller's len is the
+     * size of a string in memory, so this cannot wrap. */
+    buf = malloc(b64url_decoded_max(len) + 1);
+    if (buf == NULL)
+        return err_set(err, "memory", "base64url: out of memory");
+    if (b64url_decode_to(in, len, buf, &o, err) != 0) {
+        free(buf);
+        return -1;
     }
     buf[o] = '\0';
     *out = buf;

@@ -21,6 +21,17 @@ size_t b64url_encode_to(const unsigned char *in, size_t len, char *out);
 int b64url_encode(const unsigned char *in, size_t len, char **out,
     struct luacme_err *err);
 
+/* Most bytes len characters decode to (a bound; the exact count comes
+ * back from b64url_decode_to). */
+size_t b64url_decoded_max(size_t len);
+
+/* Decode len characters of in into out, which must hold
+ * b64url_decoded_max(len) bytes, with the checks of b64url_decode. Returns
+ * 0 with the decoded length in *outlen, or -1 with err filled (kind
+ * "parse"); out's contents are then unspecified. */
+int b64url_decode_to(const char *in, size_t len, unsigned char *out,
+    size_t *outlen, struct luacme_err *err);
+
 /* Decode len characters of in. Rejects '=' padding, the standard
  * alphabet ('+' '/'), whitespace, any other byte, lengths that are 1 mod
  * 4, and non-zero trailing bits (a non-canonical encoding). On success

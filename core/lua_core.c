@@ -55,21 +55,25 @@ l_b64url_encode(lua_State *L)
     return 1;
 }
 
+/* Decoded straight into a luaL_Buffer: no C-owned memory that a raise
+ * (out of memory) could leak. */
 static int
 l_b64url_decode(lua_State *L)
 {
-    size_t len, outlen;
+    size_t len, outlen = 0;
     const char *s = luaL_checklstring(L, 1, &len);
-    unsigned char *out = NULL;
     struct luacme_err err;
+    luaL_Buffer b;
+    unsigned char *out;
 
     if (len > LUACME_B64_MAX)
         return lbind_fail(L, "b64url_decode: input over LUACME_B64_MAX",
             "too_large");
-    if (b64url_decode(s, len, &out, &outlen, &err) != 0)
+    out = (unsigned char *)luaL_buffinitsize(L, &b,
+        b64url_decoded_max(len));
+    if (b64url_decode_to(s, len, out, &outlen, &err) != 0)
         return lbind_err(L, &err);
-    lua_pushlstring(L, (const char *)out, outlen);
-    free(out);
+    luaL_pushresultsize(&b, outlen);
     return 1;
 }
 
