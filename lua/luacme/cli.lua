@@ -419,7 +419,8 @@ Events ("event": NAME):
   warning      message
   debug        message                  (with -v)
   error        kind, type, detail, status, identifier {type, value},
-               wildcard, subproblems [..], errors [..], hint, context
+               wildcard, subproblems [..], errors [..], hint, context,
+               instance, terms_of_service (when the CA gave them)
   result       ok (bool), command, exit (the exit code), and per command:
                issue: name, names, serial, not_after, unchanged
                renew: renewed [..], not_due [..], failed [..]

@@ -173,6 +173,20 @@ local HINTS = {
                   e.terms_of_service) .. ")") or "") ..
               ": read them and add --agree-tos"
       end },
+    -- RFC 8555 §7.3.3: the user has to visit the instance URL (and
+    -- usually agree to new terms); nothing the client can do for them.
+    { function(e) return errors.is(e, "userActionRequired") end,
+      function(e)
+          local h = "the CA needs you to act before it goes on"
+          if e.instance then
+              h = h .. ": visit " .. errors.printable(e.instance)
+          end
+          if e.terms_of_service then
+              h = h .. " (terms of service: " ..
+                  errors.printable(e.terms_of_service) .. ")"
+          end
+          return h
+      end },
     { function(e) return errors.is(e, "externalAccountRequired") or
           e.kind == "eab_required" end,
       "this CA needs external account binding: give --eab-kid KID and the " ..
@@ -308,7 +322,8 @@ function M.error_fields(err)
     end
     local out = {
         kind = err.kind, type = err.type, detail = err.detail,
-        status = err.status, uri = err.uri,
+        status = err.status, uri = err.uri, instance = err.instance,
+        terms_of_service = err.terms_of_service,
         identifier = type(err.identifier) == "table" and {
             type = err.identifier.type, value = err.identifier.value } or nil,
         wildcard = err.wildcard or nil,

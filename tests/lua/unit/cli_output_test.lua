@@ -185,3 +185,26 @@ t.test("JSON error events carry the fields and the context", function()
   t.eq(l.context, "a.test")
   t.ok(l.hint)
 end)
+
+-- RFC 8555 §7.3.3 (A#34): userActionRequired stops the run; the user is
+-- shown where to go (instance) and the new terms (Link terms-of-service).
+t.test("userActionRequired shows the instance URL and the terms", function()
+  local e = errors.problem(403, { type = errors.PREFIX .. "userActionRequired",
+    detail = "Terms of service have changed",
+    instance = "https://ca.test/agree\27[2J" })
+  e.terms_of_service = "https://ca.test/tos-v2"
+  local out, _, err = make(false, -1)
+  out:error(e)
+  t.match(err.text, "^luacme: error: userActionRequired: Terms of service " ..
+    "have changed %(HTTP 403%)\n")
+  t.match(err.text, "\n  hint: the CA needs you to act before it goes on: " ..
+    "visit https://ca%.test/agree\\x1b%[2J %(terms of service: " ..
+    "https://ca%.test/tos%-v2%)\n$")
+  local jout, o = make(true, 0)
+  jout:error(e)
+  local f = json_lines(o.text)[1]
+  t.eq(f.event, "error")
+  t.eq(f.instance, "https://ca.test/agree\27[2J")
+  t.eq(f.terms_of_service, "https://ca.test/tos-v2")
+  t.match(f.hint, "visit https://ca%.test/agree")
+end)
