@@ -134,6 +134,10 @@ function M.due(info, meta, now, rand)
         end
         local window = string.format("the CA's renewal window %s .. %s",
             M.format_time(ws), M.format_time(we))
+        -- RFC 9773 §4.2: the CA may say why (an incident, a revocation).
+        if type(ari.explanation_url) == "string" then
+            window = window .. " (explained at " .. ari.explanation_url .. ")"
+        end
         if now >= we then
             return true, now, window .. " has passed"
         end

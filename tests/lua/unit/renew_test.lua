@@ -226,3 +226,20 @@ t.test("parse_time reads RFC 3339", function()
     end
     t.eq(renew.parse_time(nil), nil)
 end)
+
+-- RFC 9773 §4.2 (A#74): the CA's explanationURL is shown with the window.
+t.test("ARI explanation URL is part of the reason", function()
+    local ws, we = T0 + 50 * DAY, T0 + 52 * DAY
+    local meta = { ari = { window_start = ws, window_end = we,
+        explanation_url = "https://ca.test/incident/42" } }
+    local due, _, reason = renew.due(cert(90), meta, T0 + 10 * DAY, fixed(0))
+    t.eq(due, false)
+    t.match(reason, "explained at https://ca%.test/incident/42")
+    due, _, reason = renew.due(cert(90), meta, ws + 1, fixed(0))
+    t.eq(due, true)
+    t.match(reason, "^inside the CA's renewal window .* %(explained at " ..
+        "https://ca%.test/incident/42%)")
+    meta.ari.explanation_url = nil
+    _, _, reason = renew.due(cert(90), meta, ws + 1, fixed(0))
+    t.ok(not reason:find("explained", 1, true))
+end)
