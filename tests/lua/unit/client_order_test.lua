@@ -735,3 +735,24 @@ t.test("the account key is refused in a CSR and as a rollover target", function(
     t.eq(err.kind, "key")
     t.eq(#ca.log, n, "nothing sent")
 end)
+
+-- A#46: challenge types the client does not know (newer drafts) and
+-- challenge objects it cannot use are ignored, not errors.
+t.test("unknown challenge types and broken challenge objects are ignored", function()
+    local c, ca = setup()
+    ca:once("POST", "/authZ/", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        table.insert(doc.challenges, 1, { type = "dns-account-01",
+            url = ca.base .. "/chalZ/777", token = "tok", status = "pending" })
+        table.insert(doc.challenges, 1, { type = "http-01", status = "pending" })
+        table.insert(doc.challenges, 1, "not an object")
+        return s, h, cjson.encode(doc)
+    end)
+    local rec = recorder(ca)
+    assert(c:issue{ identifiers = acme.domain_ids("a.example"), csr = "x",
+        solver = rec.solver })
+    t.eq(#rec.items, 1)
+    t.eq(rec.items[1].type, "http-01")
+    t.match(rec.items[1].uri, "/chalZ/%d+$")
+    t.eq(#ca:find("POST", "/chalZ/777"), 0, "the unknown one is left alone")
+end)

@@ -82,6 +82,7 @@ t.test("discover reads the directory once, meta included, nulls absent", functio
     t.eq(ca.log[1].method, "GET")
     t.eq(ca.log[1].url, ca.dir_url)
     t.match(ca.log[1].headers["user-agent"], "^luacme/%d")
+    t.eq(ca.log[1].headers["accept-language"], "en", "RFC 8555 §6.1")
 end)
 
 t.test("a directory without newNonce or not JSON is an error", function()
