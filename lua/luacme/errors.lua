@@ -83,8 +83,11 @@ end
 
 -- An error from an RFC 7807 problem document `doc` (a decoded table) of a
 -- reply with HTTP `status`. Every member is type-checked: cjson.null and
--- wrong types count as absent.
-function M.problem(status, doc, headers, retry_after)
+-- wrong types count as absent. Subproblems (RFC 8555 §6.7.1) are read
+-- one level deep: they have no subproblems of their own, and a server
+-- nesting them hundreds deep must not make __tostring overflow the C
+-- stack.
+function M.problem(status, doc, headers, retry_after, nested)
     if type(doc) ~= "table" then doc = {} end
     local st = math.type(doc.status) and math.tointeger(doc.status) or status
     local e = M.new("acme", str(doc.detail), {
@@ -95,11 +98,11 @@ function M.problem(status, doc, headers, retry_after)
         retry_after = retry_after,
         identifier = identifier(doc.identifier),
     })
-    if type(doc.subproblems) == "table" then
+    if type(doc.subproblems) == "table" and not nested then
         local subs = {}
         for _, sp in ipairs(doc.subproblems) do
             if type(sp) == "table" then
-                local se = M.problem(nil, sp)
+                local se = M.problem(nil, sp, nil, nil, true)
                 se.status = se.status or st
                 subs[#subs + 1] = se
             end

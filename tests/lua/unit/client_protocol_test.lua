@@ -539,3 +539,37 @@ t.test("server URLs that cannot be signed give nil, err, not a raise", function(
     t.eq(lerr.kind, "url")
     t.match(lerr.detail, "4096")
 end)
+
+-- Subproblems are one level deep (RFC 8555 §6.7.1). A server nesting them
+-- deeper (here 300 levels, within cjson's limit) must not make the
+-- client raise ("C stack overflow" in __tostring) where it describes
+-- the problem: the error comes back as nil, err and prints.
+t.test("deeply nested subproblems from a server give nil, err", function()
+    local function nested(depth)
+        return string.rep('{"type":"urn:ietf:params:acme:error:malformed",' ..
+            '"detail":"d","subproblems":[', depth) .. '{"type":"x"}' ..
+            string.rep("]}", depth)
+    end
+    local c, ca = registered()
+    ca:once("POST", "/order-plz", { status = 400, headers = {
+        ["content-type"] = "application/problem+json" }, body = nested(300) })
+    local ok, o, err = pcall(c.authorize_order, c, acme.domain_ids("a.example"))
+    t.ok(ok, tostring(o))
+    t.eq(o, nil)
+    t.eq(#err.subproblems, 1)
+    t.eq(err.subproblems[1].subproblems, nil, "one level only")
+    t.match(tostring(err), "^malformed: d\n  %?: malformed: d$")
+    -- an invalid order whose error member is nested likewise
+    o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    ca:once("POST", "/my-order/", function(_, s, h, b)
+        b = b:gsub('^{', '{"error":' .. nested(300) .. ',')
+            :gsub('"status":"pending"', '"status":"invalid"')
+        return s, h, b
+    end)
+    local w
+    ok, w, err = pcall(c.wait_order, c, o.uri)
+    t.ok(ok, tostring(w))
+    t.eq(w, nil)
+    t.eq(err.kind, "order")
+    t.match(err.detail, "is invalid: malformed: d")
+end)
