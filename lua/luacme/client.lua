@@ -961,17 +961,27 @@ function Client:wait_order(url, deadline, wait_first)
     end, deadline, wait_first)
 end
 
--- list_orders(): URLs of all orders of the account, every page.
+-- Most pages of an orders list followed (rel="next"): a server handing
+-- out new page URLs forever must not keep the client busy forever.
+M.MAX_ORDER_PAGES = 100
+
+-- list_orders(): URLs of all orders of the account, every page (at most
+-- M.MAX_ORDER_PAGES; more is err.kind "too_large").
 function Client:list_orders()
     local acct, err = self:get_reg()
     if not acct then return nil, err end
     if not acct.orders_url then
         return nil, errors.new("unsupported", "the account has no orders URL")
     end
-    local urls, seen = {}, {}
+    local urls, seen, pages = {}, {}, 0
     local url = acct.orders_url
     while url and not seen[url] do
         seen[url] = true
+        pages = pages + 1
+        if pages > M.MAX_ORDER_PAGES then
+            return nil, errors.new("too_large", "the orders list has more " ..
+                "than " .. M.MAX_ORDER_PAGES .. " pages", { url = url })
+        end
         local resp
         resp, err = self:_get(url)
         if not resp then return nil, err end

@@ -756,3 +756,33 @@ t.test("unknown challenge types and broken challenge objects are ignored", funct
     t.match(rec.items[1].uri, "/chalZ/%d+$")
     t.eq(#ca:find("POST", "/chalZ/777"), 0, "the unknown one is left alone")
 end)
+
+-- A#80: every wait is bounded, also the walk through an orders list whose
+-- server hands out a new "next" page every time.
+t.test("an orders list that never ends is cut at MAX_ORDER_PAGES", function()
+    local client_mod = require "luacme.client"
+    local c, ca = setup()
+    local served = 0
+    ca:route("POST", "^/endless/(%d+)$", function(rec, _, n)
+        served = served + 1
+        local h = { ["content-type"] = "application/json",
+            ["replay-nonce"] = ca.nonce() }
+        -- (ends after 300 pages, so a client without the cap fails here
+        -- instead of hanging)
+        if tonumber(n) < 300 then
+            h.link = '<' .. ca.base .. '/endless/' .. (n + 1) .. '>;rel="next"'
+        end
+        t.eq(rec.payload, "")
+        return 200, h, '{"orders":[]}'
+    end)
+    table.insert(ca.routes, 1, table.remove(ca.routes))
+    ca:once("POST", "/my-account/", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        doc.orders = ca.base .. "/endless/1"
+        return s, h, cjson.encode(doc)
+    end)
+    local urls, err = c:list_orders()
+    t.eq(urls, nil)
+    t.eq(err.kind, "too_large")
+    t.eq(served, client_mod.MAX_ORDER_PAGES)
+end)
