@@ -75,3 +75,40 @@ t.test("client:issue picks the chain of a preferred root", function()
   t.ok(ok, "the chosen chain verifies to /roots/2: " .. out)
   t.match(E.issuer(r.certs[#r.certs]), "CN=" .. cn:gsub("%p", "%%%0"))
 end)
+
+-- Issue 4: the settings a certificate was issued with (key type, chain
+-- preference, profile, must-staple) are stored and reused by renew.
+t.test("the luacme command keeps key type and chain preference on renew",
+  function()
+  local cjson = require "cjson"
+  local L = require "cli_lib"
+  local state = L.state()
+  local d = E.scratch()
+  E.writefile(d .. "/r1.pem", E.root_pem(1))
+  local cn = E.must("openssl x509 -noout -subject -nameopt RFC2253,sep_multiline -in "
+    .. E.q(d .. "/r1.pem")):match("CN=([^\n]+)")
+  local n = E.name("settings")
+  L.must(state, { "issue", "-d", n, "--hook", L.webroot(), "--agree-tos",
+    "--key-type", "rsa2048", "--preferred-chain", cn, "--profile", "classic",
+    "--must-staple" })
+  local function check(set, label)
+    L.check_set(set, label)
+    local key = assert(core.key_load(set["privkey.pem"]))
+    t.eq(key:spec(), "rsa2048", label .. ": key type")
+    local certs = assert(require("luacme.util").pem_certs(
+      set["fullchain.pem"]))
+    local ok, out = E.verify_chain(certs, E.root_pem(1))
+    t.ok(ok, label .. ": the preferred chain (to /roots/1): " .. out)
+    local meta = cjson.decode(set["meta.json"])
+    t.eq(meta.key_type, "rsa2048", label)
+    t.eq(meta.preferred_chain, cn, label)
+    t.eq(meta.profile, "classic", label)
+    t.eq(meta.must_staple, true, label)
+  end
+  local first = L.files(state, n)
+  check(first, "issued")
+  L.must(state, { "renew", "--force", n })
+  local again = L.files(state, n)
+  check(again, "renewed")
+  t.ok(again["cert.pem"] ~= first["cert.pem"], "a new certificate")
+end)
