@@ -380,6 +380,11 @@ t.test("finalize handles processing by polling the order URL", function()
     local all = assert(c:fetch_cert(url, true))
     t.eq(#all, 2)
     t.eq(all[2], "intermediate")
+    -- RFC 8555 §7.4.2: downloads ask for the PEM chain, as POST-as-GET
+    for _, r in ipairs(ca:find("POST", "/certZ/")) do
+        t.eq(r.headers.accept, "application/pem-certificate-chain")
+        t.eq(r.payload, "")
+    end
 end)
 
 t.test("a certificate response holding a private key is refused", function()
