@@ -573,3 +573,24 @@ t.test("deeply nested subproblems from a server give nil, err", function()
     t.eq(err.kind, "order")
     t.match(err.detail, "is invalid: malformed: d")
 end)
+
+-- D.4 / G#6: header values keep no CR, LF or spaces of the header syntax:
+-- a kid or nonce with a stray "\r" would break the CA's checks.
+t.test("Location and Replay-Nonce values are trimmed of CR/LF and spaces", function()
+    local c, ca = setup()
+    local nonce = ca.nonce()
+    ca:once("POST", "/sign-me-up", function(_, s, h, b)
+        h.location = " " .. h.location .. "\r\n"
+        h["replay-nonce"] = nonce .. "\r"
+        return s, h, b
+    end)
+    local acct = assert(c:register({}, acme.accept_tos))
+    t.match(acct.uri, "^https://ca%.test/my%-account/%d+$")
+    t.eq(c.kid, acct.uri)
+    assert(c:get_reg())
+    local r = ca:find("POST", "/my-account/")[1]
+    t.eq(r.protected.kid, acct.uri)
+    t.eq(r.protected.nonce, nonce, "the nonce without its CR")
+    t.ok(r.verified)
+    t.eq(#ca:find("HEAD"), 1)
+end)
