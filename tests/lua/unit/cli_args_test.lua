@@ -338,3 +338,32 @@ t.test("loading the cli modules leaves _G unchanged", function()
   end
   for k in pairs(_G) do t.ok(before[k], "new global " .. tostring(k)) end
 end)
+
+-- Issue 4: `luacme hooks` lists the built-in hooks (also as JSON); the
+-- numeric options of renew are checked before anything runs.
+t.test("luacme hooks lists the built-ins; renew checks --jitter", function()
+  local state = t.tmpdir() .. "/state"
+  local st, out = run({ "hooks" })
+  t.eq(st, 0)
+  t.match(out, "\nwebroot %(http%-01%)")
+  t.match(out, "\nexec ")
+  t.match(out, "\ncommand %(")
+  st, out = run({ "--json", "hooks" })
+  t.eq(st, 0)
+  local lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(l) end
+  local names = {}
+  for _, l in ipairs(lines) do
+    if l.event == "hook" then names[l.name] = true end
+  end
+  t.ok(names.webroot and names.exec and names.command, "hook events")
+  t.eq(lines[#lines].event, "result")
+  t.eq(lines[#lines].exit, 0)
+  local err
+  st, _, err = run({ "--state", state, "renew", "--jitter", "soon" })
+  t.eq(st, 1)
+  t.match(err, "%-%-jitter must be a number")
+  st, _, err = run({ "--state", state, "renew", "--jitter", "-5" })
+  t.eq(st, 1)
+  t.match(err, "%-%-jitter")
+end)
