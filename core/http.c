@@ -31,6 +31,7 @@ struct xfer {
     size_t nhdr;
     size_t max_body;
     int hdr_done;           /* blank line seen: later lines are trailers */
+    int can_fold;           /* the last line was a field we kept */
     int body_over;
     int hdr_over;
     int nomem;
@@ -125,13 +126,40 @@ trim(const char **s, const char **e)
         (*e)--;
 }
 
+/* An RFC 9110 token character (a field name is a token). */
+static int
+is_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        (c >= '0' && c <= '9') || (c != '\0' && strchr("!#$%&'*+-.^_`|~",
+        c) != NULL);
+}
+
+/* Append the value [vs, ve) and its NUL. A CR inside a value is invalid
+ * and dangerous (RFC 9110 §5.5): it becomes a space, as allowed there,
+ * so nothing in Lua can split a value into lines. */
+static int
+add_value(struct buf *b, const char *vs, const char *ve)
+{
+    size_t i, start = b->len;
+    int r;
+
+    r = buf_add(b, vs, (size_t)(ve - vs), LUACME_HTTP_MAX_HEADERS);
+    if (r == 0)
+        r = buf_add(b, "", 1, LUACME_HTTP_MAX_HEADERS);
+    for (i = start; r == 0 && i < b->len; i++)
+        if (b->p[i] == '\r')
+            b->p[i] = ' ';
+    return r;
+}
+
 /* Record one header line. A status line starts a new response (a 1xx,
  * a proxy's CONNECT reply, the final one): what came before is
  * dropped, so only the final response's headers remain. */
 static int
 header_line(struct xfer *x, const char *line, size_t n)
 {
-    const char *end = line + n, *colon, *ns, *ne, *vs, *ve;
+    const char *end = line + n, *colon, *ns, *ne, *vs, *ve, *p;
     size_t start;
     int r;
 
@@ -141,6 +169,7 @@ header_line(struct xfer *x, const char *line, size_t n)
             x->hdrs.p[0] = '\0';
         x->nhdr = 0;
         x->hdr_done = 0;
+        x->can_fold = 0;
         return 0;
     }
     vs = line;
@@ -154,21 +183,24 @@ header_line(struct xfer *x, const char *line, size_t n)
     }
     /* A NUL would break the "name\0value\0" framing; such a line is
      * not valid HTTP anyway. */
-    if (x->hdr_done || memchr(line, '\0', n) != NULL)
+    if (x->hdr_done || memchr(line, '\0', n) != NULL) {
+        x->can_fold = 0;
         return 0;
+    }
     if (line[0] == ' ' || line[0] == '\t') {
-        /* Obsolete line folding: continues the previous value. */
-        if (x->nhdr == 0)
+        /* Obsolete line folding: continues the previous value, if that
+         * line was one we kept (not a skipped one). */
+        if (!x->can_fold)
             return 0;
         x->hdrs.len--;      /* drop the previous value's NUL */
-        r = buf_add(&x->hdrs, " ", 1, LUACME_HTTP_MAX_HEADERS);
+        r = 0;
+        if (x->hdrs.p[x->hdrs.len - 1] != '\0')   /* value not empty */
+            r = buf_add(&x->hdrs, " ", 1, LUACME_HTTP_MAX_HEADERS);
         if (r == 0)
-            r = buf_add(&x->hdrs, vs, (size_t)(ve - vs),
-                LUACME_HTTP_MAX_HEADERS);
-        if (r == 0)
-            r = buf_add(&x->hdrs, "", 1, LUACME_HTTP_MAX_HEADERS);
+            r = add_value(&x->hdrs, vs, ve);
         return r;
     }
+    x->can_fold = 0;
     colon = memchr(line, ':', n);
     if (colon == NULL)
         return 0;
@@ -177,6 +209,11 @@ header_line(struct xfer *x, const char *line, size_t n)
     trim(&ns, &ne);
     if (ns == ne)
         return 0;
+    /* A name that is not a token is no field of HTTP's: skip it rather
+     * than hand Lua a key with spaces or control characters. */
+    for (p = ns; p < ne; p++)
+        if (!is_tchar(*p))
+            return 0;
     vs = colon + 1;
     ve = end;
     trim(&vs, &ve);
@@ -185,15 +222,13 @@ header_line(struct xfer *x, const char *line, size_t n)
     if (r == 0)
         r = buf_add(&x->hdrs, "", 1, LUACME_HTTP_MAX_HEADERS);
     if (r == 0)
-        r = buf_add(&x->hdrs, vs, (size_t)(ve - vs),
-            LUACME_HTTP_MAX_HEADERS);
-    if (r == 0)
-        r = buf_add(&x->hdrs, "", 1, LUACME_HTTP_MAX_HEADERS);
+        r = add_value(&x->hdrs, vs, ve);
     if (r != 0)
         return r;
     for (; x->hdrs.p[start] != '\0'; start++)
         x->hdrs.p[start] = ascii_lower(x->hdrs.p[start]);
     x->nhdr++;
+    x->can_fold = 1;
     return 0;
 }
 
@@ -368,14 +403,6 @@ http_method_ok(const char *method)
         if (i >= 16 || method[i] < 'A' || method[i] > 'Z')
             return 0;
     return i > 0;
-}
-
-static int
-is_tchar(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-        (c >= '0' && c <= '9') || (c != '\0' && strchr("!#$%&'*+-.^_`|~",
-        c) != NULL);
 }
 
 int
@@ -689,6 +716,40 @@ out:
     curl_easy_setopt(c->h, CURLOPT_HEADERDATA, (void *)NULL);
     curl_slist_free_all(hl);
     free(x.body.p);
+    free(x.hdrs.p);
+    if (rc != 0)
+        http_response_free(resp);
+    return rc;
+}
+
+int
+http_parse_headers(const char *block, size_t len,
+    struct http_response *resp, struct luacme_err *err)
+{
+    struct xfer x;
+    const char *p = block, *end = block + len, *nl;
+    size_t n;
+    int r = 0, rc = -1;
+
+    memset(resp, 0, sizeof(*resp));
+    memset(&x, 0, sizeof(x));
+    while (p < end && r == 0) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        n = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+        r = header_line(&x, p, n);
+        p += n;
+    }
+    if (r == 1) {
+        err_set(err, "too_large", "http: headers over "
+            "LUACME_HTTP_MAX_HEADERS (%d bytes)", LUACME_HTTP_MAX_HEADERS);
+        goto out;
+    }
+    if (r != 0 || take_headers(&x, resp) != 0) {
+        err_set(err, "protocol", "http: out of memory");
+        goto out;
+    }
+    rc = 0;
+out:
     free(x.hdrs.p);
     if (rc != 0)
         http_response_free(resp);

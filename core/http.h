@@ -99,6 +99,16 @@ int http_header_ok(const char *name, const char *value, size_t value_len);
 int http_request(struct http_client *c, const struct http_request *req,
     struct http_response *resp, struct luacme_err *err);
 
+/* Parse len bytes of response header lines, each ending in LF (CRLF),
+ * as libcurl hands them to http_request: status lines, fields, the blank
+ * line, trailers. Fills resp->headers / nheaders / hbuf exactly as
+ * http_request does (status and body stay empty). For the fuzzer and the
+ * tests. Returns 0 (free resp with http_response_free), or -1 with err
+ * filled ("too_large" over LUACME_HTTP_MAX_HEADERS, "protocol" when out
+ * of memory) and resp empty. */
+int http_parse_headers(const char *block, size_t len,
+    struct http_response *resp, struct luacme_err *err);
+
 /* Free what http_request put into resp and empty it. Idempotent. */
 void http_response_free(struct http_response *resp);
 
