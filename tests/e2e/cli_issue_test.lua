@@ -66,6 +66,14 @@ t.test("issue with webroot: files, modes, chain, what the CA fetched",
   t.eq(meta.names[1], N1)
   t.eq(meta.hooks[1], L.webroot())
   t.eq(meta.directory, E.env.directory)
+  -- issue 4: the ACME certificate and order URLs, the account and the
+  -- issuance time are recorded too
+  local base = E.env.directory:match("^(https://[^/]+)")
+  t.eq(meta.cert_url:sub(1, #base + 7), base .. "/certZ/")
+  t.eq(meta.order_url:sub(1, #base + 10), base .. "/my-order/")
+  t.eq(meta.account:sub(1, #base + 12), base .. "/my-account/")
+  t.ok(math.abs(meta.issued_at - os.time()) < 120, "issued_at is now")
+  t.eq(meta.key_type, "ec256")
 end)
 
 t.test("a second issue and a renew have nothing to do (exit 2)", function()
