@@ -57,6 +57,20 @@ newbox(lua_State *L)
     return b;
 }
 
+/* A path argument: a string without NUL bytes. C would stop at the
+ * first NUL and act on another file than the one named ("a\0b" is
+ * "a"), so such a path raises like any wrong argument. */
+static const char *
+check_path(lua_State *L, int idx)
+{
+    size_t len;
+    const char *path = luaL_checklstring(L, idx, &len);
+
+    if (strlen(path) != len)
+        luaL_argerror(L, idx, "path contains a NUL byte");
+    return path;
+}
+
 /* A permission-bits argument: an integer 0..07777, or def when absent. */
 static unsigned
 opt_mode(lua_State *L, int idx, unsigned def)
@@ -112,7 +126,7 @@ opt_timeout(lua_State *L, int idx, const char *fname)
 static int
 l_write_file(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = check_path(L, 1);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     unsigned mode = opt_mode(L, 3, 0644);
@@ -129,7 +143,7 @@ l_write_file(lua_State *L)
 static int
 l_read_file(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = check_path(L, 1);
     lua_Integer max = luaL_optinteger(L, 2, LUACME_FILE_MAX);
     struct luacme_err err;
     struct fsbox *b;
@@ -150,7 +164,7 @@ l_read_file(lua_State *L)
 static int
 l_mkdir(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = check_path(L, 1);
     unsigned mode = opt_mode(L, 2, 0700);
     struct luacme_err err;
 
@@ -164,7 +178,7 @@ l_mkdir(lua_State *L)
 static int
 l_mkdir_p(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = check_path(L, 1);
     unsigned mode = opt_mode(L, 2, 0700);
     struct luacme_err err;
 
@@ -177,7 +191,7 @@ l_mkdir_p(lua_State *L)
 static int
 push_stat(lua_State *L, int follow)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = check_path(L, 1);
     struct fs_stat st;
     struct luacme_err err;
 
@@ -217,7 +231,7 @@ l_lstat(lua_State *L)
 static int
 l_listdir(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = check_path(L, 1);
     struct luacme_err err;
     struct fsbox *b = newbox(L);
     size_t i;
@@ -253,7 +267,7 @@ l_unlink(lua_State *L)
 {
     struct luacme_err err;
 
-    return push_result(L, fs_unlink(luaL_checkstring(L, 1), &err), &err);
+    return push_result(L, fs_unlink(check_path(L, 1), &err), &err);
 }
 
 static int
@@ -261,14 +275,14 @@ l_rmdir(lua_State *L)
 {
     struct luacme_err err;
 
-    return push_result(L, fs_rmdir(luaL_checkstring(L, 1), &err), &err);
+    return push_result(L, fs_rmdir(check_path(L, 1), &err), &err);
 }
 
 static int
 l_rename(lua_State *L)
 {
-    const char *from = luaL_checkstring(L, 1);
-    const char *to = luaL_checkstring(L, 2);
+    const char *from = check_path(L, 1);
+    const char *to = check_path(L, 2);
     struct luacme_err err;
 
     return push_result(L, fs_rename(from, to, &err), &err);
@@ -277,7 +291,7 @@ l_rename(lua_State *L)
 static int
 l_chmod(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = check_path(L, 1);
     unsigned mode;
     struct luacme_err err;
 
@@ -289,8 +303,8 @@ l_chmod(lua_State *L)
 static int
 l_symlink(lua_State *L)
 {
-    const char *target = luaL_checkstring(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *target = check_path(L, 1);
+    const char *path = check_path(L, 2);
     struct luacme_err err;
 
     return push_result(L, fs_symlink(target, path, &err), &err);
@@ -301,8 +315,7 @@ l_fsync_dir(lua_State *L)
 {
     struct luacme_err err;
 
-    return push_result(L, fs_fsync_dir(luaL_checkstring(L, 1), &err),
-        &err);
+    return push_result(L, fs_fsync_dir(check_path(L, 1), &err), &err);
 }
 
 /*
@@ -343,7 +356,7 @@ static int
 l_lock(lua_State *L)
 {
     static const char *const opts[] = {"timeout", "shared", NULL};
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = check_path(L, 1);
     double timeout = 0;
     int shared = 0;
     struct luacme_err err;
@@ -475,7 +488,9 @@ l_spawn(lua_State *L)
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "spawn: cwd must be a string or nil");
-        o.cwd = lua_tostring(L, -1);
+        o.cwd = lua_tolstring(L, -1, &len);
+        if (strlen(o.cwd) != len)
+            luaL_error(L, "spawn: cwd contains a NUL byte");
     }
     lua_getfield(L, 1, "timeout");
     o.timeout = opt_timeout(L, -1, "spawn");

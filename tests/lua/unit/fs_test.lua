@@ -374,3 +374,38 @@ t.test("process and environment helpers", function()
   t.eq(core.umask(old), 18)
   t.raises(function() core.umask(512) end, "bad argument")
 end)
+
+-- C stops at a NUL: "dir/f\0.bak" would act on "dir/f". Such paths are a
+-- caller's bug and raise, and nothing on disk is touched.
+t.test("paths with a NUL byte raise and touch nothing", function()
+  local d = t.tmpdir()
+  local f = d .. "/f"
+  t.writefile(f, "old")
+  local bad = f .. "\0.tmp"
+  local calls = {
+    function() return core.write_file(bad, "new") end,
+    function() return core.read_file(bad) end,
+    function() return core.mkdir(bad) end,
+    function() return core.mkdir_p(d .. "/x\0/y") end,
+    function() return core.stat(bad) end,
+    function() return core.lstat(bad) end,
+    function() return core.listdir(d .. "\0/sub") end,
+    function() return core.unlink(bad) end,
+    function() return core.rmdir(d .. "\0") end,
+    function() return core.rename(bad, d .. "/g") end,
+    function() return core.rename(d .. "/g", bad) end,
+    function() return core.chmod(bad, 420) end,
+    function() return core.symlink("f", bad) end,
+    function() return core.symlink(bad, d .. "/link") end,
+    function() return core.fsync_dir(d .. "\0") end,
+    function() return core.lock(bad) end,
+    function() return core.spawn{ argv = { "true" }, cwd = d .. "\0/x" } end,
+  }
+  for i, fn in ipairs(calls) do
+    local ok, err = pcall(fn)
+    t.ok(not ok, "call " .. i .. " did not raise")
+    t.match(tostring(err), "NUL")
+  end
+  t.eq(t.readfile(f), "old")
+  t.eq(table.concat(core.listdir(d), ","), "f")
+end)
