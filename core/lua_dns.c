@@ -180,7 +180,7 @@ l_dns_query(lua_State *L)
     struct luacme_err err;
     struct lresult *b;
     const char *name;
-    size_t len;
+    size_t len, slen;
     lua_Integer t;
     int isint, qtype;
 
@@ -203,7 +203,11 @@ l_dns_query(lua_State *L)
         if (!lua_isnil(L, -1)) {
             if (lua_type(L, -1) != LUA_TSTRING)
                 luaL_argerror(L, 3, "'server' must be a string");
-            o.server = lua_tostring(L, -1);     /* stays on the stack */
+            o.server = lua_tolstring(L, -1, &slen);  /* stays */
+            /* C would read only the part before a NUL. */
+            if (strlen(o.server) != slen)
+                return lbind_fail(L, "dns: server must be IP, IP:PORT or "
+                    "[IPv6]:PORT (it contains a NUL)", "invalid");
         }
         lua_getfield(L, 3, "timeout");
         if (!lua_isnil(L, -1)) {

@@ -286,13 +286,17 @@ key_m_private_pem(lua_State *L)
 }
 
 /* key:write(path) -> true | nil, message, kind: the private PEM written
- * atomically with mode 0600 (see key_write_file_atomic). */
+ * atomically with mode 0600 (see key_write_file_atomic). A path with a
+ * NUL byte raises: C would write to the part before it. */
 static int
 key_m_write(lua_State *L)
 {
     EVP_PKEY *pkey = key_get(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    size_t len;
+    const char *path = luaL_checklstring(L, 2, &len);
     struct luacme_err err;
+
+    luaL_argcheck(L, strlen(path) == len, 2, "path contains a NUL byte");
 
     if (key_write_pem(pkey, path, &err) != 0)
         return lbind_err(L, &err);

@@ -170,7 +170,7 @@ t.test("caller mistakes raise; a bad server string is invalid", function()
     t.raises(function() core.dns_query("x.test", "TXT", { server = 1 }) end,
         "'server' must be a string")
     for _, s in ipairs({ "bogus", "1.2.3.4:0", "1.2.3.4:70000",
-        "1.2.3.4:x", "[::1", "[::1]x", "" }) do
+        "1.2.3.4:x", "[::1", "[::1]x", "", "127.0.0.1\0:53" }) do
         t.fails("invalid", "server must be", core.dns_query("x.test",
             "TXT", { server = s }))
     end

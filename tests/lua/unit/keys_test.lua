@@ -170,6 +170,10 @@ t.test("caller mistakes raise", function()
   t.raises(function() k:sign() end, "bad argument")
   t.raises(function() k:verify("x") end, "bad argument")
   t.raises(function() k:write() end, "bad argument")
+  -- A NUL would cut the path short: "d/key\0.bak" is "d/key".
+  local d = t.tmpdir()
+  t.raises(function() k:write(d .. "/key\0.bak") end, "NUL")
+  t.eq(#core.listdir(d), 0)
 end)
 
 t.test("closed keys raise on every method; close is idempotent", function()
