@@ -12,6 +12,9 @@
  * (tokens, certificates) and the counters are shared with the caller's
  * thread under r->mu; everything else belongs to the serving thread.
  */
+/* accept4(2) and pipe2(2): descriptors close-on-exec from birth. */
+#define _GNU_SOURCE
+
 #include "responder.h"
 
 #include <errno.h>
@@ -122,16 +125,6 @@ now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int
-set_nonblock_cloexec(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
-        return -1;
-    return fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
 static void
@@ -811,7 +804,9 @@ accept_some(struct responder *r, int64_t now)
     int fd;
 
     while (r->n_conns < (size_t)r->max_conns) {
-        fd = accept(r->lfd, NULL, NULL);
+        /* Close-on-exec at once: the thread running Lua may fork a
+         * hook at any moment, and it must not inherit a connection. */
+        fd = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -821,7 +816,7 @@ accept_some(struct responder *r, int64_t now)
             return;
         }
         c = calloc(1, sizeof(*c));
-        if (c == NULL || set_nonblock_cloexec(fd) != 0) {
+        if (c == NULL) {
             free(c);
             close(fd);
             return;
@@ -956,10 +951,9 @@ listen_on(const char *host, int port, int v6only, const char **what)
         return -1;
     }
     *what = "socket";
-    fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+        SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0)
-        goto fail;
-    if (set_nonblock_cloexec(fd) != 0)
         goto fail;
     /* A port in TIME_WAIT from an earlier run (or responder) can be
      * bound again at once. */
@@ -1042,14 +1036,11 @@ make_wake_pipe(struct responder *r, struct luacme_err *err)
 {
     int p[2];
 
-    if (pipe(p) != 0)
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
         return err_set(err, "system", "responder: pipe: %s",
             strerror(errno));
     r->wake_r = p[0];
     r->wake_w = p[1];
-    if (set_nonblock_cloexec(p[0]) != 0 || set_nonblock_cloexec(p[1]) != 0)
-        return err_set(err, "system", "responder: fcntl: %s",
-            strerror(errno));
     return 0;
 }
 

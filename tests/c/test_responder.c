@@ -378,6 +378,31 @@ out:
 
 /* A client that sends half a request holds one slot and nothing else;
  * the connection timeout closes it. */
+/* The number of sockets bound to local port port (the responder's
+ * listening socket and the connections it accepted) that are not
+ * close-on-exec; -1 when /proc cannot be read. A hook forked by the Lua
+ * thread must inherit none of them. */
+static int
+responder_fds_leaking(int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd, n = 0, seen = 0;
+
+    for (fd = 3; fd < 1024; fd++) {
+        len = sizeof(ss);
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+            (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+            continue;
+        if (ntohs(((struct sockaddr_in *)&ss)->sin_port) != port)
+            continue;
+        seen++;
+        if ((fcntl(fd, F_GETFD) & FD_CLOEXEC) == 0)
+            n++;
+    }
+    return seen >= 2 ? n : -1;
+}
+
 static void
 test_http_slow_client(void)
 {
@@ -398,6 +423,7 @@ test_http_slow_client(void)
     CHECK(send_all(slow, "GET /.well-kn", 13) == 0);
     t0 = mono_ms();
     CHECK(wait_active(r, 1));
+    CHECK(responder_fds_leaking(responder_port(r)) == 0);
     CHECK_STR(body_of(exchange(responder_port(r), "GET " PATH
         " HTTP/1.1\r\n\r\n", buf, sizeof(buf))), KEYAUTH);
     /* The timeout closes the slow one without an answer. */
