@@ -197,6 +197,13 @@ local function solve(client, order, solver, deadline, wanted)
                 "did not ask for; refused", { identifier = a.identifier,
                     uri = a.uri, authz = a })
         end
+        local expires = util.parse_rfc3339(a.expires)
+        if a.status == "pending" and expires and expires <= client.now() then
+            -- RFC 8555 §7.1.4: past expires the authorization is dead;
+            -- deploying for it only leaves the hooks work to undo.
+            a.status = "expired"
+            return nil, client_mod.authz_error(a)
+        end
         if a.status == "pending" then
             local ch = choose(solver, a)
             if not ch then

@@ -791,3 +791,22 @@ t.test("an orders list that never ends is cut at MAX_ORDER_PAGES", function()
     t.eq(err.kind, "too_large")
     t.eq(served, client_mod.MAX_ORDER_PAGES)
 end)
+
+-- A#45: a pending authorization past its expires is not worked on.
+t.test("an authorization that has already expired is not worked on", function()
+    local c, ca = setup()
+    ca:once("POST", "/authZ/", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        doc.expires = "2001-01-01T00:00:00Z"
+        return s, h, cjson.encode(doc)
+    end)
+    local rec = recorder(ca)
+    local res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
+        csr = "x", solver = rec.solver }
+    t.eq(res, nil)
+    t.eq(err.kind, "authorization")
+    t.match(err.detail, "a%.example is expired")
+    t.eq(rec.deploys, 0)
+    t.eq(#ca:find("POST", "/chalZ/"), 0)
+    t.eq(#ca:find("POST", "/finalize-order/"), 0)
+end)
