@@ -359,7 +359,7 @@ t.test("luacme hooks lists the built-ins; renew checks --jitter", function()
   t.ok(names.webroot and names.exec and names.command, "hook events")
   t.eq(lines[#lines].event, "result")
   t.eq(lines[#lines].exit, 0)
-  local err
+  local _, err
   st, _, err = run({ "--state", state, "renew", "--jitter", "soon" })
   t.eq(st, 1)
   t.match(err, "%-%-jitter must be a number")
