@@ -613,12 +613,14 @@ fs_lock(const char *path, int shared, double timeout, int *fdp,
     long left, pid;
 
     for (;;) {
+        /* Never through a symlink: the holder truncates the file to
+         * write its PID, which must not land in a file elsewhere. */
         do {
-            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+            fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         } while (fd < 0 && errno == EINTR);
         /* A shared lock needs no write access. */
         if (fd < 0 && shared && (errno == EACCES || errno == EROFS))
-            fd = open(path, O_RDONLY | O_CLOEXEC);
+            fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
             return sys_fail(err, "lock", path, errno);
         for (;;) {

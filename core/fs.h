@@ -89,7 +89,9 @@ int fs_rename(const char *from, const char *to, struct luacme_err *err);
  * are tolerated). Returns 0, or -1 with err filled. */
 int fs_fsync_dir(const char *path, struct luacme_err *err);
 
-/* Open or create path (mode 0600, O_CLOEXEC) and take an flock on it,
+/* Open or create path (mode 0600, O_CLOEXEC; a symlink at path fails
+ * with kind "io", so the PID never overwrites another file) and take an
+ * flock on it,
  * shared when shared != 0, else exclusive. With timeout <= 0 it tries
  * once; otherwise it retries at short intervals until timeout seconds
  * have passed. An exclusive holder writes its PID into the file (shown

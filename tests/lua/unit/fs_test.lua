@@ -245,6 +245,13 @@ t.test("lock: exclusive, pid written, unlock idempotent", function()
   t.ok(l2)
   l2:unlock()
   t.fails("not_found", "missing", core.lock(d .. "/missing/x.lock"))
+  -- A symlink where the lock file should be is refused: following it,
+  -- the holder would truncate the target to write its PID there.
+  t.writefile(d .. "/precious", "keep me")
+  t.ok(core.symlink(d .. "/precious", d .. "/link.lock"))
+  t.fails("io", "link%.lock", core.lock(d .. "/link.lock"))
+  t.fails("io", "link%.lock", core.lock(d .. "/link.lock", { shared = true }))
+  t.eq(t.readfile(d .. "/precious"), "keep me")
   t.raises(function() core.lock(f, { timeot = 1 }) end, "unknown option 'timeot'")
   t.raises(function() core.lock(f, { timeout = -1 }) end, "timeout")
   t.raises(function() core.lock(f, { timeout = 8 * 86400 }) end, "timeout")
