@@ -320,7 +320,7 @@ make_dir(const char *op, const char *path, unsigned mode, int *made,
     struct luacme_err *err)
 {
     char *parent = NULL;
-    int rc = -1;
+    int fd = -1, bad, rc = -1;
 
     *made = 0;
     if (mkdir(path, mode & 07777) != 0) {
@@ -329,7 +329,23 @@ make_dir(const char *op, const char *path, unsigned mode, int *made,
         return sys_fail(err, op, path, errno);
     }
     *made = 1;
-    if (chmod(path, mode & 07777) != 0) {
+    /* Through a descriptor of the new directory, never chmod(path):
+     * whoever can write the parent (a web server's user owning a
+     * webroot) could swap the new entry for a symlink to any file
+     * between the two calls, and chmod would follow it. */
+    do {
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd >= 0)
+        bad = fchmod(fd, mode & 07777) != 0;
+    else if (errno == EACCES)
+        /* A mode without the owner's read bit: no descriptor then, but
+         * fchmodat without following works (glibc goes via /proc). */
+        bad = fchmodat(AT_FDCWD, path, mode & 07777,
+            AT_SYMLINK_NOFOLLOW) != 0;
+    else
+        bad = 1;
+    if (bad) {
         sys_fail(err, op, path, errno);
         goto out;
     }
@@ -342,6 +358,8 @@ make_dir(const char *op, const char *path, unsigned mode, int *made,
         goto out;
     rc = 0;
 out:
+    if (fd >= 0)
+        close(fd);
     free(parent);
     return rc;
 }
