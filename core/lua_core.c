@@ -77,6 +77,8 @@ l_b64url_decode(lua_State *L)
     return 1;
 }
 
+/* core.sha256(s) -> 32 raw bytes | nil, message, "too_large" over
+ * LUACME_B64_MAX (the digests hash key authorizations and certificates). */
 static int
 l_sha256(lua_State *L)
 {
@@ -85,12 +87,18 @@ l_sha256(lua_State *L)
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
 
+    if (len > LUACME_B64_MAX)
+        return lbind_fail(L, "sha256: input over LUACME_B64_MAX",
+            "too_large");
     if (EVP_Digest(s, len, md, &mdlen, EVP_sha256(), NULL) != 1)
         return lbind_fail(L, "sha256: digest failed", "crypto");
     lua_pushlstring(L, (const char *)md, mdlen);
     return 1;
 }
 
+/* core.hmac_sha256(key, s) -> 32 raw bytes | nil, message, "too_large"
+ * when key or s is over LUACME_B64_MAX (HMAC() takes the key length as
+ * an int: a longer key would be cut short, not refused). */
 static int
 l_hmac_sha256(lua_State *L)
 {
@@ -100,6 +108,9 @@ l_hmac_sha256(lua_State *L)
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
 
+    if (klen > LUACME_B64_MAX || len > LUACME_B64_MAX)
+        return lbind_fail(L, "hmac_sha256: key or input over "
+            "LUACME_B64_MAX", "too_large");
     /* HMAC() is the one-shot EVP-era interface, not deprecated in 3.0. */
     if (HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)s, len,
         md, &mdlen) == NULL)

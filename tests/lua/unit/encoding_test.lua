@@ -26,6 +26,16 @@ t.test("sha256 and hmac_sha256 known answers", function()
     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
 end)
 
+t.test("sha256 and hmac_sha256 stop at LUACME_B64_MAX", function()
+  local max = 8 * 1024 * 1024                       -- LUACME_B64_MAX
+  local at, over = string.rep("a", max), string.rep("a", max + 1)
+  t.eq(#core.sha256(at), 32)
+  t.eq(#core.hmac_sha256(at, at), 32)
+  t.fails("too_large", "LUACME_B64_MAX", core.sha256(over))
+  t.fails("too_large", "LUACME_B64_MAX", core.hmac_sha256(over, "x"))
+  t.fails("too_large", "LUACME_B64_MAX", core.hmac_sha256("k", over))
+end)
+
 t.test("random gives the asked length and refuses silly sizes", function()
   t.eq(#core.random(0), 0)
   t.eq(#core.random(32), 32)
