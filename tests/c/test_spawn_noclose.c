@@ -32,7 +32,7 @@ main(void)
     struct spawn_opts o;
     struct spawn_result r;
     struct luacme_err err;
-    char want[16], *line, *save = NULL;
+    char want[16], *line, *save = NULL, *out;
     int fd, seen = 0, inherited = 0;
 
     /* A descriptor without FD_CLOEXEC, numbered well above 0-2. */
@@ -47,7 +47,12 @@ main(void)
     CHECK(spawn_run(&o, &r, &err) == 0);
     CHECK(r.exited && r.status == 0);
     snprintf(want, sizeof(want), "%d", fd);
-    for (line = r.out ? strtok_r(r.out, "\n", &save) : NULL; line != NULL;
+    /* r.out is not NUL-terminated: copy it to a string. */
+    out = calloc(1, r.out_len + 1);
+    CHECK(out != NULL);
+    if (out != NULL && r.out_len > 0)
+        memcpy(out, r.out, r.out_len);
+    for (line = out ? strtok_r(out, "\n", &save) : NULL; line != NULL;
         line = strtok_r(NULL, "\n", &save)) {
         seen++;
         if (strcmp(line, want) == 0)
@@ -56,6 +61,7 @@ main(void)
     /* The shell sees 0, 1 and 2 (and maybe its own), never ours. */
     CHECK(seen >= 3);
     CHECK(!inherited);
+    free(out);
     spawn_result_free(&r);
     close(fd);
     return check_done();
