@@ -24,6 +24,8 @@ t.test("core.http reaches the directory with ca_file", function()
   t.eq(status, 200, tostring(headers))
   t.match(headers["content-type"], "^application/json")
   t.match(cjson.decode(body).newOrder, "/order%-plz$")
+  -- Pebble offers h2 over ALPN: the transport must take it.
+  t.eq(h:stats().http_version, "2")
 end)
 
 t.test("management root is a CA certificate", function()
