@@ -31,6 +31,7 @@ struct box {
     char **list;
     size_t nlist;
     struct x509_info info;
+    struct x509_csr_info csr;
 };
 
 /* __gc and __close: free whatever the box holds; idempotent. */
@@ -46,6 +47,7 @@ box_gc(lua_State *L)
     free(b->label);
     x509_strv_free(b->list, b->nlist);
     x509_info_free(&b->info);
+    x509_csr_info_free(&b->csr);
     memset(b, 0, sizeof(*b));
     return 0;
 }
@@ -272,6 +274,32 @@ l_cert_info(lua_State *L)
     return 1;
 }
 
+/* core.csr_info(der) -> {names=, ips=, cn= (absent when none),
+ * must_staple=, public_key= (DER SubjectPublicKeyInfo)} after checking
+ * the CSR's self-signature | nil, message, "parse" | "too_large". */
+static int
+l_csr_info(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    struct luacme_err err;
+    struct box *b;
+
+    check_nargs(L, 1);
+    b = box_new(L);                                     /* 2 */
+    if (x509_csr_read((const unsigned char *)s, len, &b->csr, &err) != 0)
+        return fail_box(L, 2, &err);
+    lua_createtable(L, 0, 5);
+    set_list(L, "names", b->csr.names.dns, b->csr.names.ndns);
+    set_list(L, "ips", b->csr.names.ip, b->csr.names.nip);
+    set_str(L, "cn", b->csr.cn);
+    lua_pushboolean(L, b->csr.must_staple);
+    lua_setfield(L, -2, "must_staple");
+    set_bytes(L, "public_key", b->csr.spki, b->csr.spki_len);
+    box_empty(L, 2);
+    return 1;
+}
+
 /* core.pem_split(pem) -> list of normalised certificate PEM strings |
  * nil, message, kind: "private_key" when any block is a private key,
  * "parse" for no certificate or any other block, "too_large" over
@@ -431,6 +459,7 @@ lbind_x509(lua_State *L)
     };
     static const luaL_Reg funcs[] = {
         {"csr", l_csr},
+        {"csr_info", l_csr_info},
         {"cert_info", l_cert_info},
         {"pem_split", l_pem_split},
         {"pem_encode", l_pem_encode},

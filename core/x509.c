@@ -446,18 +446,22 @@ feature_has_staple(const TLS_FEATURE *tf)
     return 0;
 }
 
+static int name_cn(const X509_NAME *nm, char **cn);
+
 int
 x509_csr_read(const unsigned char *der, size_t len,
-    struct x509_names *names, int *must_staple, struct luacme_err *err)
+    struct x509_csr_info *info, struct luacme_err *err)
 {
     const unsigned char *p = der;
     X509_REQ *req = NULL;
     STACK_OF(X509_EXTENSION) *exts = NULL;
     GENERAL_NAMES *gens = NULL;
     TLS_FEATURE *tf = NULL;
-    struct x509_names n = {0};
-    int crit, rc = -1;
+    struct x509_csr_info n;
+    unsigned char *q;
+    int crit, rc = -1, spki_len;
 
+    memset(&n, 0, sizeof(n));
     if (len > LUACME_PEM_MAX)
         return err_set(err, "too_large", "csr: over LUACME_PEM_MAX");
     req = d2i_X509_REQ(NULL, &p, (long)len);
@@ -475,24 +479,53 @@ x509_csr_read(const unsigned char *der, size_t len,
         err_openssl(err, "parse", "csr: bad subjectAltName");
         goto out;
     }
-    if (gens != NULL && gens_read(gens, &n, err) != 0)
+    if (gens != NULL && gens_read(gens, &n.names, err) != 0)
         goto out;
     tf = X509V3_get_d2i(exts, NID_tlsfeature, &crit, NULL);
     if (tf == NULL && crit != -1) {
         err_openssl(err, "parse", "csr: bad TLS feature");
         goto out;
     }
-    *must_staple = tf != NULL && feature_has_staple(tf);
-    *names = n;
+    n.must_staple = tf != NULL && feature_has_staple(tf);
+    if (name_cn(X509_REQ_get_subject_name(req), &n.cn) != 0) {
+        err_openssl(err, "parse", "csr: unreadable common name");
+        goto out;
+    }
+    spki_len = i2d_PUBKEY(X509_REQ_get0_pubkey(req), NULL);
+    if (spki_len <= 0) {
+        err_openssl(err, "parse", "csr: unreadable public key");
+        goto out;
+    }
+    n.spki = malloc((size_t)spki_len);
+    if (n.spki == NULL) {
+        err_set(err, "memory", "csr: out of memory");
+        goto out;
+    }
+    q = n.spki;
+    if (i2d_PUBKEY(X509_REQ_get0_pubkey(req), &q) != spki_len) {
+        err_openssl(err, "parse", "csr: unreadable public key");
+        goto out;
+    }
+    n.spki_len = (size_t)spki_len;
+    *info = n;
     memset(&n, 0, sizeof(n));
     rc = 0;
 out:
-    x509_names_free(&n);
+    x509_csr_info_free(&n);
     sk_ASN1_INTEGER_pop_free(tf, ASN1_INTEGER_free);
     GENERAL_NAMES_free(gens);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     X509_REQ_free(req);
     return rc;
+}
+
+void
+x509_csr_info_free(struct x509_csr_info *info)
+{
+    x509_names_free(&info->names);
+    free(info->cn);
+    free(info->spki);
+    memset(info, 0, sizeof(*info));
 }
 
 /* Parse exactly one DER certificate. */

@@ -64,11 +64,24 @@ int x509_csr(EVP_PKEY *key, const char *const *names, size_t nnames,
     const char *const *ips, size_t nips, int must_staple,
     unsigned char **der, size_t *der_len, struct luacme_err *err);
 
-/* Read back a DER CSR: checks its self-signature, then fills *names with
- * the SAN entries (caller frees with x509_names_free) and *must_staple.
- * Fails with "parse" on bad DER or a bad signature. */
+/* What x509_csr_read reports about a CSR. */
+struct x509_csr_info {
+    struct x509_names names;    /* the subjectAltName entries */
+    int must_staple;            /* TLS Feature with status_request */
+    char *cn;                   /* first subject CN (malloc'd) or NULL */
+    unsigned char *spki;        /* DER SubjectPublicKeyInfo (malloc'd) */
+    size_t spki_len;
+};
+
+/* Read back a DER CSR: checks its self-signature, then fills *info.
+ * Fails with "parse" on bad DER or a bad signature, "too_large" over
+ * LUACME_PEM_MAX; on failure nothing is left to free. On success the
+ * caller frees with x509_csr_info_free(). */
 int x509_csr_read(const unsigned char *der, size_t len,
-    struct x509_names *names, int *must_staple, struct luacme_err *err);
+    struct x509_csr_info *info, struct luacme_err *err);
+
+/* Free everything x509_csr_read allocated and zero *info (idempotent). */
+void x509_csr_info_free(struct x509_csr_info *info);
 
 /* Load one certificate from DER or PEM (PEM: the first CERTIFICATE block;
  * other blocks before it are skipped). DER must be exactly one

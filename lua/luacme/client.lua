@@ -1159,9 +1159,9 @@ function Client:create_order_cert(finalize_url, csr_der, bundle, opts)
     end
     -- RFC 8555 §11.1: the account key must not be a certificate key. The
     -- CA would refuse (badCSR); checked here so the CSR is not sent.
-    local spki = util.csr_spki(csr_der)
-    if spki and self.key and spki == core.pem_decode(self.key:public_pem())
-    then
+    local info = core.csr_info(csr_der)
+    if info and self.key and
+        info.public_key == core.pem_decode(self.key:public_pem()) then
         return nil, errors.new("csr", "the CSR carries the account key; " ..
             "a certificate needs a key of its own")
     end

@@ -180,113 +180,17 @@ local function is_key_type(t)
     return false
 end
 
--- A small DER reader for csr_names: tlv(der, pos, limit) -> tag, first
--- and last byte of the content; children(der, s, e) -> list of
--- {tag, s, e}. nil for anything malformed.
-local function tlv(der, pos, limit)
-    if pos + 1 > limit then return nil end
-    local tag, len = der:byte(pos), der:byte(pos + 1)
-    local start = pos + 2
-    if len >= 0x80 then
-        local n = len - 0x80
-        if n < 1 or n > 3 or start + n - 1 > limit then return nil end
-        len = 0
-        for i = 0, n - 1 do len = len * 256 + der:byte(start + i) end
-        start = start + n
-    end
-    if start + len - 1 > limit then return nil end
-    return tag, start, start + len - 1
-end
-
-local function children(der, node)
-    if not node then return {} end
-    local out, pos = {}, node.s
-    while pos <= node.e do
-        local tag, cs, ce = tlv(der, pos, node.e)
-        if not tag then return {} end
-        out[#out + 1] = { tag = tag, s = cs, e = ce }
-        pos = ce + 1
-    end
-    return out
-end
-
-local function bytes(der, node)
-    return node and der:sub(node.s, node.e) or nil
-end
-
-local OID_CN = "\85\4\3"                               -- 2.5.4.3
-local OID_EXT_REQ = "\42\134\72\134\247\13\1\9\14"  -- 1.2.840.113549.1.9.14
-local OID_SAN = "\85\29\17"                            -- 2.5.29.17
-
-local function ip_text(b)
-    if #b == 4 then return string.format("%d.%d.%d.%d", b:byte(1, 4)) end
-    if #b ~= 16 then return nil end
-    local g = {}
-    for j = 1, 16, 2 do
-        g[#g + 1] = string.format("%x", b:byte(j) * 256 + b:byte(j + 1))
-    end
-    return ident.ip(table.concat(g, ":"))
-end
-
--- The GeneralNames of the subjectAltName in the extensionRequest
--- attribute(s) of a CertificationRequestInfo's children.
-local function csr_san(der, info)
-    local out = {}
-    for i = 4, #info do
-        if info[i].tag ~= 0xa0 then goto next_attr end
-        for _, attr in ipairs(children(der, info[i])) do
-            local a = children(der, attr)
-            if bytes(der, a[1]) ~= OID_EXT_REQ then goto next_set end
-            for _, exts in ipairs(children(der, a[2])) do
-                for _, ext in ipairs(children(der, exts)) do
-                    local x = children(der, ext)
-                    if bytes(der, x[1]) == OID_SAN then
-                        local _, gs, ge = tlv(der, x[#x].s, x[#x].e)
-                        if gs then
-                            for _, gn in ipairs(children(der,
-                                { s = gs, e = ge })) do
-                                out[#out + 1] = gn
-                            end
-                        end
-                    end
-                end
-            end
-            ::next_set::
-        end
-        ::next_attr::
-    end
-    return out
-end
-
--- Names and IP addresses out of a DER PKCS#10 CSR (subjectAltName of the
--- extensionRequest attribute; the subject CN when there is none).
--- Returns names, ips or nil, err. We only read, never sign.
+-- Names and IP addresses of a DER PKCS#10 CSR (its subjectAltName; the
+-- subject CN when there is none), read by the C core after it checked
+-- the CSR's self-signature. Returns names, ips or nil, err.
 function M.csr_names(der)
-    local bad = errors.new("invalid", "the CSR is not a DER or PEM " ..
-        "PKCS#10 request")
-    local tag, s, e = tlv(der, 1, #der)
-    if tag ~= 0x30 then return nil, bad end
-    local top = children(der, { s = s, e = e })
-    if not top[1] or top[1].tag ~= 0x30 then return nil, bad end
-    local info = children(der, top[1])
-    if #info < 3 then return nil, bad end
-    local names, ips, cn = {}, {}, nil
-    for _, rdn in ipairs(children(der, info[2])) do
-        for _, atv in ipairs(children(der, rdn)) do
-            local p = children(der, atv)
-            if bytes(der, p[1]) == OID_CN and p[2] then
-                cn = bytes(der, p[2])
-            end
-        end
+    local info = core.csr_info(der)
+    if not info then
+        return nil, errors.new("invalid", "the CSR is not a DER or PEM " ..
+            "PKCS#10 request")
     end
-    for _, gn in ipairs(csr_san(der, info)) do
-        if gn.tag == 0x82 then
-            names[#names + 1] = bytes(der, gn)
-        elseif gn.tag == 0x87 then
-            ips[#ips + 1] = ip_text(bytes(der, gn))
-        end
-    end
-    if #names == 0 and #ips == 0 and cn then names[1] = cn end
+    local names, ips = info.names, info.ips
+    if #names == 0 and #ips == 0 and info.cn then names = { info.cn } end
     if #names == 0 and #ips == 0 then
         return nil, errors.new("invalid", "the CSR names no domain or IP " ..
             "address")

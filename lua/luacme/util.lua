@@ -412,41 +412,6 @@ function M.pem_certs(pem)
     return ders
 end
 
--- One DER TLV at pos (not past limit): tag, first and last byte of the
--- content; nil for anything malformed or longer than the input.
-local function der_tlv(der, pos, limit)
-    if pos + 1 > limit then return nil end
-    local tag, len = der:byte(pos), der:byte(pos + 1)
-    local start = pos + 2
-    if len >= 0x80 then
-        local n = len - 0x80
-        if n < 1 or n > 4 or start + n - 1 > limit then return nil end
-        len = 0
-        for i = 0, n - 1 do len = len * 256 + der:byte(start + i) end
-        start = start + n
-    end
-    if start + len - 1 > limit then return nil end
-    return tag, start, start + len - 1
-end
-
--- The SubjectPublicKeyInfo (whole DER TLV) of a DER PKCS#10 CSR, or nil
--- when der is not one: CertificationRequest { CertificationRequestInfo
--- { version, subject, subjectPKInfo, ... }, ... } (RFC 2986 §4).
-function M.csr_spki(der)
-    if type(der) ~= "string" then return nil end
-    local tag, s, e = der_tlv(der, 1, #der)
-    if tag ~= 0x30 then return nil end
-    tag, s, e = der_tlv(der, s, e)
-    if tag ~= 0x30 then return nil end
-    local pos, at = s, nil
-    for _, want in ipairs({ 0x02, 0x30, 0x30 }) do
-        local t, _, ce = der_tlv(der, pos, e)
-        if t ~= want then return nil end
-        at, pos = pos, ce + 1
-    end
-    return der:sub(at, pos - 1)
-end
-
 -- DER as a PEM CERTIFICATE block (64-column lines).
 function M.der_to_pem(der)
     local b = core.b64url_encode(der):gsub("[-_]", { ["-"] = "+", ["_"] = "/" })

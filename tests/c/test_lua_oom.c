@@ -101,6 +101,8 @@ static const struct snippet snippets[] = {
      "local cp, ck = assert(core.tls_alpn01_cert('a.test', 'ka'))\n"
      "local cp2, ck2 = assert(core.tls_alpn01_cert('192.0.2.1', 'ka', k))\n"
      "local rn = assert(core.reverse_name('::1'))\n"
+     "local ci = assert(core.csr_info(der))\n"
+     "assert(#ci.names == 2 and ci.ips[1] == '192.0.2.1')\n"
      "return #list .. ' ' .. label .. ' ' .. tostring(d2 == der) .. ' ' ..\n"
      "  tostring(m) .. ' ' .. tostring(#cp > 0 and ck:alg() == 'ES256' and\n"
      "  #cp2 > 0 and ck2 == k) .. ' ' .. #info.names .. ' ' .. #rn",

@@ -270,23 +270,34 @@ csr_roundtrip(EVP_PKEY *key, const char *const *names, size_t nn,
     unsigned char *der = NULL;
     const unsigned char *p;
     size_t len = 0, i;
-    struct x509_names got = {0};
+    struct x509_csr_info got;
     struct luacme_err err;
     X509_REQ *req = NULL;
     X509_NAME *subj;
-    int ms = -1, pknid = 0, mdnid = 0;
+    unsigned char *spki = NULL;
+    int spki_len, pknid = 0, mdnid = 0;
     char cn[300];
 
     CHECK(x509_csr(key, names, nn, ips, ni, staple, &der, &len, &err) == 0);
     if (der == NULL)
         return;
-    CHECK(x509_csr_read(der, len, &got, &ms, &err) == 0);
-    CHECK(got.ndns == nn && got.nip == ni);
-    for (i = 0; i < nn && i < got.ndns; i++)
-        CHECK_STR(got.dns[i], names[i]);
-    for (i = 0; i < ni && i < got.nip; i++)
-        CHECK_STR(got.ip[i], want_ips[i]);
-    CHECK(ms == staple);
+    memset(&got, 0, sizeof(got));
+    CHECK(x509_csr_read(der, len, &got, &err) == 0);
+    CHECK(got.names.ndns == nn && got.names.nip == ni);
+    for (i = 0; i < nn && i < got.names.ndns; i++)
+        CHECK_STR(got.names.dns[i], names[i]);
+    for (i = 0; i < ni && i < got.names.nip; i++)
+        CHECK_STR(got.names.ip[i], want_ips[i]);
+    CHECK(got.must_staple == staple);
+    if (nn > 0 && strlen(names[0]) <= 64)
+        CHECK_STR(got.cn, names[0]);
+    else
+        CHECK(got.cn == NULL);
+    /* The public key read back is the signing key's. */
+    spki_len = i2d_PUBKEY(key, &spki);
+    CHECK(spki_len > 0 && got.spki_len == (size_t)spki_len &&
+        memcmp(got.spki, spki, got.spki_len) == 0);
+    OPENSSL_free(spki);
 
     p = der;
     req = d2i_X509_REQ(NULL, &p, (long)len);
@@ -306,8 +317,9 @@ csr_roundtrip(EVP_PKEY *key, const char *const *names, size_t nn,
     }
     /* A flipped byte in the signature is caught. */
     der[len - 1] ^= 1;
-    x509_names_free(&got);
-    CHECK(x509_csr_read(der, len, &got, &ms, &err) == -1);
+    x509_csr_info_free(&got);
+    CHECK(x509_csr_read(der, len, &got, &err) == -1);
+    CHECK(got.spki == NULL && got.cn == NULL);
     CHECK_STR(kind_of(&err), "parse");
     X509_REQ_free(req);
     free(der);

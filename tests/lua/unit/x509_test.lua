@@ -100,6 +100,28 @@ t.test("csr verifies with openssl and lists the DNS and IP SANs", function()
   t.eq(pub, key:public_pem())
 end)
 
+t.test("csr_info reads back names, IPs, CN, must-staple and the key", function()
+  local key = core.key_generate("ec256")
+  local der = assert(core.csr{ key = key, names = { "a.test", "b.test" },
+    ips = { "192.0.2.1", "2001:db8::1" }, must_staple = true })
+  local info = assert(core.csr_info(der))
+  t.eq(table.concat(info.names, ","), "a.test,b.test")
+  t.eq(table.concat(info.ips, ","), "192.0.2.1,2001:db8::1")
+  t.eq(info.cn, "a.test")
+  t.eq(info.must_staple, true)
+  t.eq(info.public_key, core.pem_decode(key:public_pem()))
+  local ip_only = assert(core.csr_info(assert(core.csr{ key = key, ips = { "127.0.0.1" } })))
+  t.eq(ip_only.cn, nil)
+  t.eq(#ip_only.names, 0)
+  t.eq(ip_only.must_staple, false)
+  -- A changed signature byte, garbage and a truncation are refused.
+  local bad = der:sub(1, -2) .. string.char(der:byte(-1) ~ 1)
+  t.fails("parse", "bad signature", core.csr_info(bad))
+  t.fails("parse", nil, core.csr_info("not DER"))
+  t.fails("parse", nil, core.csr_info(der:sub(1, 40)))
+  t.raises(function() core.csr_info(der, 1) end, "no value expected")
+end)
+
 t.test("csr with must_staple carries the TLS feature", function()
   local key = core.key_generate("ec256")
   local der = core.csr{ key = key, names = { "example.com" }, must_staple = true }
