@@ -164,10 +164,8 @@ function M.setup(opts)
             end
         end
     end
-    local n = tonumber(opts.timeout)
-    if not n or n <= 0 or n > 86400 then
-        return nil, "timeout must be 1..86400 seconds"
-    end
+    local _, e = dns.check_number(opts, "timeout", 1, 86400)
+    if e then return nil, e end
     return dns.setup(opts)
 end
 

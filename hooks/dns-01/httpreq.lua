@@ -57,10 +57,8 @@ function M.setup(opts)
     if user and user:find(":", 1, true) then
         return nil, opts.username_env .. " must not contain ':'"
     end
-    local n = tonumber(opts.timeout)
-    if not n or n <= 0 or n > 3600 then
-        return nil, "timeout must be 1..3600 seconds"
-    end
+    local _, e = dns.check_number(opts, "timeout", 1, 3600)
+    if e then return nil, e end
     return dns.setup(opts)
 end
 

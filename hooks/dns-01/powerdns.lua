@@ -64,14 +64,9 @@ function M.setup(opts)
     if not key_of(opts) then
         return nil, "no API key: set " .. opts.api_key_env
     end
-    local n = tonumber(opts.ttl)
-    if not n or n < 1 or n % 1 ~= 0 then
-        return nil, "ttl must be a positive integer"
-    end
-    n = tonumber(opts.timeout)
-    if not n or n <= 0 or n > 3600 then
-        return nil, "timeout must be 1..3600 seconds"
-    end
+    local _, e = dns.check_number(opts, "ttl", 1, 2147483647, true)
+    if not e then _, e = dns.check_number(opts, "timeout", 1, 3600) end
+    if e then return nil, e end
     return dns.setup(opts)
 end
 

@@ -62,10 +62,8 @@ function M.setup(opts)
     if not opts.server:find("^[%w.:%-]+$") then
         return nil, "server must be an IP address or host name"
     end
-    local port = tonumber(opts.port)
-    if not port or port < 1 or port > 65535 or port % 1 ~= 0 then
-        return nil, "port must be 1..65535"
-    end
+    local _, perr = dns.check_number(opts, "port", 1, 65535, true)
+    if perr then return nil, perr end
     local have_file = opts.key_file ~= nil and opts.key_file ~= ""
     local have_name = opts.key_name ~= nil and opts.key_name ~= ""
     if have_file == have_name then
@@ -100,14 +98,9 @@ function M.setup(opts)
     if opts.zone and opts.zone ~= "" and not opts.zone:find(NAME) then
         return nil, "zone must be a DNS name"
     end
-    local n = tonumber(opts.ttl)
-    if not n or n < 0 or n % 1 ~= 0 then
-        return nil, "ttl must be a non-negative integer"
-    end
-    n = tonumber(opts.timeout)
-    if not n or n <= 0 or n > 3600 then
-        return nil, "timeout must be 1..3600 seconds"
-    end
+    local _, e = dns.check_number(opts, "ttl", 0, 2147483647, true)
+    if not e then _, e = dns.check_number(opts, "timeout", 1, 3600) end
+    if e then return nil, e end
     return dns.setup(opts)
 end
 

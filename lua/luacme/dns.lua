@@ -87,14 +87,22 @@ local function under(name, zone)
         name:sub(-(#zone + 1)) == "." .. zone
 end
 
-local function number_opt(opts, k, min, max)
-    local v = opts[k]
-    if v == nil or v == "" then return nil end
-    local n = tonumber(v)
-    if not n or n < min or n > max or (k == "dns_port" and n % 1 ~= 0) then
-        return nil, k .. " must be a number from " .. min .. " to " .. max
+-- Option k of a provider as a number in [min, max] (whole when integer):
+-- n, or nil, "k must be ...". Providers check their ttl, timeout and
+-- port options with it, so the messages read alike.
+function M.check_number(opts, k, min, max, integer)
+    local n = tonumber(opts[k])
+    if not n or n < min or n > max or (integer and n % 1 ~= 0) then
+        return nil, k .. " must be a " .. (integer and "whole " or "") ..
+            "number from " .. min .. " to " .. max
     end
     return n
+end
+
+-- The same for an option that may be absent (nil, no message then).
+local function number_opt(opts, k, min, max, integer)
+    if opts[k] == nil or opts[k] == "" then return nil end
+    return M.check_number(opts, k, min, max, integer)
 end
 
 local function server_ok(s)
@@ -110,7 +118,7 @@ function M.setup(opts)
         not server_ok(opts.resolver) then
         return nil, "resolver must be IP, IP:PORT or [IPv6]:PORT"
     end
-    _, err = number_opt(opts, "dns_port", 1, 65535)
+    _, err = number_opt(opts, "dns_port", 1, 65535, true)
     if err then return nil, err end
     _, err = number_opt(opts, "dns_wait", 0, 86400)
     if err then return nil, err end

@@ -63,6 +63,19 @@ t.test("powerdns: option checks", function()
         "LUACME_TEST_UNSET_KEY", "no API key: set LUACME_TEST_UNSET_KEY")
     load_fails("powerdns:api_url=ftp://x,api_key=k", "api_url must be")
     load_fails("powerdns:api_url=http://x,api_key=k,ttl=0", "ttl must be")
+    load_fails("powerdns:api_url=http://x,api_key=k,ttl=60.5",
+        "ttl must be a whole number from 1 to")
+    load_fails("powerdns:api_url=http://x,api_key=k,timeout=",
+        "timeout must be a number from 1 to 3600")
+    load_fails("httpreq:endpoint=http://x,timeout=0", "timeout must be")
+    local script = t.tmpdir() .. "/dns_x.sh"
+    t.writefile(script, "dns_x_add() { :; }\ndns_x_rm() { :; }\n")
+    load_fails("acmesh:script=" .. script .. ",name=x,timeout=90000",
+        "timeout must be a number from 1 to 86400")
+    load_fails("rfc2136:server=192.0.2.1,port=53.5,key_file=/etc/hosts",
+        "port must be a whole number from 1 to 65535")
+    load_fails("rfc2136:server=192.0.2.1,key_file=/etc/hosts,ttl=-1",
+        "ttl must be a whole number from 0 to")
     load_fails("powerdns:api_url=http://x,api_key=k,dns_port=99999",
         "dns_port must be")
     load_fails("powerdns:api_url=http://x,api_key=k,bogus=1",
