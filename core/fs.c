@@ -182,6 +182,9 @@ fs_write_file(const char *path, const void *data, size_t len,
     size_t plen = strlen(path);
     int fd = -1, created = 0, rc = -1, tries, e;
 
+    /* "" would name a temporary file in the current directory. */
+    if (plen == 0)
+        return sys_fail(err, "write_file", path, ENOENT);
     mode &= 07777;
     tmp = malloc(plen + sizeof(".tmp.XXXXXX"));
     dir = dir_of(path);
@@ -218,7 +221,7 @@ fs_write_file(const char *path, const void *data, size_t len,
         goto out;
     }
     if (rename(tmp, path) != 0) {
-        sys_fail(err, "write_file", path, errno);
+        sys_fail(err, "write_file: rename", path, errno);
         goto out;
     }
     created = 0;

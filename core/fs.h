@@ -25,7 +25,9 @@
  * path, and the directory is fsync'd. Returns 0, or -1 with err filled;
  * on failure the temporary file is gone and path is untouched (except
  * when only the final directory fsync fails: the new content is then in
- * place but may not survive a crash). */
+ * place but may not survive a crash). The one atomic writer: keys.c
+ * writes keys through it, so every temporary file a crash can leave is
+ * named path.tmp.XXXXXX, which state.lua's sweep removes. */
 int fs_write_file(const char *path, const void *data, size_t len,
     unsigned mode, struct luacme_err *err);
 

@@ -4,13 +4,9 @@
  */
 #include "keys.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -18,9 +14,9 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 
 #include "b64.h"
+#include "fs.h"
 #include "limits.h"
 
 const char *const key_spec_names[] = {
@@ -439,110 +435,21 @@ key_pem_free(char *pem, size_t len)
         OPENSSL_clear_free(pem, len);
 }
 
-/* Write all of len bytes, retrying short writes and EINTR. */
-static int
-write_all(int fd, const unsigned char *p, size_t len)
-{
-    ssize_t w;
-
-    while (len > 0) {
-        w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 int
 key_write_file_atomic(const char *path, const void *data, size_t len,
     struct luacme_err *err)
 {
-    char *tmp = NULL, *dir = NULL;
-    const char *slash;
-    unsigned char rnd[6];
-    size_t dlen, n;
-    int fd = -1, dfd = -1, tries, rc = -1, made = 0;
-
+    /* An empty path would name a temporary file in the current
+     * directory; refuse it before anything is created. */
     if (path == NULL || *path == '\0')
         return err_set(err, "io", "write: empty path");
-    /* The directory part: the temporary file must live beside path so
-     * rename() is atomic, and the directory is what we fsync after. */
-    slash = strrchr(path, '/');
-    if (slash == NULL) {
-        dir = strdup(".");
-        dlen = 0;
-    } else {
-        dlen = (size_t)(slash - path) + 1;
-        dir = malloc(dlen + 1);
-        if (dir != NULL) {
-            memcpy(dir, path, dlen);
-            dir[dlen] = '\0';
-        }
+    if (fs_write_file(path, data, len, 0600, err) != 0) {
+        /* The key writer's callers have always seen one kind, "io", for
+         * every file failure; fs names them finer. */
+        err->kind = "io";
+        return -1;
     }
-    n = strlen(path) + 32;
-    tmp = malloc(n);
-    if (dir == NULL || tmp == NULL) {
-        err_set(err, "io", "write: out of memory");
-        goto out;
-    }
-    for (tries = 0; tries < 16 && fd < 0; tries++) {
-        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-            err_openssl(err, "crypto", "write: RAND_bytes failed");
-            goto out;
-        }
-        snprintf(tmp, n, "%.*s.%s.tmp-%02x%02x%02x%02x%02x%02x", (int)dlen,
-            path, path + dlen, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
-            rnd[5]);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0 && errno != EEXIST) {
-            err_set(err, "io", "write: %s: %s", tmp, strerror(errno));
-            goto out;
-        }
-    }
-    if (fd < 0) {
-        err_set(err, "io", "write: cannot create a temporary file for %s",
-            path);
-        goto out;
-    }
-    made = 1;
-    /* The umask may have narrowed 0600; the final mode is exactly 0600. */
-    if (fchmod(fd, 0600) != 0 || write_all(fd, data, len) != 0 ||
-        fsync(fd) != 0) {
-        err_set(err, "io", "write: %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        err_set(err, "io", "write: %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        err_set(err, "io", "write: rename to %s: %s", path, strerror(errno));
-        goto out;
-    }
-    made = 0;
-    /* Make the rename itself durable. */
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0) {
-        err_set(err, "io", "write: fsync %s: %s", dir, strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (dfd >= 0)
-        close(dfd);
-    if (made)
-        unlink(tmp);
-    free(tmp);
-    free(dir);
-    return rc;
+    return 0;
 }
 
 int

@@ -97,11 +97,12 @@ int key_private_pem(EVP_PKEY *key, char **out, size_t *len,
 /* Wipe and free a string from key_private_pem (NULL is fine). */
 void key_pem_free(char *pem, size_t len);
 
-/* Write len bytes to path atomically with mode 0600: a temporary file in
- * the same directory (O_CREAT|O_EXCL, 0600), write, fsync, rename over
- * path, fsync the directory. The temporary file is removed on any
- * failure; path is then either its old self or absent. Returns 0, or -1
- * with err filled (kind "io"). */
+/* Write len bytes to path atomically with mode 0600 through the one
+ * atomic writer, fs_write_file (temporary file path.tmp.XXXXXX beside
+ * path, fsync, rename, directory fsync). The temporary file is removed
+ * on any failure; path is then either its old self or absent. Returns
+ * 0, or -1 with err filled (kind "io" for every failure, an empty path
+ * too). */
 int key_write_file_atomic(const char *path, const void *data, size_t len,
     struct luacme_err *err);
 

@@ -1,13 +1,18 @@
 /*
  * keys: RFC 7638 / RFC 7520 / golang.org/x/crypto thumbprint vectors,
  * JWK member widths (EC leading zero kept, RSA no sign byte), loading of
- * every PEM flavour and its refusals, PEM output, the atomic write.
+ * every PEM flavour and its refusals, PEM output, the atomic write and
+ * the name of the temporary file it may leave behind.
  * Runs from the source directory (fixtures in tests/fixtures/keys).
  */
+#include <ctype.h>
 #include <dirent.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -502,6 +507,88 @@ test_atomic_write(void)
     EVP_PKEY_free(k);
 }
 
+/* 1 when name is what fs_write_file leaves of base after a crash,
+ * "base.tmp.XXXXXX": the name state.lua's sweep removes (its pattern
+ * "%.tmp%.[%w_-]+$"). */
+static int
+is_fs_temp_of(const char *name, const char *base)
+{
+    size_t blen = strlen(base);
+    const char *p;
+
+    if (strncmp(name, base, blen) != 0 || strncmp(name + blen, ".tmp.", 5))
+        return 0;
+    p = name + blen + 5;
+    if (*p == '\0')
+        return 0;
+    for (; *p != '\0'; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
+            return 0;
+    return 1;
+}
+
+/* The key writer is the fs writer: a key written leaves only itself,
+ * mode 0600, and a writer killed half-way leaves a temporary file named
+ * as fs_write_file names them. The kill is SIGXFSZ from a tiny
+ * RLIMIT_FSIZE, so it lands inside the write, after the temporary file
+ * was created and before the rename. */
+static void
+test_write_temp_name(void)
+{
+    char dir[] = "/tmp/luacme-test-keys.XXXXXX";
+    char path[256], ent[sizeof(dir) + sizeof(((struct dirent *)0)->d_name)];
+    struct rlimit rl = {0, 0};
+    struct stat st;
+    struct luacme_err err;
+    EVP_PKEY *k = load("go-testkey-ec256.pem");
+    DIR *d;
+    struct dirent *e;
+    int status = 0, temps = 0, others = 0;
+    pid_t pid;
+    mode_t old;
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/account.key", dir);
+    old = umask(0);
+    CHECK(key_write_pem(k, path, &err) == 0);
+    umask(old);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    CHECK(count_entries(dir) == 1);         /* no temporary file left */
+    CHECK(unlink(path) == 0);
+
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        setrlimit(RLIMIT_CORE, &rl);
+        rl.rlim_cur = rl.rlim_max = 8;
+        signal(SIGXFSZ, SIG_DFL);
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            _exit(3);
+        key_write_pem(k, path, &err);
+        _exit(4);                           /* not killed: no check */
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ);
+    d = opendir(dir);
+    CHECK(d != NULL);
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (is_fs_temp_of(e->d_name, "account.key"))
+            temps++;
+        else
+            others++;
+        snprintf(ent, sizeof(ent), "%s/%s", dir, e->d_name);
+        CHECK(stat(ent, &st) == 0 && (st.st_mode & 0777) == 0600);
+        unlink(ent);
+    }
+    if (d != NULL)
+        closedir(d);
+    CHECK(temps == 1 && others == 0);
+    CHECK(rmdir(dir) == 0);
+    EVP_PKEY_free(k);
+}
+
 int
 main(void)
 {
@@ -513,5 +600,6 @@ main(void)
     test_pem_round_trip();
     test_generate();
     test_atomic_write();
+    test_write_temp_name();
     return check_done();
 }
