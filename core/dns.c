@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "luacme_limits.h"
 
 static const struct {
     unsigned code;

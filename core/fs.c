@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "limits.h"
+#include "luacme_limits.h"
 
 extern char **environ;
 

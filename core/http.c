@@ -15,7 +15,7 @@
 
 #include <curl/curl.h>
 
-#include "limits.h"
+#include "luacme_limits.h"
 
 /* A growing byte buffer, always NUL terminated after len. */
 struct buf {

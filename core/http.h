@@ -15,7 +15,7 @@
 struct http_client;                 /* opaque; http_client_free frees */
 
 /* Options of a client. Strings are copied by http_client_new; zero
- * numbers mean the defaults from limits.h. */
+ * numbers mean the defaults from luacme_limits.h. */
 struct http_opts {
     const char *ca_file;            /* NULL: the system trust store */
     const char *user_agent;         /* NULL: "luacme libcurl/<version>" */

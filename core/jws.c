@@ -14,7 +14,7 @@
 
 #include "b64.h"
 #include "keys.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 int
 ecdsa_der_to_raw(const unsigned char *der, size_t derlen, size_t width,

@@ -17,7 +17,7 @@
 
 #include "b64.h"
 #include "fs.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 const char *const key_spec_names[] = {
     "ec256", "ec384", "ec521", "rsa2048", "rsa3072", "rsa4096", NULL

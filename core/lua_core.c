@@ -17,7 +17,7 @@
 #include <openssl/opensslv.h>
 
 #include "b64.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 #ifndef LUACME_VERSION
 #define LUACME_VERSION "0.0.0-dev"

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "dns.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 #define RESULT_MT "luacme.dns.result"       /* internal: owns a result */
 

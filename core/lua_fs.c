@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "fs.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 extern char **environ;
 

@@ -14,7 +14,7 @@
 #include <curl/curl.h>
 
 #include "http.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 #ifndef LUACME_VERSION
 #define LUACME_VERSION "0.0.0-dev"

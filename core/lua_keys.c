@@ -13,7 +13,7 @@
 
 #include "jws.h"
 #include "keys.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 struct lkey {
     EVP_PKEY *pkey;     /* NULL once closed */

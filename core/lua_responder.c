@@ -15,7 +15,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "limits.h"
+#include "luacme_limits.h"
 #include "responder.h"
 
 #define RESPONDER_MT "luacme.responder"     /* also __name in messages */

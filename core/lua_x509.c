@@ -15,7 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "limits.h"
+#include "luacme_limits.h"
 #include "x509.h"
 
 #define BOX_MT "luacme.x509.box"

@@ -40,7 +40,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "limits.h"
+#include "luacme_limits.h"
 #include "x509.h"
 
 #define ACME_TLS_ALPN "acme-tls/1"

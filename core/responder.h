@@ -16,7 +16,7 @@
  * running the ACME flow while the CA validates): one poll() loop over
  * non-blocking sockets, so a slow client costs one connection slot and
  * never blocks the others. Connections are capped in number and in
- * lifetime, http-01 requests in size (core/limits.h). The content is
+ * lifetime, http-01 requests in size (core/luacme_limits.h). The content is
  * shared with the caller's thread under a mutex. responder_stop() wakes
  * the thread through a pipe and joins it.
  */

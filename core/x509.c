@@ -22,7 +22,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
-#include "limits.h"
+#include "luacme_limits.h"
 
 /* RFC 8737 §3: id-pe-acmeIdentifier; OpenSSL 3.0 has no NID for it. */
 #define OID_ACME_IDENTIFIER "1.3.6.1.5.5.7.1.31"

@@ -7,7 +7,7 @@
  * Every function returns 0 on success and -1 on failure with *err filled
  * (kinds: "invalid" for names or IPs a user supplied, "parse" for
  * certificate or PEM data that does not parse, "private_key" when a chain
- * holds a private key, "too_large" over a cap of core/limits.h, "crypto"
+ * holds a private key, "too_large" over a cap of core/luacme_limits.h, "crypto"
  * when OpenSSL itself fails). Output pointers are written only on
  * success; malloc'd results are freed with free() unless said otherwise.
  */

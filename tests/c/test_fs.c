@@ -13,7 +13,7 @@
 
 #include "check.h"
 #include "fs.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 static char tmpdir[64];
 

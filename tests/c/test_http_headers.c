@@ -6,7 +6,7 @@
 
 #include "check.h"
 #include "http.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 static struct http_response resp;
 

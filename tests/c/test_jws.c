@@ -14,7 +14,7 @@
 #include "check.h"
 #include "jws.h"
 #include "keys.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 #define FIX "tests/fixtures/keys/"
 

@@ -21,7 +21,7 @@
 #include "b64.h"
 #include "check.h"
 #include "keys.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 #define FIX "tests/fixtures/keys/"
 

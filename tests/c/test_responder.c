@@ -24,7 +24,7 @@
 #include <openssl/x509.h>
 
 #include "check.h"
-#include "limits.h"
+#include "luacme_limits.h"
 #include "responder.h"
 #include "x509.h"
 

@@ -13,7 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include "check.h"
-#include "limits.h"
+#include "luacme_limits.h"
 #include "x509.h"
 
 #define KEY_AUTH "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA." \

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "http.h"
-#include "limits.h"
+#include "luacme_limits.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

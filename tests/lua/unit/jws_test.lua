@@ -6,7 +6,7 @@ local core = require "luacme.core"
 local cjson = require "cjson"
 
 local FIX = "tests/fixtures/keys/"
-local B64_MAX = 8 * 1024 * 1024      -- LUACME_B64_MAX in core/limits.h
+local B64_MAX = 8 * 1024 * 1024      -- LUACME_B64_MAX in core/luacme_limits.h
 local JSON_MAX_DEPTH = 16            -- LUACME_JSON_MAX_DEPTH
 
 local function key(name) return assert(core.key_load(t.readfile(FIX .. name))) end

@@ -4,7 +4,7 @@ local t = require "testlib"
 local core = require "luacme.core"
 
 local FIX = "tests/fixtures/keys/"
-local PEM_MAX = 1024 * 1024          -- LUACME_PEM_MAX in core/limits.h
+local PEM_MAX = 1024 * 1024          -- LUACME_PEM_MAX in core/luacme_limits.h
 
 local function fixture(name) return t.readfile(FIX .. name) end
 
