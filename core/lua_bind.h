@@ -2,6 +2,8 @@
  * Shared by the thin Lua binding files (core/lua_*.c). Each binding file
  * adds its functions to the luacme.core table on top of the stack and
  * registers its metatables; luaopen_luacme_core calls them in turn.
+ * luacme_openlibs is what every Lua state of ours starts from: the
+ * executable's, the fuzz harness's and the C tests'.
  */
 #ifndef LUACME_LUA_BIND_H
 #define LUACME_LUA_BIND_H
@@ -40,7 +42,14 @@ void lbind_fs(lua_State *L);        /* lua_fs.c: files, locks, processes */
 void lbind_dns(lua_State *L);       /* lua_dns.c: DNS queries */
 void lbind_responder(lua_State *L); /* lua_responder.c: challenge servers */
 
-/* The module entry point, preloaded as "luacme.core" by main.c. */
+/* The module entry point, preloaded as "luacme.core" by luacme_openlibs. */
 int luaopen_luacme_core(lua_State *L);
+
+/* Open Lua's standard libraries in L and put our C modules in
+ * package.preload: "luacme.core", "cjson" and "cjson.safe" (linked in,
+ * loaded on the first require). Leaves the stack as it found it; raises
+ * only on memory errors, so call it under lua_pcall or on a fresh state
+ * where a raise may abort. */
+void luacme_openlibs(lua_State *L);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * luacme.core: the module table, shared binding helpers, and the small
- * encoding functions (base64url, SHA-256, HMAC-SHA256, random bytes).
+ * luacme.core: the module table, shared binding helpers, the small
+ * encoding functions (base64url, SHA-256, HMAC-SHA256, random bytes),
+ * and luacme_openlibs, which readies a Lua state with all of them.
  */
 #include "lua_bind.h"
 
@@ -8,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <lualib.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -22,6 +25,10 @@
 #ifndef LUACME_VERSION
 #define LUACME_VERSION "0.0.0-dev"
 #endif
+
+/* lua-cjson, linked in statically (CMakeLists.txt: lua_static). */
+int luaopen_cjson(lua_State *L);
+int luaopen_cjson_safe(lua_State *L);
 
 int
 lbind_fail(lua_State *L, const char *msg, const char *kind)
@@ -229,4 +236,21 @@ luaopen_luacme_core(lua_State *L)
     lbind_dns(L);
     lbind_responder(L);
     return 1;
+}
+
+void
+luacme_openlibs(lua_State *L)
+{
+    /* As lua/lua: linit.c does for its own libraries. */
+    static const luaL_Reg preload[] = {
+        {"luacme.core", luaopen_luacme_core},
+        {"cjson", luaopen_cjson},
+        {"cjson.safe", luaopen_cjson_safe},
+        {NULL, NULL}
+    };
+
+    luaL_openlibs(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    luaL_setfuncs(L, preload, 0);
+    lua_pop(L, 1);
 }

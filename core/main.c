@@ -20,9 +20,6 @@
 #include "err.h"
 #include "lua_bind.h"
 
-int luaopen_cjson(lua_State *L);
-int luaopen_cjson_safe(lua_State *L);
-
 static lua_State *globalL = NULL;
 
 /* Raise inside Lua at the next hook point, so Ctrl-C and SIGTERM unwind
@@ -222,15 +219,7 @@ pmain(lua_State *L)
     char **argv = (char **)lua_touserdata(L, 2);
     int i;
 
-    luaL_openlibs(L);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, luaopen_luacme_core);
-    lua_setfield(L, -2, "luacme.core");
-    lua_pushcfunction(L, luaopen_cjson);
-    lua_setfield(L, -2, "cjson");
-    lua_pushcfunction(L, luaopen_cjson_safe);
-    lua_setfield(L, -2, "cjson.safe");
-    lua_pop(L, 1);
+    luacme_openlibs(L);
     site_setup(L);
 
     /* arg as lua.c builds it: arg[0] the program, arg[1..] the rest. */

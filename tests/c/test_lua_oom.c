@@ -11,7 +11,6 @@
 
 #include <lua.h>
 #include <lauxlib.h>
-#include <lualib.h>
 
 #include "check.h"
 #include "lua_bind.h"
@@ -162,11 +161,7 @@ new_state(void)
 
     if (L == NULL)
         return NULL;
-    luaL_openlibs(L);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, luaopen_luacme_core);
-    lua_setfield(L, -2, "luacme.core");
-    lua_pop(L, 1);
+    luacme_openlibs(L);
     if (luaL_dostring(L, setup) != LUA_OK) {
         fprintf(stderr, "setup: %s\n", lua_tostring(L, -1));
         lua_close(L);

@@ -9,12 +9,9 @@
 
 #include <lua.h>
 #include <lauxlib.h>
-#include <lualib.h>
 
 #include "lua_bind.h"
 
-int luaopen_cjson(lua_State *L);
-int luaopen_cjson_safe(lua_State *L);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static lua_State *L;
@@ -24,15 +21,7 @@ static void
 setup(void)
 {
     L = luaL_newstate();
-    luaL_openlibs(L);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, luaopen_luacme_core);
-    lua_setfield(L, -2, "luacme.core");
-    lua_pushcfunction(L, luaopen_cjson);
-    lua_setfield(L, -2, "cjson");
-    lua_pushcfunction(L, luaopen_cjson_safe);
-    lua_setfield(L, -2, "cjson.safe");
-    lua_pop(L, 1);
+    luacme_openlibs(L);     /* the executable's libraries and preload */
     lua_getglobal(L, "package");
     lua_pushstring(L, LUACME_SOURCE_DIR "/lua/?.lua;"
         LUACME_SOURCE_DIR "/lua/?/init.lua");
