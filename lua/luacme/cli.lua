@@ -6,7 +6,9 @@
 --
 -- `luacme run FILE.lua ARGS...` runs a recipe with arg as lua.c sets it;
 -- everything after FILE is the recipe's, untouched.
+local client = require "luacme.client"
 local core = require "luacme.core"
+local errors = require "luacme.errors"
 
 local M = {}
 
@@ -37,6 +39,100 @@ function M.run_file(path, args)
 end
 
 --
+-- Values of options
+--
+
+local function fail(kind, detail, fields)
+    return nil, errors.new(kind, detail, fields)
+end
+
+-- Directory presets (--directory NAME).
+M.PRESETS = {
+    letsencrypt = client.LETSENCRYPT,
+    ["letsencrypt-staging"] = client.LETSENCRYPT_STAGING,
+    zerossl = "https://acme.zerossl.com/v2/DV90",
+    buypass = "https://api.buypass.com/acme/directory",
+    ["buypass-staging"] = "https://api.test4.buypass.no/acme/directory",
+    google = "https://dv.acme-v02.api.pki.goog/directory",
+    ["google-staging"] = "https://dv.acme-v02.test-api.pki.goog/directory",
+}
+M.PRESET_NAMES = { "letsencrypt", "letsencrypt-staging", "zerossl",
+    "buypass", "buypass-staging", "google", "google-staging" }
+M.DEFAULT_PRESET = "letsencrypt"
+
+-- RFC 5280 §5.3.1 reason codes by name (lower case, no separators).
+M.REASONS = {
+    unspecified = 0, keycompromise = 1, cacompromise = 2,
+    affiliationchanged = 3, superseded = 4, cessationofoperation = 5,
+    certificatehold = 6, removefromcrl = 8, privilegewithdrawn = 9,
+    aacompromise = 10,
+}
+
+-- The directory URL for --directory v (a URL or a preset name) and
+-- --staging. Returns url or nil, err.
+function M.directory_url(v, staging)
+    v = v or M.DEFAULT_PRESET
+    if M.PRESETS[v] then
+        if not staging or v:find("%-staging$") then return M.PRESETS[v] end
+        local s = M.PRESETS[v .. "-staging"]
+        if not s then
+            return fail("usage", "--staging: " .. v .. " has no staging " ..
+                "endpoint")
+        end
+        return s
+    end
+    if v:find("^[Hh][Tt][Tt][Pp][Ss]://[^/]") then
+        if staging then
+            return fail("usage", "--staging goes with a preset name, " ..
+                "not a URL")
+        end
+        return v
+    end
+    return fail("usage", "--directory wants an https:// URL or one of: " ..
+        table.concat(M.PRESET_NAMES, ", "))
+end
+
+-- A duration "90d", "12h", "30m", "45s", "1d12h" or plain seconds ->
+-- seconds, or nil, err.
+function M.duration(s)
+    if type(s) ~= "string" or s == "" then
+        return fail("usage", "empty duration")
+    end
+    if s:find("^%d+$") then return math.tointeger(tonumber(s)) end
+    local total, rest = 0, s
+    local unit = { d = 86400, h = 3600, m = 60, s = 1 }
+    while rest ~= "" do
+        local n, u, r = rest:match("^(%d+)([dhms])(.*)$")
+        if not n then
+            return fail("usage", "bad duration '" .. errors.printable(s) ..
+                "' (examples: 90d, 12h, 1d12h, 3600)")
+        end
+        total = total + tonumber(n) * unit[u]
+        rest = r
+    end
+    return math.tointeger(total)
+end
+
+-- A revocation reason (a code 0-10 but 7, or a name such as
+-- keyCompromise / key-compromise) -> code, or nil, err.
+function M.reason(v)
+    if v == nil then return nil end
+    local n = tonumber(v)
+    if n then
+        n = math.tointeger(n)
+        if n and n >= 0 and n <= 10 and n ~= 7 then return n end
+        return fail("usage", "reason code must be 0-10 but not 7")
+    end
+    local key = tostring(v):lower():gsub("[%-_ ]", "")
+    if M.REASONS[key] then return M.REASONS[key] end
+    local names = {}
+    for k in pairs(M.REASONS) do names[#names + 1] = k end
+    table.sort(names)
+    return fail("usage", "unknown reason '" .. errors.printable(v) ..
+        "' (one of: " .. table.concat(names, ", ") .. ")")
+end
+
+--
 -- Options
 --
 
@@ -44,8 +140,8 @@ end
 -- multi (repeatable, collected in a list), help.
 local GLOBAL = {
     { "directory", arg = "URL|PRESET", help = "the CA: an https URL or " ..
-        "letsencrypt (default), letsencrypt-staging, zerossl, buypass, " ..
-        "buypass-staging, google, google-staging" },
+        M.DEFAULT_PRESET .. " (default), " ..
+        table.concat(M.PRESET_NAMES, ", ", 2) },
     { "staging", help = "the preset's staging CA (letsencrypt-staging " ..
         "without --directory)" },
     { "ca-bundle", arg = "FILE", help = "trust these CA certificates for " ..
@@ -549,7 +645,7 @@ local function number_opt(v, what, min, max)
     if v == nil then return nil end
     local n = tonumber(v)
     if not n or n < min or n > max then
-        error(require("luacme.errors").new("usage", what .. " must be a " ..
+        error(errors.new("usage", what .. " must be a " ..
             "number " .. min .. ".." .. max), 0)
     end
     return n
@@ -561,10 +657,9 @@ end
 
 -- The manage context from the global options.
 local function context(p, out, env)
-    local errors = require "luacme.errors"
     local manage = require "luacme.manage"
     local o = p.opts
-    local url, err = manage.directory_url(o.directory, o.staging)
+    local url, err = M.directory_url(o.directory, o.staging)
     if not url then error(err, 0) end
     local contact
     if o.contact then
@@ -612,7 +707,6 @@ end
 
 local function list_text(certs)
     local output = require "luacme.output"
-    local errors = require "luacme.errors"
     local lines = {}
     if #certs == 0 then return "no certificates" end
     for _, c in ipairs(certs) do
@@ -678,7 +772,6 @@ end
 local function dispatch(p, out, env)
     local output = require "luacme.output"
     local util = require "luacme.util"
-    local errors = require "luacme.errors"
     local o = p.opts
     local function check(v, err)
         if v == nil then error(err, 0) end
@@ -732,10 +825,9 @@ local function dispatch(p, out, env)
             account = res.account, exit = res.code }
         return res.code
     elseif p.command == "issue" then
-        local manage = require "luacme.manage"
         local valid_for
         if o.valid_for then
-            valid_for = check(manage.duration(o.valid_for))
+            valid_for = check(M.duration(o.valid_for))
         end
         if (o.domain == nil and o.ip == nil) and not o.csr then
             error(errors.new("usage", "issue needs -d NAME (or --ip ADDR, " ..
@@ -769,8 +861,7 @@ local function dispatch(p, out, env)
             failed = util.array(res.failed), exit = res.code }
         return res.code
     elseif p.command == "revoke" then
-        local manage = require "luacme.manage"
-        local reason = o.reason and check(manage.reason(o.reason)) or nil
+        local reason = o.reason and check(M.reason(o.reason)) or nil
         if (p.args[1] == nil) == (o.cert == nil) then
             error(errors.new("usage", "give CERTNAME or --cert FILE " ..
                 "(one of them); usage: " .. COMMANDS.revoke.usage), 0)
@@ -894,7 +985,6 @@ function M.main(arg)
     end
 
     local output = require "luacme.output"
-    local errors = require "luacme.errors"
     local level = 0
     if p.opts.quiet then level = -1 elseif p.opts.verbose then level = 1 end
     local out = output.new{ json = p.opts.json, level = level }
