@@ -32,8 +32,7 @@ end
 local domain, outdir = args[1], args[2]
 local spec = args[3] or ("challtestsrv:url=" ..
     (os.getenv("LUACME_E2E_CHALLTESTSRV") or "http://127.0.0.1:8055"))
-local directory = assert(require("luacme.manage").directory_url(
-    opts.directory, opts.staging))
+local directory = assert(cli.directory_url(opts.directory, opts.staging))
 
 local function fail(what, err)
     io.stderr:write("wildcard-dns: ", what, ": ", tostring(err), "\n")
