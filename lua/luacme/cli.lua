@@ -274,138 +274,191 @@ end
 -- Options whose values are lists split on commas.
 local COMMA = { domain = true, ip = true }
 
-local function usage_error(msg)
-    return nil, msg
+--
+-- The option parser, one for the command line (parse) and for recipes
+-- (options). A scan is { argv, i (the word read), strict, p = { command,
+-- args, opts } }. Strict, the command line: the first word is the
+-- command, whose options join the global ones; unknown options, a value
+-- for a flag and a single value given twice are errors; short options
+-- bundle (-vq, -dNAME). Lax, for recipes: only the global options, and
+-- anything that is not exactly one of them (-x, --name, --name=value)
+-- goes to args untouched, as do all words; the last of a repeated value
+-- wins, a flag ignores "=value". In both, "--" ends the options.
+--
+
+-- The option long or short known where the scan stands: the command's
+-- own, then the global ones.
+local function lookup(s, long, short)
+    local cmd = COMMANDS[s.p.command or ""]
+    return find_opt(cmd and cmd.opts, long, short) or
+        find_opt(GLOBAL, long, short)
+end
+
+local function for_command(s)
+    return s.p.command and (" for " .. s.p.command) or ""
+end
+
+-- Record option o with value val (nil for a flag). Returns true or nil,
+-- message.
+local function store(s, o, val)
+    local opts, k = s.p.opts, key_of(o[1])
+    if o.arg == nil then
+        opts[k] = true
+    elseif o.multi then
+        opts[k] = opts[k] or {}
+        if COMMA[o[1]] then
+            for piece in val:gmatch("[^,%s]+") do
+                table.insert(opts[k], piece)
+            end
+        else
+            table.insert(opts[k], val)
+        end
+    else
+        if s.strict and opts[k] ~= nil then
+            return nil, "--" .. o[1] .. " given twice"
+        end
+        opts[k] = val
+    end
+    return true
+end
+
+-- Option o's value: inline (after "=" or the letter) or the next word.
+local function value(s, o, name, inline)
+    if inline ~= nil then return inline end
+    s.i = s.i + 1
+    local v = s.argv[s.i]
+    if v == nil then return nil, name .. " needs " .. o.arg end
+    return v
+end
+
+-- --name or --name=value. Returns true, false when lax and not a global
+-- option, or nil, message.
+local function long_option(s, a)
+    local long, val = a:match("^%-%-([^=]+)=(.*)$")
+    long = long or a:sub(3)
+    local o = lookup(s, long)
+    if not o then
+        if not s.strict then return false end
+        if long:find("^eab%-hmac%-key") then
+            return nil, "--" .. long .. ": the EAB HMAC key is never " ..
+                "taken on the command line (others can read it there); " ..
+                "use LUACME_EAB_HMAC_KEY or --eab-hmac-key-file FILE"
+        end
+        return nil, "unknown option --" .. long .. for_command(s)
+    end
+    if o.arg then
+        local err
+        val, err = value(s, o, "--" .. long, val)
+        if val == nil then return nil, err end
+    elseif val ~= nil and s.strict then
+        return nil, "--" .. long .. " takes no value"
+    end
+    return store(s, o, val)
+end
+
+-- -v, -vq, -d NAME, -dNAME (lax: a lone -x only). Returns as long_option.
+local function short_options(s, a)
+    if not s.strict and #a ~= 2 then return false end
+    for j = 2, #a do
+        local c = a:sub(j, j)
+        local o = lookup(s, nil, c)
+        if not o then
+            if not s.strict then return false end
+            return nil, "unknown option -" .. c .. for_command(s)
+        end
+        if o.arg then
+            local inline = a:sub(j + 1)
+            local val, err = value(s, o, "-" .. c, inline ~= "" and inline
+                or nil)
+            if val == nil then return nil, err end
+            return store(s, o, val)
+        end
+        local ok, err = store(s, o, nil)
+        if not ok then return nil, err end
+    end
+    return true
+end
+
+-- A word that is no option: in strict mode the first one before "--" is
+-- the command, after `run` the next is the file and the rest is the
+-- recipe's; any other word is an argument. Returns true, "stop" (run:
+-- nothing more to parse) or nil, message.
+local function word(s, a, plain)
+    local p = s.p
+    if plain or p.command or not s.strict then
+        p.args[#p.args + 1] = a
+        return true
+    end
+    if not COMMANDS[a] and a ~= "run" then
+        return nil, "unknown command '" .. a .. "'"
+    end
+    p.command = a
+    if a == "run" then
+        local file = s.argv[s.i + 1]
+        if not file then return nil, "usage: luacme run FILE.lua [ARGS...]" end
+        p.run = { file = file, args = table.move(s.argv, s.i + 2, #s.argv,
+            1, {}) }
+        return "stop"
+    end
+    return true
+end
+
+-- Read argv: returns { command=, args=, opts=, run= } (see the block
+-- comment above) or nil, message.
+local function scan(argv, strict)
+    local s = { argv = argv, i = 1, strict = strict,
+        p = { opts = {}, args = {} } }
+    local only_args = false
+    while s.i <= #argv do
+        local a, ok, err = argv[s.i], nil, nil
+        if only_args or a == "-" or a:sub(1, 1) ~= "-" then
+            ok, err = word(s, a, only_args)
+        elseif a == "--" then
+            only_args, ok = true, true
+        elseif a:sub(1, 2) == "--" then
+            ok, err = long_option(s, a)
+        else
+            ok, err = short_options(s, a)
+        end
+        if ok == false then ok, err = word(s, a, true) end
+        if ok == nil then return nil, err end
+        if ok == "stop" then break end
+        s.i = s.i + 1
+    end
+    return s.p
 end
 
 -- parse(argv) -> { command=, sub=, args = {positional...}, opts = {...},
 -- run = { file=, args= } } or nil, message. Global options may come
 -- before or after the command. After `run FILE` nothing is parsed.
 function M.parse(argv)
-    local p = { opts = {}, args = {} }
-    local i, n = 1, #argv
-    local only_args = false
-    local function set(o, val)
-        local k = key_of(o[1])
-        if o.arg == nil then
-            p.opts[k] = true
-        elseif o.multi then
-            p.opts[k] = p.opts[k] or {}
-            if COMMA[o[1]] then
-                for piece in val:gmatch("[^,%s]+") do
-                    table.insert(p.opts[k], piece)
-                end
-            else
-                table.insert(p.opts[k], val)
-            end
-        else
-            if p.opts[k] ~= nil then
-                return usage_error("--" .. o[1] .. " given twice")
-            end
-            p.opts[k] = val
-        end
-        return true
-    end
-    while i <= n do
-        local a = argv[i]
-        if only_args or a == "-" or a:sub(1, 1) ~= "-" then
-            if not p.command and not only_args then
-                if not COMMANDS[a] and a ~= "run" then
-                    return usage_error("unknown command '" .. a .. "'")
-                end
-                p.command = a
-                if a == "run" then
-                    if not argv[i + 1] then
-                        return usage_error("usage: luacme run FILE.lua " ..
-                            "[ARGS...]")
-                    end
-                    p.run = { file = argv[i + 1], args = {} }
-                    for j = i + 2, n do
-                        p.run.args[#p.run.args + 1] = argv[j]
-                    end
-                    return p
-                end
-            else
-                p.args[#p.args + 1] = a
-            end
-        elseif a == "--" then
-            only_args = true
-        elseif a:sub(1, 2) == "--" then
-            local long, val = a:match("^%-%-([^=]+)=(.*)$")
-            long = long or a:sub(3)
-            local cmd = COMMANDS[p.command or ""]
-            local o = find_opt(cmd and cmd.opts, long) or find_opt(GLOBAL, long)
-            if not o then
-                if long:find("^eab%-hmac%-key") then
-                    return usage_error("--" .. long .. ": the EAB HMAC key " ..
-                        "is never taken on the command line (others can " ..
-                        "read it there); use LUACME_EAB_HMAC_KEY or " ..
-                        "--eab-hmac-key-file FILE")
-                end
-                return usage_error("unknown option --" .. long ..
-                    (p.command and (" for " .. p.command) or ""))
-            end
-            if o.arg then
-                if val == nil then
-                    i = i + 1
-                    val = argv[i]
-                    if val == nil then
-                        return usage_error("--" .. long .. " needs " .. o.arg)
-                    end
-                end
-            elseif val ~= nil then
-                return usage_error("--" .. long .. " takes no value")
-            end
-            local ok, err = set(o, val)
-            if not ok then return nil, err end
-        else
-            -- -d NAME, -dNAME, -v, -q, -h, -vq
-            local j = 2
-            while j <= #a do
-                local c = a:sub(j, j)
-                local cmd = COMMANDS[p.command or ""]
-                local o = find_opt(cmd and cmd.opts, nil, c) or
-                    find_opt(GLOBAL, nil, c)
-                if not o then
-                    return usage_error("unknown option -" .. c ..
-                        (p.command and (" for " .. p.command) or ""))
-                end
-                if o.arg then
-                    local val = a:sub(j + 1)
-                    if val == "" then
-                        i = i + 1
-                        val = argv[i]
-                        if val == nil then
-                            return usage_error("-" .. c .. " needs " .. o.arg)
-                        end
-                    end
-                    local ok, err = set(o, val)
-                    if not ok then return nil, err end
-                    break
-                end
-                local ok, err = set(o, nil)
-                if not ok then return nil, err end
-                j = j + 1
-            end
-        end
-        i = i + 1
-    end
+    local p, err = scan(argv, true)
+    if not p or p.run then return p, err end
     if p.opts.version and not p.command then p.command = "version" end
     local cmd = COMMANDS[p.command or ""]
     if cmd and not p.opts.help then
         local pos = cmd.positional
         if #p.args < pos.min or #p.args > pos.max then
-            return usage_error("usage: " .. cmd.usage)
+            return nil, "usage: " .. cmd.usage
         end
         if cmd.subs then
             p.sub = p.args[1]
             if not cmd.subs[p.sub] then
-                return usage_error("unknown " .. p.command .. " command '" ..
-                    tostring(p.sub) .. "'; usage: " .. cmd.usage)
+                return nil, "unknown " .. p.command .. " command '" ..
+                    tostring(p.sub) .. "'; usage: " .. cmd.usage
             end
         end
     end
     return p
+end
+
+-- For recipes: the global options (as luacme takes them) out of argv,
+-- and the other arguments. Returns opts, rest or nil, message. "--"
+-- ends the options; everything after it goes to rest.
+function M.options(argv)
+    local p, err = scan(argv, false)
+    if not p then return nil, err end
+    return p.opts, p.args
 end
 
 --
@@ -882,47 +935,6 @@ local function dispatch(p, out, env)
         return 0
     end
     error("dispatch: unhandled command " .. tostring(p.command))
-end
-
--- For recipes: the global options (as luacme takes them) out of argv,
--- and the other arguments. Returns opts, rest or nil, message. "--"
--- ends the options; everything after it goes to rest.
-function M.options(argv)
-    local opts, rest = {}, {}
-    local i = 1
-    while i <= #argv do
-        local a = argv[i]
-        if a == "--" then
-            for j = i + 1, #argv do rest[#rest + 1] = argv[j] end
-            break
-        end
-        local long, val = a:match("^%-%-([^=]+)=(.*)$")
-        long = long or a:match("^%-%-(.+)$")
-        local o = long and find_opt(GLOBAL, long) or
-            (a:match("^%-(%a)$") and find_opt(GLOBAL, nil, a:sub(2)))
-        if not o then
-            rest[#rest + 1] = a
-        else
-            local k = key_of(o[1])
-            if o.arg then
-                if val == nil then
-                    i = i + 1
-                    val = argv[i]
-                    if val == nil then return nil, a .. " needs " .. o.arg end
-                end
-                if o.multi then
-                    opts[k] = opts[k] or {}
-                    table.insert(opts[k], val)
-                else
-                    opts[k] = val
-                end
-            else
-                opts[k] = true
-            end
-        end
-        i = i + 1
-    end
-    return opts, rest
 end
 
 -- For recipes: open(argv) -> manage context (luacme.manage), the
