@@ -1,5 +1,6 @@
 #include "err.h"
 
+#include <errno.h>
 #include <openssl/err.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,4 +44,27 @@ err_openssl(struct luacme_err *err, const char *kind, const char *what)
         snprintf(err->msg + used, sizeof(err->msg) - used, ": %s", buf);
     }
     return -1;
+}
+
+const char *
+err_errno_kind(int e)
+{
+    switch (e) {
+    case ENOENT:
+        return "not_found";
+    case EEXIST:
+        return "exists";
+    case EACCES:
+    case EPERM:
+        return "permission";
+    default:
+        return "io";
+    }
+}
+
+int
+err_errno(struct luacme_err *err, const char *op, const char *path, int e)
+{
+    return err_set(err, err_errno_kind(e), "%s: %s: %s", op, path,
+        strerror(e));
 }

@@ -29,6 +29,15 @@ int err_set(struct luacme_err *err, const char *kind, const char *fmt, ...)
  * Returns -1. */
 int err_openssl(struct luacme_err *err, const char *kind, const char *what);
 
+/* The kind for errno value e: "not_found" (ENOENT), "exists" (EEXIST),
+ * "permission" (EACCES, EPERM), or "io" for anything else. */
+const char *err_errno_kind(int e);
+
+/* Fill err from errno value e for operation op on path: kind as
+ * err_errno_kind gives, message "op: path: strerror(e)". Returns -1. */
+int err_errno(struct luacme_err *err, const char *op, const char *path,
+    int e);
+
 /* Non-zero (the signal number) once SIGINT/SIGTERM arrived; set by the
  * executable's handler (main.c), read by long C operations (an HTTP
  * transfer, a child process wait) so they stop early. Defined in err.c so

@@ -19,6 +19,16 @@ int lbind_fail(lua_State *L, const char *msg, const char *kind);
 /* Same from a filled struct luacme_err. Returns 3. */
 int lbind_err(lua_State *L, const struct luacme_err *err);
 
+/* Raise "FNAME: unknown option 'k'" for a key of the option table at idx
+ * that is not in names (NULL-terminated), "FNAME: option names must be
+ * strings" for a key that is no string. Leaves the stack as it was. */
+void lbind_check_options(lua_State *L, int idx, const char *fname,
+    const char *const *names);
+
+/* The timeout option value at idx: nil gives 0, a number
+ * 0..LUACME_WAIT_MAX_S itself; anything else raises, naming fname. */
+double lbind_opt_timeout(lua_State *L, int idx, const char *fname);
+
 /* The key userdata (lua_keys.c owns it; lua_x509.c uses it). */
 #define LUACME_KEY_MT "luacme.key"
 
@@ -38,7 +48,8 @@ void lbind_encoding(lua_State *L);  /* lua_core.c: b64url, digests, random */
 void lbind_keys(lua_State *L);      /* lua_keys.c: keys and JWS */
 void lbind_x509(lua_State *L);      /* lua_x509.c: CSR, certificates */
 void lbind_http(lua_State *L);      /* lua_http.c: the HTTP client */
-void lbind_fs(lua_State *L);        /* lua_fs.c: files, locks, processes */
+void lbind_fs(lua_State *L);        /* lua_fs.c: files, directories, locks */
+void lbind_proc(lua_State *L);      /* lua_proc.c: spawn, environment */
 void lbind_dns(lua_State *L);       /* lua_dns.c: DNS queries */
 void lbind_responder(lua_State *L); /* lua_responder.c: challenge servers */
 

@@ -45,6 +45,44 @@ lbind_err(lua_State *L, const struct luacme_err *err)
     return lbind_fail(L, err->msg, err->kind ? err->kind : "error");
 }
 
+void
+lbind_check_options(lua_State *L, int idx, const char *fname,
+    const char *const *names)
+{
+    const char *k;
+    int i, known;
+
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "%s: option names must be strings", fname);
+        k = lua_tostring(L, -1);
+        known = 0;
+        for (i = 0; names[i] != NULL; i++)
+            if (strcmp(k, names[i]) == 0)
+                known = 1;
+        if (!known)
+            luaL_error(L, "%s: unknown option '%s'", fname, k);
+    }
+}
+
+double
+lbind_opt_timeout(lua_State *L, int idx, const char *fname)
+{
+    lua_Number t;
+
+    if (lua_isnil(L, idx))
+        return 0;
+    if (!lua_isnumber(L, idx))
+        luaL_error(L, "%s: timeout must be a number", fname);
+    t = lua_tonumber(L, idx);
+    if (!(t >= 0 && t <= LUACME_WAIT_MAX_S))
+        luaL_error(L, "%s: timeout must be 0..%d seconds", fname,
+            LUACME_WAIT_MAX_S);
+    return (double)t;
+}
+
 static int
 l_b64url_encode(lua_State *L)
 {
@@ -233,6 +271,7 @@ luaopen_luacme_core(lua_State *L)
     lbind_x509(L);
     lbind_http(L);
     lbind_fs(L);
+    lbind_proc(L);
     lbind_dns(L);
     lbind_responder(L);
     return 1;

@@ -1,5 +1,6 @@
 /*
- * Files, locks and processes of luacme.core (see fs.h): thin bindings.
+ * Files, directories and locks of luacme.core (see fs.h), plus umask,
+ * isatty and hostname: thin bindings.
  * Expected failures return nil, message, kind; wrong arguments raise.
  * Buffers the C layer hands back are held in a box userdata whose __gc
  * frees them, so a memory error while pushing them cannot leak.
@@ -15,8 +16,6 @@
 #include "fs.h"
 #include "luacme_limits.h"
 
-extern char **environ;
-
 #define LOCK_MT "luacme.lock"
 #define BOX_MT "luacme.fsbox"
 
@@ -25,7 +24,6 @@ struct fsbox {
     char *data;
     char **names;
     size_t count;
-    struct spawn_result res;
 };
 
 struct llock {
@@ -42,7 +40,6 @@ box_gc(lua_State *L)
     fs_free_names(b->names, b->count);
     b->names = NULL;
     b->count = 0;
-    spawn_result_free(&b->res);
     return 0;
 }
 
@@ -79,46 +76,6 @@ opt_mode(lua_State *L, int idx, unsigned def)
 
     luaL_argcheck(L, m >= 0 && m <= 07777, idx, "mode must be 0..07777");
     return (unsigned)m;
-}
-
-/* Raise on a key of the option table at idx that is not in names. */
-static void
-check_options(lua_State *L, int idx, const char *fname,
-    const char *const *names)
-{
-    const char *k;
-    int i, known;
-
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "%s: option names must be strings", fname);
-        k = lua_tostring(L, -1);
-        known = 0;
-        for (i = 0; names[i] != NULL; i++)
-            if (strcmp(k, names[i]) == 0)
-                known = 1;
-        if (!known)
-            luaL_error(L, "%s: unknown option '%s'", fname, k);
-    }
-}
-
-/* A timeout option: nil (0), or a number 0..LUACME_WAIT_MAX_S. */
-static double
-opt_timeout(lua_State *L, int idx, const char *fname)
-{
-    lua_Number t;
-
-    if (lua_isnil(L, idx))
-        return 0;
-    if (!lua_isnumber(L, idx))
-        luaL_error(L, "%s: timeout must be a number", fname);
-    t = lua_tonumber(L, idx);
-    if (!(t >= 0 && t <= LUACME_WAIT_MAX_S))
-        luaL_error(L, "%s: timeout must be 0..%d seconds", fname,
-            LUACME_WAIT_MAX_S);
-    return (double)t;
 }
 
 /* core.write_file(path, data[, mode=0644]) -> true | nil, msg, kind.
@@ -364,9 +321,9 @@ l_lock(lua_State *L)
 
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        check_options(L, 2, "lock", opts);
+        lbind_check_options(L, 2, "lock", opts);
         lua_getfield(L, 2, "timeout");
-        timeout = opt_timeout(L, -1, "lock");
+        timeout = lbind_opt_timeout(L, -1, "lock");
         lua_getfield(L, 2, "shared");
         shared = lua_toboolean(L, -1);
         lua_pop(L, 2);
@@ -379,190 +336,6 @@ l_lock(lua_State *L)
     lua_setiuservalue(L, -2, 1);
     if (fs_lock(path, shared, timeout, &k->fd, &err) != 0)
         return lbind_err(L, &err);
-    return 1;
-}
-
-/*
- * Processes
- */
-
-/* The string at the top of the stack (a string or a number), anchored in
- * the table at anchor so it lives through the call; pops it. Raises for
- * other types or an embedded NUL (C would cut it short). */
-static const char *
-take_string(lua_State *L, int anchor, const char *what)
-{
-    size_t len;
-    const char *s;
-
-    if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-        luaL_error(L, "spawn: %s must be a string", what);
-    s = lua_tolstring(L, -1, &len);
-    if (strlen(s) != len)
-        luaL_error(L, "spawn: %s contains a NUL byte", what);
-    lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
-    return s;
-}
-
-/* core.spawn{argv={prog, ...}, env=, stdin=, cwd=, timeout=, max_output=}
- * -> {status=, signal=, stdout=, stderr=, timed_out=, truncated=}
- * | nil, msg, kind ("not_found" when the program cannot be found,
- * "permission", "interrupted", "io"). No shell: see spawn_run. */
-static int
-l_spawn(lua_State *L)
-{
-    static const char *const opts[] = {"argv", "env", "stdin", "cwd",
-        "timeout", "max_output", NULL};
-    struct spawn_opts o;
-    struct luacme_err err;
-    struct fsbox *b;
-    const char **argv, **envp = NULL;
-    const char *name, *value;
-    size_t nargs, nenv = 0, i, len;
-    lua_Integer max;
-
-    luaL_checktype(L, 1, LUA_TTABLE);
-    check_options(L, 1, "spawn", opts);
-    lua_settop(L, 1);
-    lua_newtable(L);                            /* 2: anchor */
-    memset(&o, 0, sizeof(o));
-
-    lua_getfield(L, 1, "argv");                 /* 3 */
-    if (!lua_istable(L, 3))
-        luaL_error(L, "spawn: argv must be a table");
-    nargs = lua_rawlen(L, 3);
-    if (nargs < 1 || nargs > 65536)
-        luaL_error(L, "spawn: argv must have 1..65536 elements");
-    argv = lua_newuserdatauv(L, (nargs + 1) * sizeof(*argv), 0);  /* 4 */
-    for (i = 0; i < nargs; i++) {
-        lua_rawgeti(L, 3, (lua_Integer)i + 1);
-        argv[i] = take_string(L, 2, "argv element");
-    }
-    argv[nargs] = NULL;
-    o.argv = argv;
-
-    lua_getfield(L, 1, "env");                  /* 5 */
-    if (!lua_isnil(L, 5)) {
-        if (!lua_istable(L, 5))
-            luaL_error(L, "spawn: env must be a table or nil");
-        lua_pushnil(L);
-        while (lua_next(L, 5) != 0) {
-            lua_pop(L, 1);
-            nenv++;
-        }
-        envp = lua_newuserdatauv(L, (nenv + 1) * sizeof(*envp), 0); /* 6 */
-        i = 0;
-        lua_pushnil(L);
-        while (lua_next(L, 5) != 0) {
-            if (lua_type(L, -2) != LUA_TSTRING)
-                luaL_error(L, "spawn: env names must be strings");
-            name = lua_tolstring(L, -2, &len);
-            if (len == 0 || strlen(name) != len || strchr(name, '=') != NULL)
-                luaL_error(L, "spawn: bad env name '%s'", name);
-            if (lua_type(L, -1) != LUA_TSTRING &&
-                lua_type(L, -1) != LUA_TNUMBER)
-                luaL_error(L, "spawn: env value of %s must be a string",
-                    name);
-            /* lua_next pushed a copy: converting a number is safe. */
-            value = lua_tolstring(L, -1, &len);
-            if (strlen(value) != len)
-                luaL_error(L, "spawn: env value of %s contains a NUL byte",
-                    name);
-            lua_pushfstring(L, "%s=%s", name, value);
-            lua_remove(L, -2);                  /* the value */
-            envp[i++] = take_string(L, 2, "env value");
-        }
-        envp[i] = NULL;
-        o.envp = envp;
-    } else {
-        lua_pushnil(L);                         /* 6: no envp */
-    }
-
-    lua_getfield(L, 1, "stdin");
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "spawn: stdin must be a string or nil");
-        o.stdin_data = lua_tolstring(L, -1, &o.stdin_len);
-    }
-    lua_getfield(L, 1, "cwd");
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "spawn: cwd must be a string or nil");
-        o.cwd = lua_tolstring(L, -1, &len);
-        if (strlen(o.cwd) != len)
-            luaL_error(L, "spawn: cwd contains a NUL byte");
-    }
-    lua_getfield(L, 1, "timeout");
-    o.timeout = opt_timeout(L, -1, "spawn");
-    lua_getfield(L, 1, "max_output");
-    max = LUACME_SPAWN_MAX_OUTPUT;
-    if (!lua_isnil(L, -1)) {
-        if (!lua_isinteger(L, -1))
-            luaL_error(L, "spawn: max_output must be an integer");
-        max = lua_tointeger(L, -1);
-        if (max < 0 || max > LUACME_SPAWN_MAX_OUTPUT_CEIL)
-            luaL_error(L, "spawn: max_output must be 0..%d",
-                LUACME_SPAWN_MAX_OUTPUT_CEIL);
-    }
-    o.max_output = (size_t)max;
-    lua_pop(L, 2);                              /* stdin, cwd stay */
-
-    b = newbox(L);
-    if (spawn_run(&o, &b->res, &err) != 0)
-        return lbind_err(L, &err);
-    lua_createtable(L, 0, 6);
-    if (b->res.exited) {
-        lua_pushinteger(L, b->res.status);
-        lua_setfield(L, -2, "status");
-    }
-    if (b->res.signaled) {
-        lua_pushinteger(L, b->res.signal);
-        lua_setfield(L, -2, "signal");
-    }
-    lua_pushlstring(L, b->res.out ? b->res.out : "", b->res.out_len);
-    lua_setfield(L, -2, "stdout");
-    lua_pushlstring(L, b->res.err_out ? b->res.err_out : "",
-        b->res.err_len);
-    lua_setfield(L, -2, "stderr");
-    lua_pushboolean(L, b->res.timed_out);
-    lua_setfield(L, -2, "timed_out");
-    lua_pushboolean(L, b->res.truncated);
-    lua_setfield(L, -2, "truncated");
-    spawn_result_free(&b->res);
-    return 1;
-}
-
-/* core.environ() -> table name -> value of our environment. */
-static int
-l_environ(lua_State *L)
-{
-    char **e;
-    const char *eq;
-
-    lua_newtable(L);
-    for (e = environ; e != NULL && *e != NULL; e++) {
-        eq = strchr(*e, '=');
-        if (eq == NULL)
-            continue;
-        lua_pushlstring(L, *e, (size_t)(eq - *e));
-        lua_pushstring(L, eq + 1);
-        lua_rawset(L, -3);
-    }
-    return 1;
-}
-
-/* core.getpid(), core.getuid() -> integer. */
-static int
-l_getpid(lua_State *L)
-{
-    lua_pushinteger(L, (lua_Integer)getpid());
-    return 1;
-}
-
-static int
-l_getuid(lua_State *L)
-{
-    lua_pushinteger(L, (lua_Integer)getuid());
     return 1;
 }
 
@@ -621,10 +394,6 @@ lbind_fs(lua_State *L)
         {"symlink", l_symlink},
         {"fsync_dir", l_fsync_dir},
         {"lock", l_lock},
-        {"spawn", l_spawn},
-        {"environ", l_environ},
-        {"getpid", l_getpid},
-        {"getuid", l_getuid},
         {"isatty", l_isatty},
         {"hostname", l_hostname},
         {"umask", l_umask},

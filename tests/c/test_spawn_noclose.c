@@ -2,7 +2,7 @@
  * Linux 5.11): a descriptor the process holds without close-on-exec (as
  * libcurl's socketpair is) must still not reach the program. This file
  * defines syscall() itself, which the linker prefers to libc's, and
- * answers close_range with ENOSYS as such a kernel would; fs.c uses
+ * answers close_range with ENOSYS as such a kernel would; proc.c uses
  * syscall() for nothing else. */
 #define _GNU_SOURCE
 
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "fs.h"
+#include "proc.h"
 
 long
 syscall(long number, ...)
