@@ -4,6 +4,12 @@
 -- one place (main) and shown with the CA's problem, the identifier and a
 -- hint (luacme.output). The work itself is in luacme.manage.
 --
+-- Read from the bottom: main parses the command line (M.parse; recipes
+-- use the same parser through M.options and M.open) and runs the
+-- command's handler from COMMANDS, the table of commands with their
+-- usage, options and help. Above them: the option values (--directory
+-- presets, durations, revocation reasons) and the global options.
+--
 -- `luacme run FILE.lua ARGS...` runs a recipe with arg as lua.c sets it;
 -- everything after FILE is the recipe's, untouched.
 local client = require "luacme.client"
@@ -168,18 +174,335 @@ local GLOBAL = {
 
 local KEY_TYPE_HELP = "ec256 (default), ec384, rsa2048, rsa3072, rsa4096"
 
-local COMMANDS = {
+--
+-- What commands share
+--
+
+local function number_opt(v, what, min, max)
+    if v == nil then return nil end
+    local n = tonumber(v)
+    if not n or n < min or n > max then
+        error(errors.new("usage", what .. " must be a " ..
+            "number " .. min .. ".." .. max), 0)
+    end
+    return n
+end
+
+local function trim(s)
+    return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+-- The manage context from the global options o.
+local function context(o, out, env)
+    local manage = require "luacme.manage"
+    local url, err = M.directory_url(o.directory, o.staging)
+    if not url then error(err, 0) end
+    local contact
+    if o.contact then
+        contact = {}
+        for _, c in ipairs(o.contact) do
+            if c ~= "" then
+                contact[#contact + 1] = c:find("^mailto:") and c or
+                    ("mailto:" .. c)
+            end
+        end
+    end
+    local eab
+    local kid = o.eab_kid or env.LUACME_EAB_KID
+    local mac = env.LUACME_EAB_HMAC_KEY
+    if o.eab_hmac_key_file then
+        local data, msg = core.read_file(o.eab_hmac_key_file, 4096)
+        if not data then
+            error(errors.new("usage", "--eab-hmac-key-file: " ..
+                tostring(msg)), 0)
+        end
+        mac = trim(data)
+    end
+    if (kid and kid ~= "") or (mac and mac ~= "") then
+        if not kid or kid == "" or not mac or mac == "" then
+            error(errors.new("usage", "external account binding needs " ..
+                "both the key id (--eab-kid or LUACME_EAB_KID) and the " ..
+                "HMAC key (LUACME_EAB_HMAC_KEY or --eab-hmac-key-file)"), 0)
+        end
+        eab = { kid = kid, key = mac }
+    end
+    local m
+    m, err = manage.open{
+        state = o.state, env = env, out = out,
+        directory = url, directory_given = o.directory ~= nil or
+            o.staging == true,
+        ca_file = o.ca_bundle, contact = contact,
+        agree_tos = o.agree_tos, eab = eab,
+        lock_timeout = number_opt(o.lock_timeout, "--lock-timeout", 0,
+            7 * 86400),
+        timeout = number_opt(o.timeout, "--timeout", 1, 86400),
+    }
+    if not m then error(err, 0) end
+    return m
+end
+
+local function list_text(certs)
+    local output = require "luacme.output"
+    local lines = {}
+    if #certs == 0 then return "no certificates" end
+    for _, c in ipairs(certs) do
+        local head = c.name .. ":"
+        if c.not_after then
+            head = head .. " expires " .. output.date(c.not_after)
+        end
+        if c.revoked then head = head .. ", revoked" end
+        if c.due then
+            head = head .. ", due now (" .. c.reason .. ")"
+        else
+            head = head .. ", due " .. output.date(c.due_at)
+        end
+        lines[#lines + 1] = head
+        lines[#lines + 1] = "  names: " .. table.concat(c.names, ", ")
+        if c.error then
+            lines[#lines + 1] = "  problem: " .. errors.printable(c.error)
+        end
+        if c.last_error then
+            lines[#lines + 1] = "  last error (" ..
+                (output.time(c.last_error.time) or "?") .. "): " ..
+                errors.printable(c.last_error.message or "?")
+        end
+    end
+    return table.concat(lines, "\n")
+end
+
+local function cert_fields(c)
+    local output = require "luacme.output"
+    return {
+        name = c.name, names = require("luacme.util").array(c.names),
+        not_before = output.time(c.not_before),
+        not_after = output.time(c.not_after),
+        serial = c.serial, issuer = c.issuer, due = c.due,
+        due_at = output.time(c.due_at), reason = c.reason,
+        last_error = c.last_error and {
+            time = output.time(c.last_error.time),
+            message = c.last_error.message, kind = c.last_error.kind,
+            type = c.last_error.type } or nil,
+        revoked = c.revoked and { time = output.time(c.revoked.time),
+            reason = c.revoked.reason } or nil,
+        error = c.error, directory = c.directory, key_type = c.key_type,
+    }
+end
+
+local function account_text(a)
+    local lines = {
+        "account: " .. tostring(a.uri),
+        "  CA: " .. tostring(a.directory),
+        "  status: " .. tostring(a.status),
+        "  contact: " .. ((a.contact and #a.contact > 0) and
+            table.concat(a.contact, ", ") or "(none)"),
+        "  key: " .. tostring(a.key_type),
+    }
+    if a.thumbprint then
+        lines[#lines + 1] = "  key thumbprint: " .. a.thumbprint
+    end
+    return table.concat(lines, "\n")
+end
+
+--
+-- The commands
+--
+
+local COMMANDS -- the table of commands, below the handlers
+
+-- v, or raise err (an error table) for main to show.
+local function check(v, err)
+    if v == nil then error(err, 0) end
+    return v
+end
+
+-- Raise a usage error: the command line asks for something impossible.
+local function usage(msg)
+    error(errors.new("usage", msg), 0)
+end
+
+-- Text for a person (not with --json, not with -q).
+local function say(out, text)
+    if not out.json and out.level >= 0 then
+        io.stdout:write(text, "\n")
+        io.stdout:flush()
+    end
+end
+
+-- The account subcommands: sub(m, opts, out) returns manage's result.
+local ACCOUNT = {
+    new = function(m, o)
+        return check(m:account_new{ key_type = o.key_type })
+    end,
+    show = function(m, _, out)
+        local res = check(m:account_show())
+        say(out, account_text(res.account))
+        return res
+    end,
+    update = function(m, o)
+        if not o.contact then
+            usage("account update needs --contact EMAIL (repeatable)")
+        end
+        return check(m:account_update())
+    end,
+    deactivate = function(m, o)
+        if not o.yes then
+            usage("account deactivate disables the account for good; " ..
+                "add --yes to confirm")
+        end
+        return check(m:account_deactivate())
+    end,
+    rollover = function(m, o)
+        return check(m:account_rollover{ key_type = o.key_type })
+    end,
+}
+
+-- The handlers of the commands that work on the state or the CA:
+-- cmd_X(p, out, env) runs the parsed command line p, tells out, and
+-- returns the exit code; failures are raised as error tables, shown by
+-- execute. Each opens the manage context first; closing it runs the hooks'
+-- exit(), also on errors.
+
+local function cmd_account(p, out, env)
+    local m <close> = context(p.opts, out, env)
+    local res = ACCOUNT[p.sub](m, p.opts, out)
+    out:result{ ok = true, command = "account", action = p.sub,
+        account = res.account, exit = res.code }
+    return res.code
+end
+
+local function cmd_issue(p, out, env)
+    local output = require "luacme.output"
+    local util = require "luacme.util"
+    local o = p.opts
+    local m <close> = context(o, out, env)
+    local valid_for
+    if o.valid_for then
+        valid_for = check(M.duration(o.valid_for))
+    end
+    if (o.domain == nil and o.ip == nil) and not o.csr then
+        usage("issue needs -d NAME (or --ip ADDR, or --csr FILE); usage: " ..
+            COMMANDS.issue.usage)
+    end
+    if o.out and not o.csr then usage("--out goes with --csr") end
+    local res = check(m:issue({
+        names = o.domain, ips = o.ip, name = o.name,
+        key_type = o.key_type, reuse_key = o.reuse_key,
+        must_staple = o.must_staple, csr = o.csr, out_file = o.out,
+        preferred_chain = o.preferred_chain, profile = o.profile,
+        valid_for = valid_for, hooks = o.hook,
+        deploy_hooks = o.deploy_hook,
+        dns_wait = number_opt(o.dns_wait, "--dns-wait", 0, 3600),
+    }, { force = o.force }))
+    out:result{ ok = true, command = "issue", name = res.name,
+        names = util.array(res.names), serial = res.serial,
+        not_after = output.time(res.not_after),
+        unchanged = res.unchanged or false, file = res.file,
+        exit = res.code }
+    return res.code
+end
+
+local function cmd_renew(p, out, env)
+    local util = require "luacme.util"
+    local m <close> = context(p.opts, out, env)
+    local jitter = number_opt(p.opts.jitter, "--jitter", 0, 86400)
+    local res = check(m:renew{ names = p.args, force = p.opts.force,
+        jitter = jitter })
+    out:result{ ok = res.code ~= 1, command = "renew",
+        renewed = util.array(res.renewed),
+        not_due = util.array(res.not_due),
+        failed = util.array(res.failed), exit = res.code }
+    return res.code
+end
+
+local function cmd_revoke(p, out, env)
+    local o = p.opts
+    local m <close> = context(o, out, env)
+    local reason = o.reason and check(M.reason(o.reason)) or nil
+    if (p.args[1] == nil) == (o.cert == nil) then
+        usage("give CERTNAME or --cert FILE (one of them); usage: " ..
+            COMMANDS.revoke.usage)
+    end
+    local res = check(m:revoke{ name = p.args[1], cert_file = o.cert,
+        reason = reason, cert_key_file = o.cert_key })
+    out:result{ ok = true, command = "revoke", name = res.name,
+        serial = res.serial, exit = res.code }
+    return res.code
+end
+
+local function cmd_list(p, out, env)
+    local m <close> = context(p.opts, out, env)
+    local res = check(m:list())
+    for _, c in ipairs(res.certs) do
+        out:event("cert", cert_fields(c), nil)
+    end
+    say(out, list_text(res.certs))
+    out:result{ ok = true, command = "list", count = #res.certs, exit = 0 }
+    return 0
+end
+
+-- The only one that needs neither the state nor the CA.
+local function cmd_hooks(_, out)
+    local list = require("luacme.hooks").list_builtin()
+    for _, h in ipairs(list) do
+        out:event("hook", { name = h.name, types = h.types,
+            deploy = h.deploy, description = h.description,
+            options = h.options, error = h.error }, nil)
+    end
+    say(out, M.help("hooks"))
+    out:result{ ok = true, command = "hooks", count = #list, exit = 0 }
+    return 0
+end
+
+-- The direct commands: cmd_X(p) returns the exit code, with no output
+-- object and no handler of failures.
+
+local function cmd_help(p)
+    local topic = p.command == "help" and p.args[1] or nil
+    local text = M.help(topic)
+    if not text then
+        io.stderr:write("luacme: no help on '", topic, "'\n")
+        return 1
+    end
+    print(text)
+    return 0
+end
+
+local function cmd_version()
+    print(versions())
+    return 0
+end
+
+local function cmd_run(p)
+    return M.run_file(p.run.file, p.run.args)
+end
+
+-- The commands, as a luaL_Reg with its documentation. For each: usage
+-- (the line of its help and of usage errors), positional (how many
+-- arguments: min, max), opts (as GLOBAL), help (the text between usage
+-- and the options in `luacme help COMMAND`), subs (account's
+-- subcommands) and run, the handler. direct: run(p) comes before --help
+-- and without the output object (help, version, run). run's words after
+-- FILE are the recipe's: the parser stops there.
+COMMANDS = {
     account = {
         usage = "luacme account new|show|update|deactivate|rollover " ..
             "[--key-type TYPE]",
-        subs = { new = true, show = true, update = true, deactivate = true,
-            rollover = true },
+        subs = ACCOUNT,
         positional = { min = 1, max = 1 },
         opts = {
             { "key-type", arg = "TYPE", help = "account key for new and " ..
                 "rollover: " .. KEY_TYPE_HELP },
             { "yes", help = "confirm deactivate (it cannot be undone)" },
         },
+        help = [[
+  new         register an account (key type --key-type); exit 2 if one exists
+  show        the CA's view: URL, status, contacts
+  update      set the contacts to the --contact options given
+  deactivate  disable the account at the CA for good (needs --yes)
+  rollover    replace the account key with a new one (--key-type)
+One account per CA, in STATE/accounts/<CA host>/. External account
+binding: --eab-kid KID with LUACME_EAB_HMAC_KEY or --eab-hmac-key-file.]],
+        run = cmd_account,
     },
     issue = {
         usage = "luacme issue -d NAME [-d NAME ...] [--ip ADDR ...] " ..
@@ -219,6 +542,15 @@ local COMMANDS = {
             { "timeout", arg = "SECONDS", help = "limit for one issuance " ..
                 "(default 300)" },
         },
+        help = [[
+Gets a certificate for the names and stores it under STATE/certs/CERTNAME/
+(privkey.pem, cert.pem, chain.pem, fullchain.pem, meta.json), with the
+settings used (names, hooks, key type, chain, profile), which renew reuses.
+Nothing happens when a valid certificate with the same names exists
+(exit 2) unless --force. The account for the CA is created when missing
+(add --agree-tos, and --contact). The previous certificate stays in place
+until the new one is complete, then remains as *.prev.]],
+        run = cmd_issue,
     },
     renew = {
         usage = "luacme renew [CERTNAME ...] [--force] [--jitter SECONDS]",
@@ -230,6 +562,14 @@ local COMMANDS = {
             { "timeout", arg = "SECONDS", help = "limit for one issuance " ..
                 "(default 300)" },
         },
+        help = [[
+Renews every stored certificate (or the ones named) that is due: inside
+the CA's renewal window when the CA offers ARI (a random moment in it),
+otherwise once a third of the lifetime remains (half for certificates
+valid under 10 days). Uses the settings the certificate was issued with.
+Exit 0 when something was renewed, 2 when nothing was due, 1 on any error
+(the others are still tried).]],
+        run = cmd_renew,
     },
     revoke = {
         usage = "luacme revoke CERTNAME|--cert FILE [--reason CODE|NAME] " ..
@@ -245,15 +585,50 @@ local COMMANDS = {
             { "cert-key", arg = "FILE", help = "sign with the certificate's " ..
                 "key instead of the account (e.g. after losing the account)" },
         },
+        help = [[
+Revokes a stored certificate (signed with the account, or with the stored
+certificate key when there is no account) or a certificate file.]],
+        run = cmd_revoke,
     },
-    list = { usage = "luacme list", positional = { min = 0, max = 0 },
-        opts = {} },
-    hooks = { usage = "luacme hooks", positional = { min = 0, max = 0 },
-        opts = {} },
-    help = { usage = "luacme help [COMMAND|json|hooks|exit-codes]",
-        positional = { min = 0, max = 1 }, opts = {} },
-    version = { usage = "luacme --version", positional = { min = 0, max = 0 },
-        opts = {} },
+    list = {
+        usage = "luacme list",
+        positional = { min = 0, max = 0 },
+        opts = {},
+        help = [[
+Every stored certificate: names, expiry, when it is due, and the last
+error. With --json one "cert" event per certificate.]],
+        run = cmd_list,
+    },
+    hooks = {
+        usage = "luacme hooks",
+        positional = { min = 0, max = 0 },
+        opts = {},
+        help = [[
+Lists the built-in hooks and their options (see also luacme help hooks).]],
+        run = cmd_hooks,
+    },
+    help = {
+        usage = "luacme help [COMMAND|json|hooks|exit-codes]",
+        positional = { min = 0, max = 1 },
+        opts = {},
+        direct = true, run = cmd_help,
+    },
+    version = {
+        usage = "luacme --version",
+        positional = { min = 0, max = 0 },
+        opts = {},
+        direct = true, run = cmd_version,
+    },
+    run = {
+        usage = "luacme run RECIPE.lua [ARGS...]",
+        opts = {},
+        help = [[
+Runs a Lua file with the whole API (require "luacme", "luacme.manage",
+"luacme.solve", ...); arg[0] is the file, arg[1..] its arguments. The
+exit status is the recipe's return value (an integer; false is 1, else 0).
+Examples are in examples/.]],
+        direct = true, run = cmd_run,
+    },
 }
 M.COMMANDS = COMMANDS
 M.GLOBAL = GLOBAL
@@ -389,7 +764,7 @@ local function word(s, a, plain)
         p.args[#p.args + 1] = a
         return true
     end
-    if not COMMANDS[a] and a ~= "run" then
+    if not COMMANDS[a] then
         return nil, "unknown command '" .. a .. "'"
     end
     p.command = a
@@ -636,305 +1011,29 @@ function M.help(topic)
     if topic == "hooks" then
         return M.HELP_HOOKS .. "\n\nBuilt-in hooks:\n" .. hooks_text()
     end
-    if topic == "run" then
-        return "Usage: luacme run RECIPE.lua [ARGS...]\n\n" ..
-            "Runs a Lua file with the whole API (require \"luacme\", " ..
-            "\"luacme.manage\",\n\"luacme.solve\", ...); arg[0] is the " ..
-            "file, arg[1..] its arguments. The\nexit status is the " ..
-            "recipe's return value (an integer; false is 1, else 0).\n" ..
-            "Examples are in examples/."
-    end
     local cmd = COMMANDS[topic]
     if not cmd then return nil end
     local text = "Usage: " .. cmd.usage
-    local extra = M.HELP_COMMAND[topic]
-    if extra then text = text .. "\n\n" .. extra end
+    if cmd.help then text = text .. "\n\n" .. cmd.help end
     if #cmd.opts > 0 then
         text = text .. "\n\nOptions:\n" .. opt_lines(cmd.opts)
     end
+    -- After run FILE everything is the recipe's: no global options.
+    if topic == "run" then return text end
     return text .. "\n\nGlobal options: see luacme help; exit codes: " ..
         "luacme help exit-codes."
 end
 
-M.HELP_COMMAND = {
-    issue = [[
-Gets a certificate for the names and stores it under STATE/certs/CERTNAME/
-(privkey.pem, cert.pem, chain.pem, fullchain.pem, meta.json), with the
-settings used (names, hooks, key type, chain, profile), which renew reuses.
-Nothing happens when a valid certificate with the same names exists
-(exit 2) unless --force. The account for the CA is created when missing
-(add --agree-tos, and --contact). The previous certificate stays in place
-until the new one is complete, then remains as *.prev.]],
-    renew = [[
-Renews every stored certificate (or the ones named) that is due: inside
-the CA's renewal window when the CA offers ARI (a random moment in it),
-otherwise once a third of the lifetime remains (half for certificates
-valid under 10 days). Uses the settings the certificate was issued with.
-Exit 0 when something was renewed, 2 when nothing was due, 1 on any error
-(the others are still tried).]],
-    revoke = [[
-Revokes a stored certificate (signed with the account, or with the stored
-certificate key when there is no account) or a certificate file.]],
-    list = [[
-Every stored certificate: names, expiry, when it is due, and the last
-error. With --json one "cert" event per certificate.]],
-    account = [[
-  new         register an account (key type --key-type); exit 2 if one exists
-  show        the CA's view: URL, status, contacts
-  update      set the contacts to the --contact options given
-  deactivate  disable the account at the CA for good (needs --yes)
-  rollover    replace the account key with a new one (--key-type)
-One account per CA, in STATE/accounts/<CA host>/. External account
-binding: --eab-kid KID with LUACME_EAB_HMAC_KEY or --eab-hmac-key-file.]],
-    hooks = [[
-Lists the built-in hooks and their options (see also luacme help hooks).]],
-}
-
 --
--- Running commands
+-- Running
 --
 
-local function number_opt(v, what, min, max)
-    if v == nil then return nil end
-    local n = tonumber(v)
-    if not n or n < min or n > max then
-        error(errors.new("usage", what .. " must be a " ..
-            "number " .. min .. ".." .. max), 0)
-    end
-    return n
-end
-
-local function trim(s)
-    return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
-
--- The manage context from the global options.
-local function context(p, out, env)
-    local manage = require "luacme.manage"
-    local o = p.opts
-    local url, err = M.directory_url(o.directory, o.staging)
-    if not url then error(err, 0) end
-    local contact
-    if o.contact then
-        contact = {}
-        for _, c in ipairs(o.contact) do
-            if c ~= "" then
-                contact[#contact + 1] = c:find("^mailto:") and c or
-                    ("mailto:" .. c)
-            end
-        end
-    end
-    local eab
-    local kid = o.eab_kid or env.LUACME_EAB_KID
-    local mac = env.LUACME_EAB_HMAC_KEY
-    if o.eab_hmac_key_file then
-        local data, msg = core.read_file(o.eab_hmac_key_file, 4096)
-        if not data then
-            error(errors.new("usage", "--eab-hmac-key-file: " ..
-                tostring(msg)), 0)
-        end
-        mac = trim(data)
-    end
-    if (kid and kid ~= "") or (mac and mac ~= "") then
-        if not kid or kid == "" or not mac or mac == "" then
-            error(errors.new("usage", "external account binding needs " ..
-                "both the key id (--eab-kid or LUACME_EAB_KID) and the " ..
-                "HMAC key (LUACME_EAB_HMAC_KEY or --eab-hmac-key-file)"), 0)
-        end
-        eab = { kid = kid, key = mac }
-    end
-    local m
-    m, err = manage.open{
-        state = o.state, env = env, out = out,
-        directory = url, directory_given = o.directory ~= nil or
-            o.staging == true,
-        ca_file = o.ca_bundle, contact = contact,
-        agree_tos = o.agree_tos, eab = eab,
-        lock_timeout = number_opt(o.lock_timeout, "--lock-timeout", 0,
-            7 * 86400),
-        timeout = number_opt(o.timeout, "--timeout", 1, 86400),
-    }
-    if not m then error(err, 0) end
-    return m
-end
-
-local function list_text(certs)
+-- The output object for the global options -q, -v and --json.
+local function new_output(o)
     local output = require "luacme.output"
-    local lines = {}
-    if #certs == 0 then return "no certificates" end
-    for _, c in ipairs(certs) do
-        local head = c.name .. ":"
-        if c.not_after then
-            head = head .. " expires " .. output.date(c.not_after)
-        end
-        if c.revoked then head = head .. ", revoked" end
-        if c.due then
-            head = head .. ", due now (" .. c.reason .. ")"
-        else
-            head = head .. ", due " .. output.date(c.due_at)
-        end
-        lines[#lines + 1] = head
-        lines[#lines + 1] = "  names: " .. table.concat(c.names, ", ")
-        if c.error then
-            lines[#lines + 1] = "  problem: " .. errors.printable(c.error)
-        end
-        if c.last_error then
-            lines[#lines + 1] = "  last error (" ..
-                (output.time(c.last_error.time) or "?") .. "): " ..
-                errors.printable(c.last_error.message or "?")
-        end
-    end
-    return table.concat(lines, "\n")
-end
-
-local function cert_fields(c)
-    local output = require "luacme.output"
-    return {
-        name = c.name, names = require("luacme.util").array(c.names),
-        not_before = output.time(c.not_before),
-        not_after = output.time(c.not_after),
-        serial = c.serial, issuer = c.issuer, due = c.due,
-        due_at = output.time(c.due_at), reason = c.reason,
-        last_error = c.last_error and {
-            time = output.time(c.last_error.time),
-            message = c.last_error.message, kind = c.last_error.kind,
-            type = c.last_error.type } or nil,
-        revoked = c.revoked and { time = output.time(c.revoked.time),
-            reason = c.revoked.reason } or nil,
-        error = c.error, directory = c.directory, key_type = c.key_type,
-    }
-end
-
-local function account_text(a)
-    local lines = {
-        "account: " .. tostring(a.uri),
-        "  CA: " .. tostring(a.directory),
-        "  status: " .. tostring(a.status),
-        "  contact: " .. ((a.contact and #a.contact > 0) and
-            table.concat(a.contact, ", ") or "(none)"),
-        "  key: " .. tostring(a.key_type),
-    }
-    if a.thumbprint then
-        lines[#lines + 1] = "  key thumbprint: " .. a.thumbprint
-    end
-    return table.concat(lines, "\n")
-end
-
--- Run one parsed command with output out. Returns the exit code; raises
--- error tables for failures (caught in main).
-local function dispatch(p, out, env)
-    local output = require "luacme.output"
-    local util = require "luacme.util"
-    local o = p.opts
-    local function check(v, err)
-        if v == nil then error(err, 0) end
-        return v
-    end
-    local function say(text)
-        if not out.json and out.level >= 0 then
-            io.stdout:write(text, "\n")
-            io.stdout:flush()
-        end
-    end
-
-    if p.command == "hooks" then
-        local hooks = require "luacme.hooks"
-        local list = hooks.list_builtin()
-        for _, h in ipairs(list) do
-            out:event("hook", { name = h.name, types = h.types,
-                deploy = h.deploy, description = h.description,
-                options = h.options, error = h.error }, nil)
-        end
-        say(M.help("hooks"))
-        out:result{ ok = true, command = "hooks", count = #list, exit = 0 }
-        return 0
-    end
-
-    -- Closing the context runs the hooks' exit(), also on errors.
-    local m <close> = context(p, out, env)
-    local res
-    if p.command == "account" then
-        if p.sub == "new" then
-            res = check(m:account_new{ key_type = o.key_type })
-        elseif p.sub == "show" then
-            res = check(m:account_show())
-            say(account_text(res.account))
-        elseif p.sub == "update" then
-            if not o.contact then
-                error(errors.new("usage", "account update needs " ..
-                    "--contact EMAIL (repeatable)"), 0)
-            end
-            res = check(m:account_update())
-        elseif p.sub == "deactivate" then
-            if not o.yes then
-                error(errors.new("usage", "account deactivate disables the " ..
-                    "account for good; add --yes to confirm"), 0)
-            end
-            res = check(m:account_deactivate())
-        elseif p.sub == "rollover" then
-            res = check(m:account_rollover{ key_type = o.key_type })
-        end
-        out:result{ ok = true, command = "account", action = p.sub,
-            account = res.account, exit = res.code }
-        return res.code
-    elseif p.command == "issue" then
-        local valid_for
-        if o.valid_for then
-            valid_for = check(M.duration(o.valid_for))
-        end
-        if (o.domain == nil and o.ip == nil) and not o.csr then
-            error(errors.new("usage", "issue needs -d NAME (or --ip ADDR, " ..
-                "or --csr FILE); usage: " .. COMMANDS.issue.usage), 0)
-        end
-        if o.out and not o.csr then
-            error(errors.new("usage", "--out goes with --csr"), 0)
-        end
-        res = check(m:issue({
-            names = o.domain, ips = o.ip, name = o.name,
-            key_type = o.key_type, reuse_key = o.reuse_key,
-            must_staple = o.must_staple, csr = o.csr, out_file = o.out,
-            preferred_chain = o.preferred_chain, profile = o.profile,
-            valid_for = valid_for, hooks = o.hook,
-            deploy_hooks = o.deploy_hook,
-            dns_wait = number_opt(o.dns_wait, "--dns-wait", 0, 3600),
-        }, { force = o.force }))
-        out:result{ ok = true, command = "issue", name = res.name,
-            names = util.array(res.names), serial = res.serial,
-            not_after = output.time(res.not_after),
-            unchanged = res.unchanged or false, file = res.file,
-            exit = res.code }
-        return res.code
-    elseif p.command == "renew" then
-        local jitter = number_opt(o.jitter, "--jitter", 0, 86400)
-        res = check(m:renew{ names = p.args, force = o.force,
-            jitter = jitter })
-        out:result{ ok = res.code ~= 1, command = "renew",
-            renewed = util.array(res.renewed),
-            not_due = util.array(res.not_due),
-            failed = util.array(res.failed), exit = res.code }
-        return res.code
-    elseif p.command == "revoke" then
-        local reason = o.reason and check(M.reason(o.reason)) or nil
-        if (p.args[1] == nil) == (o.cert == nil) then
-            error(errors.new("usage", "give CERTNAME or --cert FILE " ..
-                "(one of them); usage: " .. COMMANDS.revoke.usage), 0)
-        end
-        res = check(m:revoke{ name = p.args[1], cert_file = o.cert,
-            reason = reason, cert_key_file = o.cert_key })
-        out:result{ ok = true, command = "revoke", name = res.name,
-            serial = res.serial, exit = res.code }
-        return res.code
-    elseif p.command == "list" then
-        res = check(m:list())
-        for _, c in ipairs(res.certs) do
-            out:event("cert", cert_fields(c), nil)
-        end
-        say(list_text(res.certs))
-        out:result{ ok = true, command = "list", count = #res.certs,
-            exit = 0 }
-        return 0
-    end
-    error("dispatch: unhandled command " .. tostring(p.command))
+    local level = 0
+    if o.quiet then level = -1 elseif o.verbose then level = 1 end
+    return output.new{ json = o.json, level = level }
 end
 
 -- For recipes: open(argv) -> manage context (luacme.manage), the
@@ -944,13 +1043,10 @@ end
 -- runs the hooks' exit()):
 --   local m <close>, args, out = require("luacme.cli").open(arg)
 function M.open(argv)
-    local output = require "luacme.output"
     local opts, rest = M.options(argv or {})
     if not opts then error("luacme: " .. rest, 0) end
-    local level = 0
-    if opts.quiet then level = -1 elseif opts.verbose then level = 1 end
-    local out = output.new{ json = opts.json, level = level }
-    local ok, m = pcall(context, { opts = opts }, out, core.environ())
+    local out = new_output(opts)
+    local ok, m = pcall(context, opts, out, core.environ())
     if not ok then
         out:error(m)
         error("luacme: bad options", 0)
@@ -962,49 +1058,16 @@ local function interrupted(e)
     return type(e) == "table" and e.kind == "interrupted"
 end
 
-function M.main(arg)
-    local argv = {}
-    for i = 1, #arg do argv[i] = arg[i] end
-    local p, perr = M.parse(argv)
-    if not p then
-        io.stderr:write("luacme: ", perr, "\n(luacme help shows the " ..
-            "commands and options)\n")
-        return 1
-    end
-    if p.command == "run" then return M.run_file(p.run.file, p.run.args) end
-    if p.command == "version" then
-        print(versions())
-        return 0
-    end
-    if p.command == "help" or (p.opts.help and not p.command) then
-        local topic = p.command == "help" and p.args[1] or nil
-        local text = M.help(topic)
-        if not text then
-            io.stderr:write("luacme: no help on '", topic, "'\n")
-            return 1
-        end
-        print(text)
-        return 0
-    end
-    if p.opts.help then
-        print(M.help(p.command))
-        return 0
-    end
-    if not p.command then
-        io.stderr:write("usage: luacme [OPTIONS] COMMAND ...; luacme help " ..
-            "lists the commands\n")
-        return 1
-    end
-
+-- Run command cmd for the parsed command line p under the one handler
+-- of failures. Returns its exit code, or shows the failure (text or
+-- JSON) and returns 1, or 130 when interrupted.
+local function execute(cmd, p)
     local output = require "luacme.output"
-    local level = 0
-    if p.opts.quiet then level = -1 elseif p.opts.verbose then level = 1 end
-    local out = output.new{ json = p.opts.json, level = level }
-    local env = core.environ()
-    local ok, res = xpcall(dispatch, function(e)
+    local out = new_output(p.opts)
+    local ok, res = xpcall(cmd.run, function(e)
         if type(e) == "table" then return e end
         return debug.traceback(tostring(e), 2)
-    end, p, out, env)
+    end, p, out, core.environ())
     if ok then return res end
     -- The one place where the failures of a command are shown.
     local code = 1
@@ -1020,6 +1083,30 @@ function M.main(arg)
     out:result{ ok = false, command = p.command, action = p.sub,
         error = output.error_fields(res), exit = code }
     return code
+end
+
+function M.main(arg)
+    local argv = {}
+    for i = 1, #arg do argv[i] = arg[i] end
+    local p, perr = M.parse(argv)
+    if not p then
+        io.stderr:write("luacme: ", perr, "\n(luacme help shows the " ..
+            "commands and options)\n")
+        return 1
+    end
+    -- --help without a command is the help command.
+    local cmd = COMMANDS[p.command or (p.opts.help and "help") or ""]
+    if not cmd then
+        io.stderr:write("usage: luacme [OPTIONS] COMMAND ...; luacme help " ..
+            "lists the commands\n")
+        return 1
+    end
+    if cmd.direct then return cmd.run(p) end
+    if p.opts.help then
+        print(M.help(p.command))
+        return 0
+    end
+    return execute(cmd, p)
 end
 
 return M
