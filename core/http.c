@@ -606,60 +606,52 @@ take_headers(struct xfer *x, struct http_response *resp)
     return 0;
 }
 
-int
-http_request(struct http_client *c, const struct http_request *req,
-    struct http_response *resp, struct luacme_err *err)
+/* The method, URL scheme and body of req, checked before the handle is
+ * touched. Sets *body and *body_len to what is sent (an empty POST
+ * sends "": POST-as-GET still says Content-Length: 0) and *head.
+ * Returns 0, or -1 with err filled. */
+static int
+check_request(const struct http_client *c, const struct http_request *req,
+    const char *method, const char *url, const char **body,
+    size_t *body_len, int *head, struct luacme_err *err)
 {
-    struct xfer x;
-    struct curl_slist *hl = NULL;
-    const char *method = req->method != NULL ? req->method : "GET";
-    const char *url = req->url != NULL ? req->url : "(null)";
-    const char *body = req->body;
-    size_t body_len = req->body_len;
-    curl_off_t maxfile;
-    CURLcode cc = CURLE_OK;
-    long status = 0, nconn = 0, version = 0;
-    int head, rc = -1;
-
-    memset(resp, 0, sizeof(*resp));
-    memset(&x, 0, sizeof(x));
-    x.max_body = c->max_body;
-    c->errbuf[0] = '\0';
-
-    if (req->url == NULL || !scheme_ok(req->url, c->allow_http)) {
-        err_set(err, "protocol", "http: %s %s: only %s URLs are allowed",
-            method, url, c->allow_http ? "http:// and https://" :
-            "https://");
-        goto out;
-    }
-    if (!http_method_ok(method)) {
-        err_set(err, "protocol", "http: bad method '%s'", method);
-        goto out;
-    }
-    x.start_int = luacme_interrupted;
-    head = strcmp(method, "HEAD") == 0;
-    if (head && body != NULL) {
-        err_set(err, "protocol", "http: HEAD %s: a HEAD has no body", url);
-        goto out;
-    }
-    /* An empty POST still says Content-Length: 0 (POST-as-GET). */
-    if (body == NULL && strcmp(method, "POST") == 0) {
-        body = "";
-        body_len = 0;
+    if (req->url == NULL || !scheme_ok(req->url, c->allow_http))
+        return err_set(err, "protocol",
+            "http: %s %s: only %s URLs are allowed", method, url,
+            c->allow_http ? "http:// and https://" : "https://");
+    if (!http_method_ok(method))
+        return err_set(err, "protocol", "http: bad method '%s'", method);
+    *head = strcmp(method, "HEAD") == 0;
+    *body = req->body;
+    *body_len = req->body_len;
+    if (*head && *body != NULL)
+        return err_set(err, "protocol",
+            "http: HEAD %s: a HEAD has no body", url);
+    if (*body == NULL && strcmp(method, "POST") == 0) {
+        *body = "";
+        *body_len = 0;
     }
     /* curl_off_t is a signed 64-bit type: half of SIZE_MAX fits. */
-    if (body_len > SIZE_MAX / 2) {
-        err_set(err, "too_large", "http: %s %s: request body too large",
-            method, url);
-        goto out;
-    }
-    if (build_headers(req, body != NULL, &hl, err) != 0)
-        goto out;
+    if (*body_len > SIZE_MAX / 2)
+        return err_set(err, "too_large",
+            "http: %s %s: request body too large", method, url);
+    return 0;
+}
+
+/* Set this request's options on the reused handle: URL, method, body,
+ * headers hl, and x as the sink of the reply. Returns CURLE_OK or the
+ * first failure. */
+static CURLcode
+set_request(struct http_client *c, const char *url, const char *method,
+    const char *body, size_t body_len, int head, struct curl_slist *hl,
+    struct xfer *x)
+{
+    curl_off_t maxfile = head ? 0 : (curl_off_t)c->max_body;
+    CURLcode cc = CURLE_OK;
 
     /* The handle keeps options between transfers: put the method back
      * to a plain GET first, then set what this request needs. */
-    maxfile = head ? 0 : (curl_off_t)c->max_body;
-    SETOPT(cc, c->h, CURLOPT_URL, req->url);
+    SETOPT(cc, c->h, CURLOPT_URL, url);
     SETOPT(cc, c->h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
     SETOPT(cc, c->h, CURLOPT_HTTPGET, 1L);
     SETOPT(cc, c->h, CURLOPT_MAXFILESIZE_LARGE, maxfile);
@@ -674,38 +666,78 @@ http_request(struct http_client *c, const struct http_request *req,
     if (!head && strcmp(method, body != NULL ? "POST" : "GET") != 0)
         SETOPT(cc, c->h, CURLOPT_CUSTOMREQUEST, method);
     SETOPT(cc, c->h, CURLOPT_HTTPHEADER, hl);
-    SETOPT(cc, c->h, CURLOPT_WRITEDATA, &x);
-    SETOPT(cc, c->h, CURLOPT_HEADERDATA, &x);
-    SETOPT(cc, c->h, CURLOPT_XFERINFODATA, &x);
-    if (cc != CURLE_OK) {
-        err_set(err, "protocol", "http: %s %s: setting up libcurl: %s",
-            method, url, curl_easy_strerror(cc));
-        goto out;
-    }
+    SETOPT(cc, c->h, CURLOPT_WRITEDATA, x);
+    SETOPT(cc, c->h, CURLOPT_HEADERDATA, x);
+    SETOPT(cc, c->h, CURLOPT_XFERINFODATA, x);
+    return cc;
+}
+
+/* Run the transfer set up on c->h, count it in c->stats, and move the
+ * reply's status, headers and body from x into resp. Returns 0, or -1
+ * with err filled. */
+static int
+perform(struct http_client *c, struct xfer *x, const char *method,
+    const char *url, struct http_response *resp, struct luacme_err *err)
+{
+    CURLcode cc;
+    long status = 0, nconn = 0, version = 0;
 
     cc = curl_easy_perform(c->h);
     c->stats.requests++;
     if (curl_easy_getinfo(c->h, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK)
         c->stats.connects += nconn;
-    if (cc != CURLE_OK || x.nomem) {
-        fail_message(c, cc, &x, method, url, err);
-        goto out;
+    if (cc != CURLE_OK || x->nomem) {
+        fail_message(c, cc, x, method, url, err);
+        return -1;
     }
     if (curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status) !=
-        CURLE_OK || status < 100) {
-        err_set(err, "protocol", "http: %s %s: no HTTP status", method, url);
-        goto out;
-    }
+        CURLE_OK || status < 100)
+        return err_set(err, "protocol", "http: %s %s: no HTTP status",
+            method, url);
     if (curl_easy_getinfo(c->h, CURLINFO_HTTP_VERSION, &version) == CURLE_OK)
         c->stats.http_version = version_name(version);
-    if (take_headers(&x, resp) != 0) {
-        err_set(err, "protocol", "http: %s %s: out of memory", method, url);
+    if (take_headers(x, resp) != 0)
+        return err_set(err, "protocol", "http: %s %s: out of memory",
+            method, url);
+    resp->status = status;
+    resp->body = x->body.p;
+    resp->body_len = x->body.len;
+    x->body.p = NULL;
+    return 0;
+}
+
+int
+http_request(struct http_client *c, const struct http_request *req,
+    struct http_response *resp, struct luacme_err *err)
+{
+    struct xfer x;
+    struct curl_slist *hl = NULL;
+    const char *method = req->method != NULL ? req->method : "GET";
+    const char *url = req->url != NULL ? req->url : "(null)";
+    const char *body = NULL;
+    size_t body_len = 0;
+    CURLcode cc;
+    int head = 0, rc = -1;
+
+    memset(resp, 0, sizeof(*resp));
+    memset(&x, 0, sizeof(x));
+    x.max_body = c->max_body;
+    c->errbuf[0] = '\0';
+
+    if (check_request(c, req, method, url, &body, &body_len, &head,
+        err) != 0)
+        goto out;
+    x.start_int = luacme_interrupted;
+    if (build_headers(req, body != NULL, &hl, err) != 0)
+        goto out;
+    cc = set_request(c, req->url, method, body, body_len, head, hl, &x);
+    if (cc != CURLE_OK) {
+        err_set(err, "protocol", "http: %s %s: setting up libcurl: %s",
+            method, url, curl_easy_strerror(cc));
         goto out;
     }
-    resp->status = status;
-    resp->body = x.body.p;
-    resp->body_len = x.body.len;
-    x.body.p = NULL;
+    if (perform(c, &x, method, url, resp, err) != 0)
+        goto out;
     rc = 0;
 out:
     /* Nothing on the handle may point at freed or stack memory. */
