@@ -381,6 +381,50 @@ use_server(res_state st, const char *server, struct luacme_err *err)
     return 0;
 }
 
+/* A resolver state in st for one query with o: o's own server when
+ * given, two tries of half of timeout seconds each, recursion and TCP as
+ * asked. Returns 0 (release st with res_nclose), or -1 with err filled
+ * and nothing to release. */
+static int
+resolver_open(struct __res_state *st, const struct dns_query_opts *o,
+    int timeout, struct luacme_err *err)
+{
+    memset(st, 0, sizeof(*st));
+    if (res_ninit(st) != 0)
+        return err_set(err, "network", "dns: res_ninit failed");
+    if (o->server != NULL && use_server(st, o->server, err) != 0) {
+        res_nclose(st);
+        return -1;
+    }
+    /* Two tries of half the time each: one lost UDP packet is not yet a
+     * timeout. glibc waits retrans seconds per try for the first server. */
+    st->retry = 2;
+    st->retrans = (timeout + 1) / 2;
+    st->options = RES_INIT | (o->recurse ? RES_RECURSE : 0) |
+        (o->tcp ? RES_USEVC : 0);
+    /* Without pfcode glibc hides SERVFAIL and REFUSED answers behind a
+     * generic timeout; with it, res_nsend returns them to us (pfcode
+     * otherwise only steers printing in dig). */
+    st->pfcode = RES_PRF_HEAD1;
+    return 0;
+}
+
+/* Fill err for a query of tname name to where that res_nsend failed with
+ * errno e after timeout seconds at most. Returns -1. */
+static int
+send_failed(struct luacme_err *err, int e, const char *tname,
+    const char *name, const char *where, int timeout)
+{
+    if (e == ETIMEDOUT)
+        return err_set(err, "timeout", "dns: %s %s: no answer from %s "
+            "within %d s", tname, name, where, timeout);
+    if (e == ECONNREFUSED)
+        return err_set(err, "connect", "dns: %s %s: %s refused the "
+            "connection", tname, name, where);
+    return err_set(err, "network", "dns: %s %s: %s: %s", tname, name,
+        where, strerror(e));
+}
+
 int
 dns_query(const char *name, unsigned qtype, const struct dns_query_opts *o,
     struct dns_result **res, struct luacme_err *err)
@@ -404,24 +448,9 @@ dns_query(const char *name, unsigned qtype, const struct dns_query_opts *o,
     if (timeout > LUACME_DNS_TIMEOUT_MAX_S)
         timeout = LUACME_DNS_TIMEOUT_MAX_S;
 
-    memset(&st, 0, sizeof(st));
-    if (res_ninit(&st) != 0) {
-        err_set(err, "network", "dns: res_ninit failed");
+    if (resolver_open(&st, o, timeout, err) != 0)
         goto out;
-    }
     inited = 1;
-    if (o->server != NULL && use_server(&st, o->server, err) != 0)
-        goto out;
-    /* Two tries of half the time each: one lost UDP packet is not yet a
-     * timeout. glibc waits retrans seconds per try for the first server. */
-    st.retry = 2;
-    st.retrans = (timeout + 1) / 2;
-    st.options = RES_INIT | (o->recurse ? RES_RECURSE : 0) |
-        (o->tcp ? RES_USEVC : 0);
-    /* Without pfcode glibc hides SERVFAIL and REFUSED answers behind a
-     * generic timeout; with it, res_nsend returns them to us (pfcode
-     * otherwise only steers printing in dig). */
-    st.pfcode = RES_PRF_HEAD1;
 
     qlen = res_nmkquery(&st, ns_o_query, name, ns_c_in, (int)qtype, NULL,
         0, NULL, query, sizeof(query));
@@ -445,15 +474,7 @@ dns_query(const char *name, unsigned qtype, const struct dns_query_opts *o,
         goto out;
     }
     if (alen < 0) {
-        if (saved == ETIMEDOUT)
-            err_set(err, "timeout", "dns: %s %s: no answer from %s within "
-                "%d s", tname, name, where, timeout);
-        else if (saved == ECONNREFUSED)
-            err_set(err, "connect", "dns: %s %s: %s refused the "
-                "connection", tname, name, where);
-        else
-            err_set(err, "network", "dns: %s %s: %s: %s", tname, name,
-                where, strerror(saved));
+        send_failed(err, saved, tname, name, where, timeout);
         goto out;
     }
     if (dns_parse(answer, (size_t)alen, &r, err) != 0)
