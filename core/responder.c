@@ -712,7 +712,8 @@ tls_failed(struct responder *r, struct conn *c)
 }
 
 /* Move c forward as far as it goes without blocking. Returns 1 while it
- * stays open, 0 when it is done (to be dropped). */
+ * stays open, 0 when it is done (to be dropped). Long: one case per
+ * state, so the whole state machine reads in one place. */
 static int
 conn_step(struct responder *r, struct conn *c)
 {

@@ -349,6 +349,27 @@ out:
     return ext;
 }
 
+/* The DER of req in a malloc'd *der (caller frees) of *der_len bytes.
+ * Returns 0, or -1 with err filled and *der untouched. */
+static int
+req_der(X509_REQ *req, unsigned char **der, size_t *der_len,
+    struct luacme_err *err)
+{
+    unsigned char *buf = NULL, *p;
+    int len = i2d_X509_REQ(req, NULL);
+
+    if (len <= 0 || (buf = malloc((size_t)len)) == NULL)
+        return err_openssl(err, "crypto", "csr: encoding");
+    p = buf;
+    if (i2d_X509_REQ(req, &p) != len) {
+        free(buf);
+        return err_openssl(err, "crypto", "csr: encoding");
+    }
+    *der = buf;
+    *der_len = (size_t)len;
+    return 0;
+}
+
 int
 x509_csr(EVP_PKEY *key, const char *const *names, size_t nnames,
     const char *const *ips, size_t nips, int must_staple,
@@ -358,8 +379,7 @@ x509_csr(EVP_PKEY *key, const char *const *names, size_t nnames,
     GENERAL_NAMES *gens = NULL;
     STACK_OF(X509_EXTENSION) *exts = NULL;
     X509_EXTENSION *ext = NULL;
-    unsigned char *buf = NULL, *p;
-    int len, empty_subject, rc = -1;
+    int empty_subject, rc = -1;
 
     if (nnames + nips == 0)
         return err_set(err, "invalid", "csr: no names and no IPs");
@@ -409,22 +429,10 @@ x509_csr(EVP_PKEY *key, const char *const *names, size_t nnames,
         err_openssl(err, "crypto", "csr: signing");
         goto out;
     }
-    len = i2d_X509_REQ(req, NULL);
-    if (len <= 0 || (buf = malloc((size_t)len)) == NULL) {
-        err_openssl(err, "crypto", "csr: encoding");
+    if (req_der(req, der, der_len, err) != 0)
         goto out;
-    }
-    p = buf;
-    if (i2d_X509_REQ(req, &p) != len) {
-        err_openssl(err, "crypto", "csr: encoding");
-        goto out;
-    }
-    *der = buf;
-    *der_len = (size_t)len;
-    buf = NULL;
     rc = 0;
 out:
-    free(buf);
     X509_EXTENSION_free(ext);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     X509_REQ_free(req);
@@ -781,15 +789,61 @@ get_ext(X509 *cert, int nid, void **val, struct luacme_err *err)
     return 0;
 }
 
-int
-x509_info(X509 *cert, struct x509_info *info, struct luacme_err *err)
+/* What in takes from cert's extensions: the SAN names, the key
+ * identifiers, CA and must-staple. Returns 0, or -1 with err filled
+ * (what was already set in in stays for x509_info_free). */
+static int
+info_exts(X509 *cert, struct x509_info *in, struct luacme_err *err)
 {
-    struct x509_info in;
     GENERAL_NAMES *gens = NULL;
     AUTHORITY_KEYID *akid = NULL;
     ASN1_OCTET_STRING *skid = NULL;
     BASIC_CONSTRAINTS *bc = NULL;
     TLS_FEATURE *tf = NULL;
+    int rc = -1;
+
+    if (get_ext(cert, NID_subject_alt_name, (void **)&gens, err) != 0 ||
+        get_ext(cert, NID_authority_key_identifier, (void **)&akid,
+        err) != 0 ||
+        get_ext(cert, NID_subject_key_identifier, (void **)&skid, err) != 0 ||
+        get_ext(cert, NID_basic_constraints, (void **)&bc, err) != 0 ||
+        get_ext(cert, NID_tlsfeature, (void **)&tf, err) != 0)
+        goto out;
+    if (gens != NULL && gens_read(gens, &in->names, err) != 0)
+        goto out;
+    if (akid != NULL && akid->keyid != NULL) {
+        in->aki_len = (size_t)ASN1_STRING_length(akid->keyid);
+        in->aki = (unsigned char *)dupmem(
+            ASN1_STRING_get0_data(akid->keyid), in->aki_len);
+        if (in->aki == NULL)
+            goto oom;
+    }
+    if (skid != NULL) {
+        in->ski_len = (size_t)ASN1_STRING_length(skid);
+        in->ski = (unsigned char *)dupmem(ASN1_STRING_get0_data(skid),
+            in->ski_len);
+        if (in->ski == NULL)
+            goto oom;
+    }
+    in->is_ca = bc != NULL && bc->ca;
+    in->must_staple = tf != NULL && feature_has_staple(tf);
+    rc = 0;
+    goto out;
+oom:
+    err_openssl(err, "crypto", "x509: out of memory");
+out:
+    GENERAL_NAMES_free(gens);
+    AUTHORITY_KEYID_free(akid);
+    ASN1_OCTET_STRING_free(skid);
+    BASIC_CONSTRAINTS_free(bc);
+    sk_ASN1_INTEGER_pop_free(tf, ASN1_INTEGER_free);
+    return rc;
+}
+
+int
+x509_info(X509 *cert, struct x509_info *info, struct luacme_err *err)
+{
+    struct x509_info in;
     unsigned char md[EVP_MAX_MD_SIZE], *p;
     unsigned int mdlen = 0;
     int len, rc = -1;
@@ -812,31 +866,8 @@ x509_info(X509 *cert, struct x509_info *info, struct luacme_err *err)
         err_set(err, "parse", "x509: malformed validity");
         goto out;
     }
-    if (get_ext(cert, NID_subject_alt_name, (void **)&gens, err) != 0 ||
-        get_ext(cert, NID_authority_key_identifier, (void **)&akid,
-        err) != 0 ||
-        get_ext(cert, NID_subject_key_identifier, (void **)&skid, err) != 0 ||
-        get_ext(cert, NID_basic_constraints, (void **)&bc, err) != 0 ||
-        get_ext(cert, NID_tlsfeature, (void **)&tf, err) != 0)
+    if (info_exts(cert, &in, err) != 0)
         goto out;
-    if (gens != NULL && gens_read(gens, &in.names, err) != 0)
-        goto out;
-    if (akid != NULL && akid->keyid != NULL) {
-        in.aki_len = (size_t)ASN1_STRING_length(akid->keyid);
-        in.aki = (unsigned char *)dupmem(ASN1_STRING_get0_data(akid->keyid),
-            in.aki_len);
-        if (in.aki == NULL)
-            goto oom;
-    }
-    if (skid != NULL) {
-        in.ski_len = (size_t)ASN1_STRING_length(skid);
-        in.ski = (unsigned char *)dupmem(ASN1_STRING_get0_data(skid),
-            in.ski_len);
-        if (in.ski == NULL)
-            goto oom;
-    }
-    in.is_ca = bc != NULL && bc->ca;
-    in.must_staple = tf != NULL && feature_has_staple(tf);
 
     len = i2d_X509(cert, NULL);
     if (len <= 0 || (in.der = malloc((size_t)len)) == NULL)
@@ -860,11 +891,6 @@ oom:
     err_openssl(err, "crypto", "x509: out of memory");
 out:
     x509_info_free(&in);
-    GENERAL_NAMES_free(gens);
-    AUTHORITY_KEYID_free(akid);
-    ASN1_OCTET_STRING_free(skid);
-    BASIC_CONSTRAINTS_free(bc);
-    sk_ASN1_INTEGER_pop_free(tf, ASN1_INTEGER_free);
     return rc;
 }
 
@@ -896,6 +922,24 @@ pem_write(const unsigned char *der, size_t len, const char *label,
         rc = 0;
     BIO_free(bio);
     return rc;
+}
+
+/* Whether a PEM block (label name, headers header) may be certificate
+ * number count + 1 of a chain: a certificate block without headers,
+ * within LUACME_CHAIN_MAX_CERTS. Returns 0, or -1 with err filled. */
+static int
+chain_block_ok(const char *name, const char *header, size_t count,
+    struct luacme_err *err)
+{
+    if (label_is_private(name, strlen(name)))
+        return err_set(err, "private_key", "pem: chain holds a private key");
+    if (strcmp(name, PEM_STRING_X509) != 0 || header[0] != '\0')
+        return err_set(err, "parse", "pem: unexpected block in a chain");
+    if (count == LUACME_CHAIN_MAX_CERTS)
+        return err_set(err, "too_large", "pem: more than "
+            "LUACME_CHAIN_MAX_CERTS (%d) certificates",
+            LUACME_CHAIN_MAX_CERTS);
+    return 0;
 }
 
 int
@@ -931,20 +975,8 @@ x509_pem_split(const char *pem, size_t len, char ***certs, size_t *n,
             ERR_clear_error();
             break;
         }
-        if (label_is_private(name, strlen(name))) {
-            err_set(err, "private_key", "pem: chain holds a private key");
+        if (chain_block_ok(name, header, count, err) != 0)
             goto out;
-        }
-        if (strcmp(name, PEM_STRING_X509) != 0 || header[0] != '\0') {
-            err_set(err, "parse", "pem: unexpected block in a chain");
-            goto out;
-        }
-        if (count == LUACME_CHAIN_MAX_CERTS) {
-            err_set(err, "too_large", "pem: more than "
-                "LUACME_CHAIN_MAX_CERTS (%d) certificates",
-                LUACME_CHAIN_MAX_CERTS);
-            goto out;
-        }
         x = der_to_x509(data, (size_t)dlen);
         if (x == NULL) {
             err_openssl(err, "parse", "pem: block is not a certificate");
