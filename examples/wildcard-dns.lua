@@ -19,8 +19,6 @@
 local acme = require "luacme"
 local core = require "luacme.core"
 local hooks = require "luacme.hooks"
-local solve = require "luacme.solve"
-local util = require "luacme.util"
 local cli = require "luacme.cli"
 
 local opts, args = cli.options(arg)
@@ -67,21 +65,18 @@ local names = { domain, "*." .. domain }
 local certkey = assert(core.key_generate("ec256"))
 local csr = assert(core.csr{ key = certkey, names = names })
 local res
-res, err = solve.issue(client, {
+res, err = client:issue{
     identifiers = acme.domain_ids(names), csr = csr, hooks = { dns },
     -- The base name could use http-01 too; this recipe is about DNS.
     types = { "dns-01" },
     on_event = function(_, _, text) if text then print(text) end end,
-})
+}
 if not res then return fail("issue", err) end
 
 -- Key first, then the chain: a reader never sees a chain without its key.
 assert(certkey:write(outdir .. "/privkey.pem"))
-local chain = {}
-for _, der in ipairs(res.certs) do
-    chain[#chain + 1] = util.der_to_pem(der)
-end
-assert(core.write_file(outdir .. "/fullchain.pem", table.concat(chain), 420))
+assert(core.write_file(outdir .. "/fullchain.pem", table.concat(res.pems),
+    420))
 local info = assert(core.cert_info(res.certs[1]))
 print("issued " .. table.concat(info.names, ", ") .. ", expires " ..
     os.date("!%Y-%m-%d", info.not_after))

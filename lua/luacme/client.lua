@@ -12,6 +12,7 @@ local cjson = require "cjson.safe"
 local errors = require "luacme.errors"
 local util = require "luacme.util"
 local ident = require "luacme.ident"
+local challenge = require "luacme.challenge"
 
 local M = {}
 
@@ -904,20 +905,27 @@ function Client:get_order(url)
     return o
 end
 
--- Poll fetch(url) until classify(obj) returns true (done) or an error
--- table; "wait" keeps polling with util.backoff within deadline (client
--- clock). wait_first sleeps before the first fetch. Retry-After on a
--- reply replaces the computed delay.
-function Client:_poll(url, fetch, classify, deadline, wait_first)
-    deadline = deadline or (self.now() + self.poll_timeout)
+-- poll(url, fetch, classify[, opts]): the one polling loop. Calls
+-- fetch(client, url) until classify(obj) returns true (obj is returned)
+-- or an error table (returned as nil, err, obj); "wait" keeps polling
+-- with util.backoff within opts.deadline (client clock; default now +
+-- poll_timeout). opts.wait_first sleeps before the first fetch;
+-- opts.on_wait(seconds) is called before every sleep, so a caller can
+-- tell the user what it waits for. Retry-After on a reply replaces the
+-- computed delay.
+function Client:poll(url, fetch, classify, opts)
+    opts = opts or {}
+    local deadline = opts.deadline or (self.now() + self.poll_timeout)
     local next_wait = util.backoff(self.poll_first, self.poll_cap, deadline,
         self.now)
-    if wait_first then
+    local on_wait = opts.on_wait or function() end
+    if opts.wait_first then
         local w = next_wait()
         if not w then
             return nil, errors.new("deadline", "deadline passed before " ..
                 "polling " .. url, { uri = url })
         end
+        on_wait(w)
         self.sleep(w)
     end
     while true do
@@ -933,10 +941,13 @@ function Client:_poll(url, fetch, classify, deadline, wait_first)
                 { uri = url, status_value = obj.status,
                     retry_after = obj.retry_after }), obj
         end
+        on_wait(w)
         self.sleep(w)
     end
 end
 
+-- order_error(order): the error for an order that went invalid (kind
+-- "order", the CA's problem as cause/type/subproblems).
 local function order_error(o)
     local e = errors.new("order", "order " .. tostring(o.uri) .. " is " ..
         tostring(o.status), { uri = o.uri, order = o, cause = o.error })
@@ -952,13 +963,13 @@ M.order_error = order_error
 -- wait_order(url[, deadline]): polls until ready or valid (returned);
 -- invalid gives err.kind "order" with the CA's problem in err.cause.
 function Client:wait_order(url, deadline, wait_first)
-    return self:_poll(url, Client.get_order, function(o)
+    return self:poll(url, Client.get_order, function(o)
         if o.status == "ready" or o.status == "valid" then return true end
         if o.status == "pending" or o.status == "processing" then
             return "wait"
         end
         return order_error(o)
-    end, deadline, wait_first)
+    end, { deadline = deadline, wait_first = wait_first })
 end
 
 -- Most pages of an orders list followed (rel="next"): a server handing
@@ -1011,9 +1022,10 @@ function Client:get_authorization(url)
     return a
 end
 
--- The error for an authorization that did not become valid: kind
--- "authorization", identifier, uri, and the challenges' problems in
--- err.errors (the first also as err.cause / type).
+-- authz_error(authz): the error for an authorization that did not
+-- become valid: kind "authorization", identifier, uri, and the
+-- challenges' problems in err.errors (the first also as err.cause /
+-- type).
 local function authz_error(a)
     local id = a.identifier or {}
     local errs = {}
@@ -1039,13 +1051,13 @@ M.authz_error = authz_error
 -- invalid, deactivated, expired or revoked give err.kind
 -- "authorization" with the challenges' problems.
 function Client:wait_authorization(url, deadline, wait_first)
-    return self:_poll(url, Client.get_authorization, function(a)
+    return self:poll(url, Client.get_authorization, function(a)
         if a.status == "valid" then return true end
         if a.status == "pending" or a.status == "processing" then
             return "wait"
         end
         return authz_error(a)
-    end, deadline, wait_first)
+    end, { deadline = deadline, wait_first = wait_first })
 end
 
 -- revoke_authorization(url): deactivates the authorization; returns it.
@@ -1131,11 +1143,10 @@ function Client:fetch_cert(url, bundle)
     if type(url) ~= "string" then error("fetch_cert: url expected", 2) end
     local resp, err = self:_get(url, PEM_CHAIN)
     if not resp then return nil, err end
-    local ders
-    ders, err = util.pem_certs(resp.body)
-    if not ders then return nil, err end
-    if not bundle then ders = { ders[1] } end
-    return ders, { pem = resp.body, url = url,
+    local ders, pems = util.pem_certs(resp.body)
+    if not ders then return nil, pems end
+    if not bundle then ders, pems = { ders[1] }, { pems[1] } end
+    return ders, { pem = resp.body, pems = pems, url = url,
         alternates = util.link(resp.headers, "alternate", url) }
 end
 
@@ -1150,7 +1161,7 @@ end
 -- create_order_cert(finalize_url, csr_der, bundle[, opts]): finalizes,
 -- polls the order URL while it is processing, downloads the chain.
 -- opts: order_url (for recovery when the reply is lost and when the CA
--- sends no Location), deadline. Returns a list of DER certificates and
+-- sends no Location), deadline, on_wait (see poll). Returns a list of DER certificates and
 -- the certificate URL.
 function Client:create_order_cert(finalize_url, csr_der, bundle, opts)
     opts = opts or {}
@@ -1188,13 +1199,14 @@ function Client:create_order_cert(finalize_url, csr_der, bundle, opts)
             return nil, errors.new("response", "finalize reply has no " ..
                 "Location and no order URL was given")
         end
-        o, err = self:_poll(o.uri, Client.get_order, function(x)
+        o, err = self:poll(o.uri, Client.get_order, function(x)
             if x.status == "valid" then return true end
             if x.status == "processing" or x.status == "ready" then
                 return "wait"
             end
             return order_error(x)
-        end, opts.deadline, true)
+        end, { deadline = opts.deadline, wait_first = true,
+            on_wait = opts.on_wait })
         if not o then return nil, err end
     end
     if not o.cert_url then
@@ -1259,7 +1271,7 @@ end
 function Client:http01_challenge_path(token)
     local ok, err = check_token(token)
     if not ok then return nil, err end
-    return "/.well-known/acme-challenge/" .. token
+    return challenge.http01_path(token)
 end
 
 -- http01_challenge_response(token): the body to serve.
@@ -1272,7 +1284,7 @@ end
 function Client:dns01_challenge_record(token)
     local ka, err = self:key_authorization(token)
     if not ka then return nil, err end
-    return core.b64url_encode(core.sha256(ka))
+    return challenge.dns01_value(ka)
 end
 
 -- tls_alpn01_challenge_cert(token, identifier[, key]): the self-signed
@@ -1283,9 +1295,20 @@ function Client:tls_alpn01_challenge_cert(token, identifier, key)
     end
     local ka, err = self:key_authorization(token)
     if not ka then return nil, err end
-    local cert, k, kind = core.tls_alpn01_cert(identifier, ka, key)
-    if not cert then return nil, errors.new(kind or "x509", k) end
-    return cert, k
+    return challenge.tls_alpn01_cert(identifier, ka, key)
+end
+
+-- challenge_for(authz, ch): the table a hook receives for challenge ch
+-- of authorization authz (hooks/README.md; luacme.challenge.derive):
+-- type, token, uri, identifier, domain, wildcard, key_authorization,
+-- authz, and path/body, name/value or cert_pem/key by type. nil, err
+-- for a token that is not base64url.
+function Client:challenge_for(a, ch)
+    local ka, err = self:key_authorization(ch.token)
+    if not ka then return nil, err end
+    return challenge.derive{ type = ch.type, token = ch.token, uri = ch.uri,
+        identifier = a.identifier, wildcard = a.wildcard,
+        key_authorization = ka, authz = a }
 end
 
 ---------------------------------------------------------------------------
@@ -1313,6 +1336,16 @@ end
 -- CA sends none.
 M.ARI_RETRY_MIN, M.ARI_RETRY_MAX, M.ARI_RETRY_DEFAULT = 60, 86400, 21600
 
+-- ari_retry(seconds): seconds until renewal information is fetched
+-- again: seconds clamped to [ARI_RETRY_MIN, ARI_RETRY_MAX], or
+-- ARI_RETRY_DEFAULT when there is no usable number (nil, NaN).
+function M.ari_retry(seconds)
+    if type(seconds) ~= "number" or seconds ~= seconds then
+        return M.ARI_RETRY_DEFAULT
+    end
+    return math.max(M.ARI_RETRY_MIN, math.min(M.ARI_RETRY_MAX, seconds))
+end
+
 -- get_renewal_info(cert_pem): {start=, ["end"]=, explanation_url=,
 -- retry_after=} with start/end as epoch seconds; an unauthenticated GET
 -- of <renewalInfo>/<certID>. err.kind "unsupported" when the CA has no
@@ -1339,17 +1372,10 @@ function Client:get_renewal_info(cert_pem)
         return nil, errors.new("response", "renewalInfo has no valid " ..
             "suggestedWindow", { url = url })
     end
-    local ra = util.retry_after(resp.headers, self.now()) or
-        M.ARI_RETRY_DEFAULT
-    ra = math.max(M.ARI_RETRY_MIN, math.min(M.ARI_RETRY_MAX, ra))
+    local ra = M.ari_retry(util.retry_after(resp.headers, self.now()))
     return { start = s, ["end"] = e, explanation_url =
         type(doc) == "table" and str(doc.explanationURL) or nil,
         retry_after = ra, cert_id = id }
-end
-
--- The whole-issuance convenience (lua/luacme/order.lua).
-function Client:issue(opts)
-    return require("luacme.order").issue(self, opts)
 end
 
 M.Client = Client

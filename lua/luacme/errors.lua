@@ -33,10 +33,14 @@ local function printable(s)
 end
 M.printable = printable
 
+-- "rateLimited" for "urn:ietf:params:acme:error:rateLimited"; other
+-- strings as they are; nil for anything else.
 local function short_type(t)
+    if type(t) ~= "string" then return nil end
     if t:sub(1, #M.PREFIX) == M.PREFIX then return t:sub(#M.PREFIX + 1) end
     return t
 end
+M.short_type = short_type
 
 function E.__tostring(e)
     local head = e.type and short_type(e.type) or e.kind or "error"
@@ -62,6 +66,37 @@ function M.new(kind, detail, fields)
     t.kind = kind
     t.detail = detail
     return setmetatable(t, E)
+end
+
+-- Raise err (an error table; anything else becomes kind "error")
+-- unless v is true-ish; else return all arguments. For flows run under
+-- protect(), which turns the raise back into nil, err.
+function M.must(v, err, ...)
+    if v == nil or v == false then
+        if getmetatable(err) ~= E then
+            err = M.new("error", tostring(err or "failed"))
+        end
+        error(err, 0)
+    end
+    return v, err, ...
+end
+
+-- Raise a new error table (for flows run under protect()).
+function M.raise(kind, detail, fields)
+    error(M.new(kind, detail, fields), 0)
+end
+
+-- Run fn(...) and return its results, or nil, err for a raised error
+-- table. Interruptions (kind "interrupted") and programmer errors
+-- (strings) are raised on.
+function M.protect(fn, ...)
+    local ok, res, extra = pcall(fn, ...)
+    if ok then return res, extra end
+    if type(res) == "table" and res.kind == "interrupted" then
+        error(res, 0)
+    end
+    if getmetatable(res) == E then return nil, res end
+    error(res, 0)
 end
 
 -- True when v is one of our error tables.

@@ -11,6 +11,7 @@
 --         built-in exec hook (dehydrated's argument protocol).
 --   k=v   options; a piece without "=" continues the previous value, so
 --         "types=http-01,dns-01" gives types = "http-01,dns-01".
+local challenge = require "luacme.challenge"
 local core = require "luacme.core"
 local errors = require "luacme.errors"
 
@@ -272,24 +273,10 @@ local function check_opts(mod, opts, label)
     return out
 end
 
--- Load a hook from a SPEC string or a parsed spec table. role is
--- "challenge" (must solve a challenge type), "deploy" (must have
--- deploy_cert) or nil (either). Returns the hook object:
---   { name=, spec=, file=, opts={...}, types={...} (challenge hooks),
---     description=, options=, and the hook's functions }
--- or nil, err (kind "hook", the message naming the spec).
-function M.load(spec, role)
-    local err
-    if type(spec) == "string" then
-        spec, err = M.parse_spec(spec)
-        if not spec then return nil, err end
-    elseif type(spec) ~= "table" then
-        error("hooks.load: spec must be a string or a table", 2)
-    end
-    local label = M.printable(spec.spec or spec.name or spec.path or "?",
-        200)
-    local opts = {}
-    for k, v in pairs(spec.opts or {}) do opts[k] = v end
+-- The file of a parsed spec and the hook's name: a built-in hook, a Lua
+-- file, or any other file run by the exec hook (opts.script set). nil,
+-- err when there is none.
+local function resolve(spec, opts, label)
     local file
     local name = spec.name
     if spec.path then
@@ -317,6 +304,29 @@ function M.load(spec, role)
                 " (see luacme hooks); give a path with a / for a file")
         end
     end
+    return file, name
+end
+
+-- Load a hook from a SPEC string or a parsed spec table. role is
+-- "challenge" (must solve a challenge type), "deploy" (must have
+-- deploy_cert) or nil (either). Returns the hook object:
+--   { name=, spec=, file=, opts={...}, types={...} (challenge hooks),
+--     description=, options=, and the hook's functions }
+-- or nil, err (kind "hook", the message naming the spec).
+function M.load(spec, role)
+    local err
+    if type(spec) == "string" then
+        spec, err = M.parse_spec(spec)
+        if not spec then return nil, err end
+    elseif type(spec) ~= "table" then
+        error("hooks.load: spec must be a string or a table", 2)
+    end
+    local label = M.printable(spec.spec or spec.name or spec.path or "?",
+        200)
+    local opts = {}
+    for k, v in pairs(spec.opts or {}) do opts[k] = v end
+    local file, name = resolve(spec, opts, label)
+    if not file then return nil, name end
 
     local mod
     mod, err = load_file(file, label)
@@ -532,34 +542,92 @@ function M.truthy(v)
     return v == "1" or v == "true" or v == "yes" or v == "on"
 end
 
--- The challenge table hooks receive, from { type=, identifier={type=,
--- value=}, token=, key_authorization=, wildcard= } plus anything else
--- the caller adds. Adds domain, and path and body (http-01), name and
--- value (dns-01), or cert_pem and key (tls-alpn-01, the RFC 8737
--- certificate made here unless the caller gave one). Returns the table,
--- or nil, err when the tls-alpn-01 certificate cannot be made.
-function M.challenge(t)
-    local ch = {}
-    for k, v in pairs(t) do ch[k] = v end
-    ch.domain = t.identifier and t.identifier.value
-    ch.wildcard = t.wildcard and true or false
-    if ch.type == "http-01" then
-        ch.path = "/.well-known/acme-challenge/" .. t.token
-        ch.body = t.key_authorization
-    elseif ch.type == "dns-01" then
-        ch.name = "_acme-challenge." .. ch.domain:gsub("%.$", "") .. "."
-        ch.value = core.b64url_encode(core.sha256(t.key_authorization))
-    elseif ch.type == "tls-alpn-01" and not ch.cert_pem then
-        local pem, key, kind = core.tls_alpn01_cert(ch.domain,
-            t.key_authorization)
-        if not pem then
-            return nil, errors.new(kind or "invalid", "tls-alpn-01 " ..
-                "certificate for " .. M.printable(ch.domain, 300) .. ": " ..
-                tostring(key))
-        end
-        ch.cert_pem, ch.key = pem, key
-    end
-    return ch
+-- The challenge table hooks receive (luacme.challenge.derive).
+M.challenge = challenge.derive
+
+--
+-- Sessions: startup/exit/failure of the exec hook style. One session
+-- spans a whole run (several certificates with renew): startup() once
+-- per hook spec, before its first use; exit() once for each, at the end.
+--
+
+local Session = {}
+Session.__index = Session
+
+local function noop() end
+
+-- session([list,] on_event) -> session; use as
+--   local sess <close> = hooks.session(on_event)
+--   local ok, err = sess:add(list)       -- startup() of the new ones
+--   sess:failure(err, list)              -- when an issuance failed
+-- and exit() runs for every started hook on close. With a list,
+-- sess:start() adds it. on_event(name, fields, text, opts) is told of
+-- each call as a "hook_event" (see luacme.output).
+function M.session(list, on_event)
+    if type(list) == "function" then list, on_event = nil, list end
+    return setmetatable({ pending = list or {}, on_event = on_event or noop,
+        started = {}, seen = {} }, Session)
 end
+
+local function spec_key(h)
+    return h.spec or h.name
+end
+
+function Session:call(h, event, ...)
+    local ok, err = M.call(h, event, ...)
+    if h[event] then
+        self.on_event("hook_event", { hook = h.name, event = event,
+            ok = ok and true or false, error = err and err.detail or nil },
+            not ok and ("hook " .. h.name .. ": " .. event .. " failed: " ..
+            tostring(err and err.detail)) or nil,
+            { warning = not ok or nil, verbose = ok or nil })
+    end
+    return ok, err
+end
+
+-- startup() of every hook of list not started yet. Returns true or
+-- nil, err (the first failure; hooks started so far still get exit()).
+function Session:add(list)
+    for _, h in ipairs(list or {}) do
+        local k = spec_key(h)
+        if not self.seen[k] then
+            self.seen[k] = true
+            self.started[#self.started + 1] = h
+            local ok, err = self:call(h, "startup")
+            if not ok then return nil, err end
+        end
+    end
+    return true
+end
+
+function Session:start()
+    return self:add(self.pending)
+end
+
+-- failure(err) of the hooks of list (default: every started one), each
+-- spec once (dehydrated's request_failure).
+function Session:failure(err, list)
+    local done = {}
+    for _, h in ipairs(list or self.started) do
+        local k = spec_key(h)
+        if not done[k] then
+            done[k] = true
+            self:call(h, "failure", err)
+        end
+    end
+end
+
+-- exit() of every started hook, once. An interruption during exit() is
+-- kept in self.interrupted for the caller to raise.
+function Session:close()
+    while #self.started > 0 do
+        local h = table.remove(self.started, 1)
+        local ok, e = pcall(self.call, self, h, "exit")
+        if not ok and type(e) == "table" and e.kind == "interrupted" then
+            self.interrupted = e
+        end
+    end
+end
+Session.__close = Session.close
 
 return M

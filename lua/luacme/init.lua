@@ -15,10 +15,15 @@
 --   poll_first =, poll_cap =, poll_timeout =, bad_nonce_retries =,
 --   max_retries =, max_retry_wait =,
 -- }
+--
+-- client:issue{...} is the whole issuance of luacme.issuance (a method
+-- given to every client here, at the top of the library, so the
+-- protocol client itself never requires the issuance above it).
 local core = require "luacme.core"
 local client = require "luacme.client"
 local errors = require "luacme.errors"
 local ident = require "luacme.ident"
+local issuance = require "luacme.issuance"
 
 local M = {}
 
@@ -107,5 +112,9 @@ M.cert_id = client.cert_id
 M.ident = ident
 
 M.core = core
+
+-- client:issue(opts): issuance.issue(client, opts), see luacme.issuance.
+M.issue = issuance.issue
+client.Client.issue = issuance.issue
 
 return M

@@ -139,13 +139,7 @@ end
 -- Errors
 --
 
-local function short_type(t)
-    if type(t) ~= "string" then return nil end
-    if t:sub(1, #errors.PREFIX) == errors.PREFIX then
-        return t:sub(#errors.PREFIX + 1)
-    end
-    return t
-end
+local short_type = errors.short_type
 M.short_type = short_type
 
 local function ident_text(id, wildcard)
@@ -163,9 +157,26 @@ local function challenge_type(err)
     return nil
 end
 
+-- What to give on the command line for an error that names a missing
+-- or wrong setting (err.option, set by luacme.certs and luacme.accounts,
+-- which know nothing of flags).
+local OPTION_HINTS = {
+    hook = "give one with --hook, e.g. --hook webroot:root=/var/www/html " ..
+        "(luacme hooks lists them)",
+    domain = "give the names with -d NAME (and/or --ip ADDR); with --csr " ..
+        "the -d/--ip names must be the CSR's",
+    out = "--csr needs --out FILE for the certificate chain",
+    ["cert-key"] = "--cert-key wants the certificate's private key (PEM)",
+}
+
 -- Known situations and what to try. Each entry: a test on the error and
 -- the hint text (a string or a function of the error).
 local HINTS = {
+    { function(e) return OPTION_HINTS[e.option] ~= nil end,
+      function(e) return OPTION_HINTS[e.option] end },
+    { function(e) return e.kind == "not_found" and
+          e.what == "certificate" end,
+      "luacme list shows the certificates" },
     { function(e) return errors.is(e, "agreementRequired") end,
       function(e)
           return "the CA asks you to agree to its terms of service" ..

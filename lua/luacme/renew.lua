@@ -1,6 +1,9 @@
 -- When a certificate is due for renewal. Pure functions: the clock (now,
 -- unix seconds) and the random source (rand() -> number in [0, 1)) are
 -- passed in, so tests need no waiting. --force is the caller's.
+local client = require "luacme.client"
+local util = require "luacme.util"
+
 local M = {}
 
 local DAY = 86400
@@ -8,12 +11,6 @@ local DAY = 86400
 -- Certificates valid for less than this renew at half their lifetime,
 -- longer ones once a third remains.
 M.SHORT_LIFETIME = 10 * DAY
-
--- RFC 9773 §4.3: Retry-After is clamped to [1 min, 1 day]; without a
--- usable one (errors, missing header) the client checks again in 6 h.
-M.ARI_MIN_RETRY = 60
-M.ARI_MAX_RETRY = DAY
-M.ARI_DEFAULT_RETRY = 6 * 3600
 
 -- A uniform number in [0, 1) from the system's random generator.
 function M.random()
@@ -25,46 +22,13 @@ function M.random()
 end
 
 -- "2025-01-02T03:04:05Z" for unix time t.
-function M.format_time(t)
-    return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
-end
+M.format_time = util.format_rfc3339
 
-local function days_from_civil(y, m, d)
-    -- Howard Hinnant's algorithm: days since 1970-01-01.
-    y = (m <= 2) and y - 1 or y
-    local era = (y >= 0 and y or y - 399) // 400
-    local yoe = y - era * 400
-    local mp = (m + 9) % 12
-    local doy = (153 * mp + 2) // 5 + d - 1
-    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-end
-
--- Parse an RFC 3339 date-time (as in ARI's suggestedWindow) into unix
--- seconds (fractions dropped, offsets applied). nil when malformed.
+-- An RFC 3339 date-time (as in ARI's suggestedWindow) as unix seconds,
+-- fractions dropped; nil when malformed.
 function M.parse_time(s)
-    if type(s) ~= "string" then return nil end
-    local y, mo, d, h, mi, sec, rest = s:match(
-        "^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
-    if not y then return nil end
-    y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-    h, mi, sec = tonumber(h), tonumber(mi), tonumber(sec)
-    if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or
-        sec > 60 then
-        return nil
-    end
-    rest = rest:gsub("^%.%d+", "")
-    local offset
-    if rest == "Z" or rest == "z" then
-        offset = 0
-    else
-        local sign, oh, om = rest:match("^([+-])(%d%d):(%d%d)$")
-        if not sign then return nil end
-        offset = (tonumber(oh) * 60 + tonumber(om)) * 60
-        if sign == "-" then offset = -offset end
-    end
-    return days_from_civil(y, mo, d) * DAY + h * 3600 + mi * 60 + sec -
-        offset
+    local t = util.parse_rfc3339(s)
+    return t and math.floor(t)
 end
 
 local function num(v)
@@ -152,15 +116,10 @@ function M.due(info, meta, now, rand)
 end
 
 -- When to fetch renewal information again (RFC 9773 §4.3): now plus
--- Retry-After seconds clamped to [ARI_MIN_RETRY, ARI_MAX_RETRY], or plus
--- ARI_DEFAULT_RETRY when there is no usable Retry-After (an error, a
--- missing or invalid header: pass nil).
+-- the Retry-After seconds as client.ari_retry clamps them (nil: an
+-- error, a missing or invalid header, gives its default).
 function M.next_ari_check(retry_after, now)
-    local r = num(retry_after)
-    if not r or r ~= r then return now + M.ARI_DEFAULT_RETRY end
-    if r < M.ARI_MIN_RETRY then r = M.ARI_MIN_RETRY end
-    if r > M.ARI_MAX_RETRY then r = M.ARI_MAX_RETRY end
-    return now + r
+    return now + client.ari_retry(num(retry_after))
 end
 
 -- Seconds to wait before a --jitter run: uniform in [0, max), whole

@@ -363,9 +363,10 @@ end
 -- Most certificates accepted in one chain (leaf + intermediates).
 M.MAX_CHAIN = 10
 
--- Split a PEM certificate chain into a list of DER strings. Refuses any
--- block that is not CERTIFICATE (a CA must never send a private key),
--- empty chains and chains longer than M.MAX_CHAIN.
+-- Split a PEM certificate chain into a list of DER strings, and the
+-- list of the PEM blocks as the CA wrote them (each ending in a
+-- newline). Refuses any block that is not CERTIFICATE (a CA must never
+-- send a private key), empty chains and chains longer than M.MAX_CHAIN.
 function M.pem_certs(pem)
     if type(pem) ~= "string" then
         return nil, errors.new("response", "certificate chain is not text")
@@ -378,7 +379,7 @@ function M.pem_certs(pem)
                 errors.printable(label) .. "' block; refused")
         end
     end
-    local ders = {}
+    local ders, blocks = {}, {}
     local pos = 1
     while true do
         local s, e = pem:find("-----BEGIN CERTIFICATE-----", pos, true)
@@ -401,6 +402,7 @@ function M.pem_certs(pem)
                 "than " .. M.MAX_CHAIN .. " certificates")
         end
         ders[#ders + 1] = der
+        blocks[#blocks + 1] = pem:sub(s, e2) .. "\n"
         pos = e2 + 1
     end
     if #ders == 0 then
@@ -409,7 +411,7 @@ function M.pem_certs(pem)
     if pem:find("-----BEGIN", pos, true) then
         return nil, errors.new("response", "truncated PEM certificate")
     end
-    return ders
+    return ders, blocks
 end
 
 -- DER as a PEM CERTIFICATE block (64-column lines).

@@ -3,14 +3,14 @@
 --   tests/dns/dns-env.py --server pdns|bind -- \
 --     tests/e2e/pebble-env.py --dnsserver @DNS@ -- luacme run ... X_test.lua
 -- so Pebble resolves through the real PowerDNS or BIND the provider
--- writes to. Issuances go through the hook engine (luacme.solve) with the
+-- writes to. Issuances go through the issuance path (luacme.issuance) with the
 -- provider loaded from its spec; what the server serves is observed with
 -- dig (bind9-dnsutils), independently of luacme's own DNS code, and
 -- records the tests set up themselves (CNAMEs, a foreign value) are
 -- written with curl (PowerDNS API) or nsupdate (BIND).
 local core = require "luacme.core"
 local hooks = require "luacme.hooks"
-local solve = require "luacme.solve"
+local issuance = require "luacme.issuance"
 local t = require "testlib"
 local E = require "e2e"
 
@@ -128,7 +128,7 @@ function D.issue(specs, names, watch)
     local key = assert(core.key_generate("ec256"))
     local csr = assert(core.csr({ key = key, names = dnsnames }))
     local seen, events = {}, {}
-    local res, err = solve.issue(c, {
+    local res, err = issuance.issue(c, {
         identifiers = ids, csr = csr, hooks = list, timeout = 90,
         ready_timeout = 60,
         on_event = function(name, fields, text)

@@ -347,21 +347,9 @@ function M.account(opts)
   return c, a, key
 end
 
--- The challenge object handed to a solver.
+-- The challenge object handed to a solver (the table hooks get).
 function M.challenge_for(c, authz, chal)
-  local ch = {
-    type = chal.type, token = chal.token, uri = chal.uri,
-    identifier = authz.identifier, wildcard = authz.wildcard,
-    key_authorization = c:http01_challenge_response(chal.token),
-  }
-  if chal.type == "http-01" then
-    ch.path = c:http01_challenge_path(chal.token)
-    ch.body = ch.key_authorization
-  elseif chal.type == "dns-01" then
-    ch.name = "_acme-challenge." .. authz.identifier.value .. "."
-    ch.value = c:dns01_challenge_record(chal.token)
-  end
-  return ch
+  return assert(c:challenge_for(authz, chal))
 end
 
 local function pick(challenges, solver)
@@ -452,36 +440,35 @@ function M.issue(c, names, solver, opts)
 end
 
 -- The same through the library's whole-issuance helper, client:issue
--- (lua/luacme/order.lua), which hands all items to deploy at once; the
--- per-challenge solvers above are called for each item.  Returns the
--- same shape as M.issue plus items, or nil, err.
+-- (lua/luacme/issuance.lua), with the per-challenge solver above as its
+-- one hook; before_accept runs from the hook's ready(), which the
+-- issuance calls once everything is deployed and before any accept.
+-- Returns the same shape as M.issue plus items, or nil, err.
 function M.lib_issue(c, names, solver, opts)
   opts = opts or {}
   local ids, dns, ips = M.ids(names)
   local certkey = opts.key or assert(core.key_generate("ec256"))
   local csr = assert(core.csr{ key = certkey, names = dns, ips = ips })
-  local deployed = {}
+  local deployed, told = {}, false
+  local hook = { name = "e2e", types = solver.types,
+    deploy = function(ch)
+      deployed[#deployed + 1] = ch
+      return solver.deploy(ch)
+    end,
+    cleanup = function(ch) return solver.cleanup(ch) end }
+  if solver.before_accept then
+    function hook.ready()
+      if not told then
+        told = true
+        solver.before_accept(deployed)
+      end
+      return true
+    end
+  end
   local res, err = c:issue{
-    identifiers = ids, csr = csr,
+    identifiers = ids, csr = csr, hooks = { hook },
     not_before = opts.not_before, not_after = opts.not_after,
     preferred_chain = opts.preferred_chain,
-    solver = {
-      types = solver.types,
-      deploy = function(items)
-        for _, it in ipairs(items) do
-          -- Recorded first: a deploy that fails or is interrupted
-          -- half-way still gets its cleanup.
-          deployed[#deployed + 1] = it
-          local ok, e = solver.deploy(it)
-          if not ok then return nil, e end
-        end
-        if solver.before_accept then solver.before_accept(items) end
-        return true
-      end,
-      cleanup = function()
-        for _, it in ipairs(deployed) do solver.cleanup(it) end
-      end,
-    },
   }
   if not res then return nil, err end
   return { certs = res.certs, cert_url = res.cert_url, order = res.order,

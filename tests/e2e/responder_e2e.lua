@@ -1,15 +1,15 @@
 -- Shared by the responder scenarios (responder_*_test.lua): one issuance
--- through luacme.order.issue with a challenge hook loaded by spec, and
+-- through luacme.issuance with a challenge hook loaded by spec, and
 -- the checks that the hook's own responder is what Pebble validated.
 local t = require "testlib"
 local E = require "e2e"
 local core = require "luacme.core"
 local hooks = require "luacme.hooks"
-local order = require "luacme.order"
+local issuance = require "luacme.issuance"
 
 local M = {}
 
--- Issue for names with the hook of spec. Returns the order.issue result
+-- Issue for names with the hook of spec. Returns the issuance result
 -- plus deployed (the challenge tables the hook got, in order), key (the
 -- certificate key) and cleaned (cleanup calls that succeeded). Raises
 -- when anything fails.
@@ -20,31 +20,19 @@ function M.issue(spec, names)
   local key = assert(core.key_generate("ec256"))
   local csr = assert(core.csr{ key = key, names = dns, ips = ips })
   local deployed, cleaned = {}, 0
-  local res, err = order.issue(c, {
-    identifiers = ids, csr = csr, timeout = 60,
-    solver = {
-      types = hook.types,
-      deploy = function(items)
-        for _, it in ipairs(items) do
-          local ch = assert(hooks.challenge{ type = it.type,
-            token = it.token, uri = it.uri, wildcard = it.wildcard,
-            identifier = { type = it.identifier_type or "dns",
-              value = it.identifier },
-            key_authorization = it.key_authorization,
-            cert_pem = it.cert, key = it.key })
-          deployed[#deployed + 1] = ch
-          local ok, e = hooks.call(hook, "deploy", ch)
-          if not ok then return nil, e end
-        end
-        return true
-      end,
-      cleanup = function()
-        for _, ch in ipairs(deployed) do
-          if hooks.call(hook, "cleanup", ch) then cleaned = cleaned + 1 end
-        end
-      end,
-    },
-  })
+  -- The loaded hook, watched: what it was given and what it cleaned.
+  local watched = { name = hook.name, opts = hook.opts, types = hook.types,
+    deploy = function(ch, opts)
+      deployed[#deployed + 1] = ch
+      return hook.deploy(ch, opts)
+    end,
+    cleanup = function(ch, opts)
+      local ok, e = hook.cleanup(ch, opts)
+      if ok then cleaned = cleaned + 1 end
+      return ok, e
+    end }
+  local res, err = issuance.issue(c, {
+    identifiers = ids, csr = csr, timeout = 60, hooks = { watched } })
   if not res then error("issue " .. table.concat(names, ",") .. ": " ..
     tostring(err), 2) end
   res.deployed, res.key, res.cleaned = deployed, key, cleaned

@@ -331,8 +331,8 @@ end)
 t.test("loading the cli modules leaves _G unchanged", function()
   local before = {}
   for k in pairs(_G) do before[k] = true end
-  for _, m in ipairs({ "luacme.cli", "luacme.solve", "luacme.output",
-    "luacme.manage" }) do
+  for _, m in ipairs({ "luacme.cli", "luacme.issuance", "luacme.output",
+    "luacme.manage", "luacme.accounts", "luacme.certs" }) do
     package.loaded[m] = nil
     require(m)
   end

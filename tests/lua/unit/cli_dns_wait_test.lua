@@ -3,22 +3,23 @@
 -- they are, and an explicit dns_wait in a spec wins.
 local t = require "testlib"
 local core = require "luacme.core"
+local certs = require "luacme.certs"
 local manage = require "luacme.manage"
 
 local EXE = assert(os.getenv("LUACME_TEST_BUILD_DIR"), "run under ctest") .. "/luacme"
 
 t.test("dns_wait is added to dns-01 provider specs only", function()
   local m = assert(manage.open{ state = t.tmpdir() .. "/state" })
-  local s = m:settings{ names = { "a.test" }, dns_wait = 7, hooks = {
+  local s = certs.settings(m, { names = { "a.test" }, dns_wait = 7, hooks = {
     "httpreq:endpoint=http://127.0.0.1:1",
     "webroot:root=/tmp",
     "httpreq:endpoint=http://127.0.0.1:1,dns_wait=3",
-  } }
+  } })
   t.eq(s.hooks[1], "httpreq:endpoint=http://127.0.0.1:1,dns_wait=7")
   t.eq(s.hooks[2], "webroot:root=/tmp")
   t.eq(s.hooks[3], "httpreq:endpoint=http://127.0.0.1:1,dns_wait=3")
-  local plain = m:settings{ names = { "a.test" },
-    hooks = { "httpreq:endpoint=http://127.0.0.1:1" } }
+  local plain = certs.settings(m, { names = { "a.test" },
+    hooks = { "httpreq:endpoint=http://127.0.0.1:1" } })
   t.eq(plain.hooks[1], "httpreq:endpoint=http://127.0.0.1:1")
 end)
 

@@ -36,21 +36,22 @@ local function names(n)
     return out
 end
 
--- A solver that records what it was given.
+-- A hook that records what it was given.
 local function recorder(ca, types)
-    local r = { deploys = 0, cleanups = 0 }
-    r.solver = {
-        types = types,
-        deploy = function(items)
+    local r = { deploys = 0, cleanups = 0, items = {}, cleaned = {} }
+    r.hook = {
+        types = types or { "http-01", "dns-01", "tls-alpn-01" },
+        deploy = function(ch)
             r.deploys = r.deploys + 1
-            r.items = items
+            r.items[#r.items + 1] = ch
             r.at_deploy = #ca.log
             return true
         end,
-        cleanup = function(items)
+        cleanup = function(ch)
             r.cleanups = r.cleanups + 1
-            r.cleaned = items
+            r.cleaned[#r.cleaned + 1] = ch
             r.at_cleanup = #ca.log
+            return true
         end,
     }
     return r
@@ -73,7 +74,7 @@ local function issue_budget(nnames, budget)
     local rec = recorder(ca)
     local from = #ca.log
     local res = assert(c:issue{ identifiers = acme.domain_ids(names(nnames)),
-        csr = "csr-der", solver = rec.solver, timeout = 60 })
+        csr = "csr-der", hooks = { rec.hook }, timeout = 60 })
     local used = #ca.log - from
     t.eq(c:stats().requests, used, "client count = requests seen")
     t.ok(used <= budget, nnames .. " names took " .. used .. " requests (budget " ..
@@ -85,13 +86,13 @@ local function issue_budget(nnames, budget)
     t.eq(count(ca, "POST", "/chalZ/", from), nnames, "one accept per name")
     t.eq(count(ca, "POST", "/finalize-order/", from), 1)
     t.eq(count(ca, "POST", "/certZ/", from), 1)
-    t.eq(rec.deploys, 1, "all challenges handed over at once")
+    t.eq(rec.deploys, nnames, "each challenge deployed once")
     t.eq(#rec.items, nnames)
-    t.eq(rec.cleanups, 1)
+    t.eq(rec.cleanups, nnames)
     t.eq(#res.certs, 2)
     t.eq(res.order.status, "valid")
     t.match(res.pem, "BEGIN CERTIFICATE")
-    -- every accept came after the one deploy
+    -- every accept came after the last deploy
     for i = 1, rec.at_deploy do
         t.ok(not (ca.log[i].url:find("/chalZ/", 1, true) and
             ca.log[i].payload == "{}"), "no accept before deploy")
@@ -117,7 +118,7 @@ t.test("the order is polled from a short interval, not each authorization", func
     local rec = recorder(ca)
     clock.slept = {}
     assert(c:issue{ identifiers = acme.domain_ids("a.example", "b.example"),
-        csr = "x", solver = rec.solver })
+        csr = "x", hooks = { rec.hook } })
     t.eq(clock.slept[1], 0.05)
     t.eq(clock.slept[2], 0.1)
     t.eq(clock.slept[3], 0.2)
@@ -132,26 +133,26 @@ t.test("items carry what hooks need, per challenge type", function()
     local c, ca = setup()
     local rec = recorder(ca, { "dns-01" })
     assert(c:issue{ identifiers = acme.domain_ids("a.example"), csr = "x",
-        solver = rec.solver })
+        hooks = { rec.hook } })
     local it = rec.items[1]
     t.eq(it.type, "dns-01")
-    t.eq(it.identifier, "a.example")
+    t.eq(it.domain, "a.example")
     t.eq(it.name, "_acme-challenge.a.example.")
     t.eq(it.key_authorization, it.token .. "." .. KEY:thumbprint())
     t.eq(it.value, core.b64url_encode(core.sha256(it.key_authorization)))
     t.eq(it.authz.identifier.value, "a.example")
     local rec2 = recorder(ca, { "http-01" })
     assert(c:issue{ identifiers = acme.domain_ids("b.example"), csr = "x",
-        solver = rec2.solver })
+        hooks = { rec2.hook } })
     it = rec2.items[1]
     t.eq(it.path, "/.well-known/acme-challenge/" .. it.token)
     t.eq(it.body, it.key_authorization)
     local rec3 = recorder(ca, { "tls-alpn-01" })
     assert(c:issue{ identifiers = acme.ip_ids("192.0.2.1"), csr = "x",
-        solver = rec3.solver })
+        hooks = { rec3.hook } })
     it = rec3.items[1]
     t.eq(it.type, "tls-alpn-01")
-    t.eq(it.identifier_type, "ip")
+    t.eq(it.identifier.type, "ip")
     t.match(it.cert, "BEGIN CERTIFICATE")
     t.eq(core.cert_info(it.cert).ips[1], "192.0.2.1")
 end)
@@ -160,11 +161,11 @@ t.test("wildcard and base name are separate authorizations", function()
     local c, ca = setup()
     local rec = recorder(ca, { "dns-01" })
     local res = assert(c:issue{ identifiers = acme.domain_ids("Example.com",
-        "*.example.com"), csr = "x", solver = rec.solver })
+        "*.example.com"), csr = "x", hooks = { rec.hook } })
     t.eq(#rec.items, 2)
     local a, b = rec.items[1], rec.items[2]
-    t.eq(a.identifier, "example.com")
-    t.eq(b.identifier, "example.com")
+    t.eq(a.domain, "example.com")
+    t.eq(b.domain, "example.com")
     t.ok(a.wildcard ~= b.wildcard, "one wildcard, one not")
     t.eq(a.name, b.name)
     t.ok(a.value ~= b.value, "two TXT values at one name")
@@ -180,16 +181,16 @@ t.test("already-valid authorizations are not touched", function()
     local c, ca = setup{ reuse = { ["a.example"] = true } }
     local rec = recorder(ca)
     assert(c:issue{ identifiers = acme.domain_ids("a.example", "b.example"),
-        csr = "x", solver = rec.solver })
+        csr = "x", hooks = { rec.hook } })
     t.eq(#rec.items, 1)
-    t.eq(rec.items[1].identifier, "b.example")
+    t.eq(rec.items[1].domain, "b.example")
     t.eq(#ca:find("POST", "/chalZ/"), 1)
     -- every authorization valid: the order is ready at once, no authz read
     local c2, ca2 = setup{ reuse = { ["a.example"] = true, ["b.example"] = true } }
     local rec2 = recorder(ca2)
     local from = #ca2.log
     assert(c2:issue{ identifiers = acme.domain_ids("a.example", "b.example"),
-        csr = "x", solver = rec2.solver })
+        csr = "x", hooks = { rec2.hook } })
     t.eq(rec2.deploys, 0)
     t.eq(count(ca2, "POST", "/authZ/", from), 0)
     t.eq(count(ca2, "POST", "/chalZ/", from), 0)
@@ -207,7 +208,7 @@ t.test("an invalid authorization is reported with the CA's detail, no finalize",
     end }
     local rec = recorder(ca)
     local res, err = c:issue{ identifiers = acme.domain_ids("good.example",
-        "bad.example"), csr = "x", solver = rec.solver }
+        "bad.example"), csr = "x", hooks = { rec.hook } }
     t.eq(res, nil)
     t.eq(err.kind, "authorization")
     t.eq(err.identifier.value, "bad.example")
@@ -215,7 +216,7 @@ t.test("an invalid authorization is reported with the CA's detail, no finalize",
     t.match(tostring(err), "bad%.example")
     t.match(tostring(err), "Invalid response from http://bad%.example")
     t.eq(#ca:find("POST", "/finalize-order/"), 0)
-    t.eq(rec.cleanups, 1)
+    t.eq(rec.cleanups, 2, "both deployed challenges cleaned up")
     t.ok(err.order and err.order.status == "invalid")
 end)
 
@@ -223,8 +224,9 @@ t.test("deploy failure and deadline: cleanup runs, nothing finalized", function(
     local c, ca, clock = setup{ validation_delay = 1e6 }
     local cleaned = 0
     local res, err = c:issue{ identifiers = acme.domain_ids("a.example"), csr = "x",
-        solver = { deploy = function() return nil, "webroot not writable" end,
-            cleanup = function() cleaned = cleaned + 1 end } }
+        hooks = { { types = { "http-01" },
+            deploy = function() return nil, "webroot not writable" end,
+            cleanup = function() cleaned = cleaned + 1; return true end } } }
     t.eq(res, nil)
     t.eq(err.kind, "hook")
     t.match(err.detail, "webroot not writable")
@@ -232,28 +234,32 @@ t.test("deploy failure and deadline: cleanup runs, nothing finalized", function(
     t.eq(#ca:find("POST", "/chalZ/"), 0, "nothing accepted")
     local start = clock.now()
     res, err = c:issue{ identifiers = acme.domain_ids("b.example"), csr = "x",
-        timeout = 10, solver = { deploy = function() return true end,
-            cleanup = function() cleaned = cleaned + 1 end } }
+        timeout = 10, hooks = { { types = { "http-01" },
+            deploy = function() return true end,
+            cleanup = function() cleaned = cleaned + 1; return true end } } }
     t.eq(err.kind, "deadline")
     t.eq(cleaned, 2)
     t.ok(clock.now() - start <= 10, "stopped within the deadline")
     t.eq(#ca:find("POST", "/finalize-order/"), 0)
-    -- a raising solver still gets cleanup
-    t.raises(function()
-        c:issue{ identifiers = acme.domain_ids("c.example"), csr = "x",
-            solver = { deploy = function() error("boom") end,
-                cleanup = function() cleaned = cleaned + 1 end } }
-    end, "boom")
+    -- a raising hook is a failed deploy (hooks.call) and still gets
+    -- cleanup
+    res, err = c:issue{ identifiers = acme.domain_ids("c.example"), csr = "x",
+        hooks = { { types = { "http-01" },
+            deploy = function() error("boom") end,
+            cleanup = function() cleaned = cleaned + 1; return true end } } }
+    t.eq(res, nil)
+    t.eq(err.kind, "hook")
+    t.match(err.detail, "boom")
     t.eq(cleaned, 3)
 end)
 
 t.test("no supported challenge gives a clear error", function()
     local c, ca = setup()
     local res, err = c:issue{ identifiers = acme.domain_ids("*.w.example"), csr = "x",
-        solver = recorder(ca, { "http-01" }).solver }
+        hooks = { recorder(ca, { "http-01" }).hook } }
     t.eq(res, nil)
-    t.eq(err.kind, "unsupported")
-    t.match(err.detail, "%*%.w%.example %(offered: dns%-01%)")
+    t.eq(err.kind, "unsolvable")
+    t.match(err.detail, "no hook solves dns%-01 for %*%.w%.example")
 end)
 
 t.test("bad identifiers are refused before anything is sent", function()
@@ -361,7 +367,7 @@ t.test("finalize handles processing by polling the order URL", function()
         csr = function(order)
             t.eq(order.status, "ready")
             return "csr"
-        end, solver = rec.solver })
+        end, hooks = { rec.hook } })
     t.eq(res.order.status, "valid")
     local fin = ca:find("POST", "/finalize-order/")
     t.eq(#fin, 1, "never re-finalized")
@@ -392,7 +398,7 @@ t.test("a certificate response holding a private key is refused", function()
         "-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nAAAA\n" ..
         "-----END PRIVATE KEY-----\n" } }
     local res, err = c:issue{ identifiers = acme.domain_ids("a.example"), csr = "x",
-        solver = recorder(ca).solver }
+        hooks = { recorder(ca).hook } }
     t.eq(res, nil)
     t.eq(err.kind, "private_key")
 end)
@@ -412,7 +418,7 @@ t.test("alternate chains: listed, and chosen by issuer CN", function()
         selfsigned(dir, "Root C")
     local c, ca = setup{ chains = { a, b, cc } }
     local res = assert(c:issue{ identifiers = acme.domain_ids("a.example"), csr = "x",
-        solver = recorder(ca).solver, preferred_chain = "Root C" })
+        hooks = { recorder(ca).hook }, preferred_chain = "Root C" })
     t.eq(core.cert_info(res.certs[1]).issuer_cn, "Root C")
     t.match(res.cert_url, "/alternate/2$")
     local alts = assert(c:list_cert_alternates(res.order.cert_url))
@@ -420,12 +426,12 @@ t.test("alternate chains: listed, and chosen by issuer CN", function()
     t.match(alts[1], "/certZ/%d+/alternate/1$")
     -- no match: the default chain
     res = assert(c:issue{ identifiers = acme.domain_ids("b.example"), csr = "x",
-        solver = recorder(ca).solver, preferred_chain = "Nobody" })
+        hooks = { recorder(ca).hook }, preferred_chain = "Nobody" })
     t.eq(core.cert_info(res.certs[1]).issuer_cn, "Root A")
     -- the default matches: no alternate fetched
     local before = #ca:find("POST", "/alternate/")
     res = assert(c:issue{ identifiers = acme.domain_ids("c.example"), csr = "x",
-        solver = recorder(ca).solver, preferred_chain = "Root A" })
+        hooks = { recorder(ca).hook }, preferred_chain = "Root A" })
     t.eq(#ca:find("POST", "/alternate/"), before)
 end)
 
@@ -561,10 +567,10 @@ t.test("the leaf must match the certificate key when one is given", function()
     local leaf_key = assert(core.key_load(t.readfile(dir .. "/LeafA.key")))
     local c, ca = setup{ chains = { pem } }
     local res = assert(c:issue{ identifiers = acme.domain_ids("a.example"),
-        csr = "x", solver = recorder(ca).solver, key = leaf_key })
+        csr = "x", hooks = { recorder(ca).hook }, key = leaf_key })
     t.eq(#res.certs, 1)
     local _, err = c:issue{ identifiers = acme.domain_ids("b.example"),
-        csr = "x", solver = recorder(ca).solver, key = KEY }
+        csr = "x", hooks = { recorder(ca).hook }, key = KEY }
     t.eq(err.kind, "response")
     t.match(err.detail, "not for the CSR's key")
 end)
@@ -578,7 +584,7 @@ t.test("an order that has already expired is not worked on", function()
     end)
     local rec = recorder(ca)
     local res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
-        csr = "x", solver = rec.solver }
+        csr = "x", hooks = { rec.hook } }
     t.eq(res, nil)
     t.eq(err.kind, "order")
     t.match(err.detail, "expired")
@@ -630,14 +636,14 @@ t.test("an order whose identifiers or authorizations change is invalid", functio
         end)
         local rec = recorder(ca)
         local res, err = c:issue{ identifiers = acme.domain_ids("a.example",
-            "b.example"), csr = "x", solver = rec.solver }
+            "b.example"), csr = "x", hooks = { rec.hook } }
         t.eq(res, nil, case[1])
         t.eq(err.kind, "order", case[1])
         t.eq(err.changed, true, case[1])
         t.match(err.detail, "changed the identifiers or authorizations")
         t.eq(#ca:find("POST", "/my-order/"), 1, "stopped at the first poll")
         t.eq(#ca:find("POST", "/finalize-order/"), 0, "nothing finalized")
-        t.eq(rec.cleanups, 1)
+        t.eq(rec.cleanups, 2, "both deployed challenges cleaned up")
     end
     -- the same sets in another order are no change (Pebble shuffles)
     local c, ca = setup{ validation_delay = 0.2 }
@@ -650,7 +656,7 @@ t.test("an order whose identifiers or authorizations change is invalid", functio
         return s, h, cjson.encode(doc)
     end)
     assert(c:issue{ identifiers = acme.domain_ids("a.example", "b.example"),
-        csr = "x", solver = recorder(ca).solver })
+        csr = "x", hooks = { recorder(ca).hook } })
 end)
 
 -- A#42 with hostile data: a pending authorization for a name that was
@@ -670,7 +676,7 @@ t.test("an authorization for a name not ordered is refused, nothing deployed", f
         end)
         local rec = recorder(ca)
         local res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
-            csr = "x", solver = rec.solver }
+            csr = "x", hooks = { rec.hook } }
         t.eq(res, nil)
         t.eq(err.kind, "response")
         t.match(err.detail, "did not ask for")
@@ -687,7 +693,7 @@ t.test("an authorization for a name not ordered is refused, nothing deployed", f
     end)
     local rec = recorder(ca, { "dns-01" })
     assert(c:issue{ identifiers = acme.domain_ids("a.example", "*.a.example",
-        "Légô.example"), csr = "x", solver = rec.solver })
+        "Légô.example"), csr = "x", hooks = { rec.hook } })
     t.eq(#rec.items, 3)
     local c2, ca2 = setup()
     ca2:once("POST", "/authZ/", function(_, s, h, b)
@@ -696,7 +702,7 @@ t.test("an authorization for a name not ordered is refused, nothing deployed", f
         return s, h, cjson.encode(doc)
     end)
     assert(c2:issue{ identifiers = acme.ip_ids("2001:db8::1"), csr = "x",
-        solver = recorder(ca2).solver })
+        hooks = { recorder(ca2).hook } })
 end)
 
 -- A#38 (RFC 8555 §11.1): an account key is never a certificate key. A
@@ -718,7 +724,7 @@ t.test("the account key is refused in a CSR and as a rollover target", function(
     local rec = recorder(ca)
     local bad = assert(core.csr{ key = KEY, names = { "a.example" } })
     local res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
-        csr = bad, solver = rec.solver }
+        csr = bad, hooks = { rec.hook } }
     t.eq(res, nil)
     t.eq(err.kind, "csr")
     t.match(err.detail, "account key")
@@ -755,7 +761,7 @@ t.test("unknown challenge types and broken challenge objects are ignored", funct
     end)
     local rec = recorder(ca)
     assert(c:issue{ identifiers = acme.domain_ids("a.example"), csr = "x",
-        solver = rec.solver })
+        hooks = { rec.hook } })
     t.eq(#rec.items, 1)
     t.eq(rec.items[1].type, "http-01")
     t.match(rec.items[1].uri, "/chalZ/%d+$")
@@ -802,7 +808,7 @@ t.test("an authorization that has already expired is not worked on", function()
     end)
     local rec = recorder(ca)
     local res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
-        csr = "x", solver = rec.solver }
+        csr = "x", hooks = { rec.hook } }
     t.eq(res, nil)
     t.eq(err.kind, "authorization")
     t.match(err.detail, "a%.example is expired")

@@ -244,7 +244,8 @@ t.test("loading the client modules leaves _G unchanged", function()
     local before = {}
     for k in pairs(_G) do before[k] = true end
     for _, m in ipairs({ "luacme", "luacme.client", "luacme.errors",
-        "luacme.util", "luacme.ident", "luacme.order" }) do
+        "luacme.util", "luacme.ident", "luacme.issuance",
+        "luacme.challenge" }) do
         package.loaded[m] = nil
         require(m)
     end

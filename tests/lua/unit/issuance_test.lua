@@ -1,4 +1,4 @@
--- The hook engine (lua/luacme/solve.lua) over fake hooks and the fake
+-- The issuance path (lua/luacme/issuance.lua) over fake hooks and the fake
 -- CA: which challenge each authorization gets, deploy grouped per hook,
 -- ready() polling, and cleanup on success, on failure, on a failed
 -- deploy and on an injected interruption (Ctrl-C) wherever it lands.
@@ -6,7 +6,8 @@ local t = require "testlib"
 local fake = require "fakehttp"
 local acme = require "luacme"
 local core = require "luacme.core"
-local solve = require "luacme.solve"
+local hooks = require "luacme.hooks"
+local issuance = require "luacme.issuance"
 
 local KEY = core.key_generate("ec256")
 local URN = "urn:ietf:params:acme:error:"
@@ -111,20 +112,20 @@ t.test("pick: wildcards only dns-01, IPs http-01 or tls-alpn-01", function()
   local alpn = { name = "alpn", types = { "tls-alpn-01" } }
   local a = { identifier = { type = "dns", value = "example.com" },
     wildcard = true, challenges = chals("dns-01") }
-  local ch, h = solve.pick({ web, dns }, a)
+  local ch, h = issuance.pick({ web, dns }, a)
   t.eq(ch.type, "dns-01")
   t.eq(h, dns)
   -- A DNS hook listed first wins for a plain name too (hook order).
   local plain = { identifier = { type = "dns", value = "example.com" },
     challenges = chals("http-01", "dns-01", "tls-alpn-01") }
-  ch, h = solve.pick({ dns, web }, plain)
+  ch, h = issuance.pick({ dns, web }, plain)
   t.eq(ch.type, "dns-01")
-  ch, h = solve.pick({ web, dns }, plain)
+  ch, h = issuance.pick({ web, dns }, plain)
   t.eq(ch.type, "http-01")
   -- An IP address never gets dns-01, even when offered.
   local ip = { identifier = { type = "ip", value = "192.0.2.1" },
     challenges = chals("dns-01", "tls-alpn-01") }
-  ch, h = solve.pick({ dns, alpn }, ip)
+  ch, h = issuance.pick({ dns, alpn }, ip)
   t.eq(ch.type, "tls-alpn-01")
   t.eq(h, alpn)
 end)
@@ -133,11 +134,11 @@ t.test("pick: an allowed-types set narrows the choice", function()
   local both = { name = "cts", types = { "http-01", "dns-01" } }
   local plain = { identifier = { type = "dns", value = "a.example" },
     challenges = chals("http-01", "dns-01") }
-  local ch = solve.pick({ both }, plain)
+  local ch = issuance.pick({ both }, plain)
   t.eq(ch.type, "http-01")
-  ch = solve.pick({ both }, plain, { ["dns-01"] = true })
+  ch = issuance.pick({ both }, plain, { ["dns-01"] = true })
   t.eq(ch.type, "dns-01")
-  local _, err = solve.pick({ both }, plain, { ["tls-alpn-01"] = true })
+  local _, err = issuance.pick({ both }, plain, { ["tls-alpn-01"] = true })
   t.eq(err.kind, "unsolvable")
   t.match(err.detail, "offers no challenge")
 end)
@@ -147,19 +148,19 @@ t.test("pick: the error names the identifier, the type and the hooks",
   local web = { name = "webroot", types = { "http-01" } }
   local a = { identifier = { type = "dns", value = "example.com" },
     wildcard = true, challenges = chals("dns-01") }
-  local ch, err = solve.pick({ web }, a)
+  local ch, err = issuance.pick({ web }, a)
   t.eq(ch, nil)
   t.eq(err.kind, "unsolvable")
   t.eq(err.detail, "no hook solves dns-01 for *.example.com; configured: " ..
     "webroot (http-01)")
   local ip = { identifier = { type = "ip", value = "192.0.2.1" },
     challenges = chals("dns-01") }
-  ch, err = solve.pick({ web }, ip)
+  ch, err = issuance.pick({ web }, ip)
   t.match(err.detail, "offers no challenge luacme may use for 192%.0%.2%.1 " ..
     "%(offered: dns%-01%)")
   local plain = { identifier = { type = "dns", value = "a.example" },
     challenges = chals("http-01", "dns-01") }
-  ch, err = solve.pick({}, plain)
+  ch, err = issuance.pick({}, plain)
   t.eq(err.detail, "no hook solves http-01 or dns-01 for a.example; " ..
     "configured: none")
 end)
@@ -170,7 +171,7 @@ t.test("a whole issuance: grouped deploy, ready, accept, cleanup", function()
   local web = fake_hook("web", { "http-01" }, log)
   local dns = fake_hook("dns", { "dns-01" }, log, { ready_after = 2 })
   local ev, on_event = events()
-  local res, err = solve.issue(c, {
+  local res, err = issuance.issue(c, {
     identifiers = ids("a.example", "*.a.example", "b.example", "192.0.2.7"),
     csr = "csr-der", hooks = { web, dns }, on_event = on_event,
     now = clock.now, sleep = clock.sleep, timeout = 60 })
@@ -228,9 +229,9 @@ t.test("cleanup runs when the CA refuses a challenge; invalid() told",
   end }
   local log = {}
   local web = fake_hook("web", { "http-01" }, log, { events = true })
-  local sess = solve.session({ web })
+  local sess = hooks.session({ web })
   t.ok(sess:start())
-  local res, err = solve.issue(c, { identifiers = ids("ok.example",
+  local res, err = issuance.issue(c, { identifiers = ids("ok.example",
     "bad.example"), csr = "x", hooks = { web }, now = clock.now,
     sleep = clock.sleep, timeout = 60 })
   t.eq(res, nil)
@@ -258,7 +259,7 @@ t.test("a failed deploy is cleaned up too and nothing is accepted",
   local log = {}
   local web = fake_hook("web", { "http-01" }, log,
     { fail_deploy = "two.example" })
-  local res, err = solve.issue(c, { identifiers = ids("one.example",
+  local res, err = issuance.issue(c, { identifiers = ids("one.example",
     "two.example", "three.example"), csr = "x", hooks = { web },
     now = clock.now, sleep = clock.sleep, timeout = 60 })
   t.eq(res, nil)
@@ -290,7 +291,7 @@ t.test("Ctrl-C while the order is polled: cleanup, then the error",
     clock.sleep(s)
   end
   c.sleep = sleep
-  local ok, err = pcall(solve.issue, c, { identifiers = ids("a.example",
+  local ok, err = pcall(issuance.issue, c, { identifiers = ids("a.example",
     "b.example"), csr = "x", hooks = { web }, now = clock.now,
     sleep = clock.sleep, timeout = 60 })
   t.eq(ok, false)
@@ -306,7 +307,7 @@ t.test("Ctrl-C inside a hook's deploy: what was started is cleaned",
   local log = {}
   local web = fake_hook("web", { "http-01" }, log)
   local dns = fake_hook("dns", { "dns-01" }, log, { raise_in = "deploy" })
-  local ok, err = pcall(solve.issue, c, { identifiers = ids("a.example",
+  local ok, err = pcall(issuance.issue, c, { identifiers = ids("a.example",
     "*.a.example"), csr = "x", hooks = { web, dns }, now = clock.now,
     sleep = clock.sleep, timeout = 60 })
   t.eq(ok, false)
@@ -332,7 +333,7 @@ t.test("Ctrl-C during cleanup still cleans the rest, then raises",
     end
     return true
   end
-  local ok, err = pcall(solve.issue, c, { identifiers = ids("a.example",
+  local ok, err = pcall(issuance.issue, c, { identifiers = ids("a.example",
     "b.example", "c.example"), csr = "x", hooks = { web },
     now = clock.now, sleep = clock.sleep, timeout = 60 })
   t.eq(ok, false)
@@ -344,7 +345,7 @@ t.test("ready() that never says yes ends in a deadline error", function()
   local c, ca, clock = setup()
   local log = {}
   local dns = fake_hook("dns", { "dns-01" }, log, { ready_after = 1e9 })
-  local res, err = solve.issue(c, { identifiers = ids("*.z.example"),
+  local res, err = issuance.issue(c, { identifiers = ids("*.z.example"),
     csr = "x", hooks = { dns }, now = clock.now, sleep = clock.sleep,
     timeout = 600, ready_timeout = 20 })
   t.eq(res, nil)
@@ -364,12 +365,12 @@ t.test("ready(): nil, why means not yet; raising fails at once", function()
     if calls < 3 then return nil, "TXT not at ns1 yet" end
     return true
   end
-  assert(solve.issue(c, { identifiers = ids("*.r.example"), csr = "x",
+  assert(issuance.issue(c, { identifiers = ids("*.r.example"), csr = "x",
     hooks = { dns }, now = clock.now, sleep = clock.sleep, timeout = 60 }))
   t.eq(calls, 3)
   -- The reason shows when the deadline passes.
   dns.ready = function() return nil, "TXT not at ns2" end
-  local res, err = solve.issue(c, { identifiers = ids("*.s.example"),
+  local res, err = issuance.issue(c, { identifiers = ids("*.s.example"),
     csr = "x", hooks = { dns }, now = clock.now, sleep = clock.sleep,
     timeout = 600, ready_timeout = 10 })
   t.eq(res, nil)
@@ -379,7 +380,7 @@ t.test("ready(): nil, why means not yet; raising fails at once", function()
   -- A raise is a failure right away, and cleanup still runs.
   local before = count(log, "cleanup")
   dns.ready = function() error("resolver crashed") end
-  res, err = solve.issue(c, { identifiers = ids("*.u.example"), csr = "x",
+  res, err = issuance.issue(c, { identifiers = ids("*.u.example"), csr = "x",
     hooks = { dns }, now = clock.now, sleep = clock.sleep, timeout = 60 })
   t.eq(res, nil)
   t.eq(err.kind, "hook")
@@ -394,7 +395,7 @@ t.test("a run-wide session starts each spec once, exits all at the end",
   local b = fake_hook("b", { "dns-01" }, log, { events = true })
   local a2 = fake_hook("a", { "http-01" }, log, { events = true })
   do
-    local sess <close> = solve.session(function() end)
+    local sess <close> = hooks.session(function() end)
     t.ok(sess:add({ a, b }))
     t.ok(sess:add({ a2, b }), "a2 has a's spec: not started again")
     sess:failure({ detail = "x" }, { b })
@@ -407,7 +408,7 @@ t.test("no hook for a wildcard: the clear error, nothing deployed",
   local c, ca, clock = setup()
   local log = {}
   local web = fake_hook("webroot", { "http-01" }, log)
-  local res, err = solve.issue(c, { identifiers = ids("example.com",
+  local res, err = issuance.issue(c, { identifiers = ids("example.com",
     "*.example.com"), csr = "x", hooks = { web }, now = clock.now,
     sleep = clock.sleep, timeout = 60 })
   t.eq(res, nil)
@@ -422,7 +423,7 @@ t.test("a failing cleanup is reported and the others still run", function()
   local log = {}
   local web = fake_hook("web", { "http-01" }, log, { fail_cleanup = true })
   local ev, on_event = events()
-  local res = assert(solve.issue(c, { identifiers = ids("a.example",
+  local res = assert(issuance.issue(c, { identifiers = ids("a.example",
     "b.example"), csr = "x", hooks = { web }, on_event = on_event,
     now = clock.now, sleep = clock.sleep, timeout = 60 }))
   t.ok(res.certs)
@@ -443,7 +444,7 @@ t.test("session: startup once per spec, exit always", function()
   local b = fake_hook("b", { "dns-01" }, log, { events = true })
   b.startup = function() log[#log + 1] = "startup b"; return nil, "no" end
   do
-    local sess <close> = solve.session({ a, a, b })
+    local sess <close> = hooks.session({ a, a, b })
     local ok, err = sess:start()
     t.eq(ok, nil)
     t.match(err.detail, "hook b: startup: no")
@@ -456,14 +457,9 @@ t.test("progress while the order is polled", function()
   local log = {}
   local web = fake_hook("web", { "http-01" }, log)
   local ev, on_event = events()
-  local s
-  c.sleep = function(d)
-    if s then s:on_sleep(60) end
-    clock.sleep(d)
-  end
-  assert(solve.issue(c, { identifiers = ids("a.example", "b.example"),
+  assert(issuance.issue(c, { identifiers = ids("a.example", "b.example"),
     csr = "x", hooks = { web }, on_event = on_event, now = clock.now,
-    sleep = clock.sleep, timeout = 60, solver_ref = function(x) s = x end }))
+    sleep = clock.sleep, timeout = 60 }))
   local waiting
   for _, e in ipairs(ev) do
     if e.name == "waiting" and not e.fields.finalizing then waiting = e end

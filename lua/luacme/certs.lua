@@ -1,0 +1,704 @@
+-- Certificates kept in the state directory: issue, renew, revoke and
+-- list. The functions take the operations context of luacme.manage
+-- (ctx) and raise error tables; luacme.manage runs them under
+-- errors.protect, so recipes get nil, err.
+--
+-- Every operation on a certificate holds its lock (waiting up to
+-- ctx.lock_timeout seconds). A failed or interrupted run never touches
+-- the working certificate: state.install_cert switches to a new set
+-- only once it is complete (and checks it matches its key), keeping
+-- the previous one as *.prev.
+local accounts = require "luacme.accounts"
+local client = require "luacme.client"
+local core = require "luacme.core"
+local errors = require "luacme.errors"
+local hooks = require "luacme.hooks"
+local ident = require "luacme.ident"
+local issuance = require "luacme.issuance"
+local output = require "luacme.output"
+local renew = require "luacme.renew"
+local state = require "luacme.state"
+local util = require "luacme.util"
+
+local must, raise = errors.must, errors.raise
+
+local M = {}
+
+--
+-- Settings
+--
+
+-- The settings a certificate is issued with; stored in meta.json and
+-- reused by renew.
+M.SETTINGS = { "names", "ips", "key_type", "reuse_key", "must_staple",
+    "hooks", "deploy_hooks", "preferred_chain", "profile", "valid_for",
+    "directory", "ca_bundle" }
+
+-- Hook paths made absolute, so a renewal from cron (another working
+-- directory) still finds them.
+local function absolute_spec(spec, env)
+    local head, rest = spec:match("^([^:]*)(.*)$")
+    if head:find("/", 1, true) and head:sub(1, 1) ~= "/" then
+        local pwd = env and env.PWD
+        if pwd and pwd:sub(1, 1) == "/" then
+            head = pwd .. "/" .. head:gsub("^%./", "")
+        end
+    end
+    return head .. rest
+end
+
+-- dns_wait: the hook spec with dns_wait=N added, for hooks that take
+-- that option (the dns-01 providers) and were not given one; any other
+-- spec unchanged. Kept in the stored spec, so renewals wait alike. The
+-- hook is loaded here once and kept in loaded[spec] for the issuance.
+local function with_dns_wait(spec, seconds, loaded)
+    local h = hooks.load(spec, "challenge")
+    if not h or h.opts.dns_wait ~= nil then return spec end
+    for _, o in ipairs(h.options or {}) do
+        if o.name == "dns_wait" then
+            local p = hooks.parse_spec(spec)
+            local sep = next(p.opts or {}) and "," or ":"
+            local n = string.format("%d", seconds)
+            h.opts.dns_wait = n
+            spec = spec .. sep .. "dns_wait=" .. n
+            break
+        end
+    end
+    loaded[spec] = h
+    return spec
+end
+
+local function unique_names(list, check, what, seen)
+    local out = {}
+    for _, n in ipairs(list or {}) do
+        local v, why = check(n)
+        if not v then
+            raise("usage", "bad " .. what .. " '" .. errors.printable(n) ..
+                "': " .. why)
+        end
+        if not seen[v] then
+            seen[v] = true
+            out[#out + 1] = v
+        end
+    end
+    return out
+end
+
+-- Check and normalise settings s (a fresh table back). ctx gives the
+-- defaults (directory, CA bundle).
+function M.settings(ctx, s)
+    local out, seen = {}, {}
+    out.names = unique_names(s.names or s.domains, ident.domain,
+        "domain name", seen)
+    out.ips = unique_names(s.ips, ident.ip, "IP address", seen)
+    if #out.names + #out.ips == 0 then
+        raise("usage", "no names to issue for", { option = "domain" })
+    end
+    out.name = s.name or state.default_name(out.names[1] or out.ips[1])
+    must(state.check_name(out.name))
+    out.key_type = accounts.check_key_type(s.key_type or
+        accounts.DEFAULT_KEY_TYPE)
+    out.reuse_key = s.reuse_key and true or false
+    out.must_staple = s.must_staple and true or false
+    out.preferred_chain = s.preferred_chain
+    out.profile = s.profile
+    out.valid_for = s.valid_for
+    out.directory = s.directory or ctx.directory
+    out.ca_bundle = s.ca_bundle or ctx.ca_file
+    local env = core.environ()
+    out.hooks, out.deploy_hooks, out.loaded = {}, {}, {}
+    for _, h in ipairs(s.hooks or {}) do
+        h = absolute_spec(h, env)
+        if s.dns_wait then h = with_dns_wait(h, s.dns_wait, out.loaded) end
+        out.hooks[#out.hooks + 1] = h
+    end
+    for _, h in ipairs(s.deploy_hooks or {}) do
+        out.deploy_hooks[#out.deploy_hooks + 1] = absolute_spec(h, env)
+    end
+    return out
+end
+
+-- The stored settings of a certificate (meta.json) as issue settings.
+local function settings_of(name, meta)
+    local s = { name = name }
+    for _, k in ipairs(M.SETTINGS) do s[k] = meta[k] end
+    s.names = s.names or {}
+    s.ips = s.ips or {}
+    s.hooks = s.hooks or {}
+    s.deploy_hooks = s.deploy_hooks or {}
+    return s
+end
+
+local function load_hooks(specs, role, loaded)
+    local list = {}
+    for _, spec in ipairs(specs or {}) do
+        list[#list + 1] = (loaded or {})[spec] or must(hooks.load(spec, role))
+    end
+    return list
+end
+
+local function same_set(a, b)
+    local set = {}
+    for _, v in ipairs(a or {}) do set[v:lower()] = true end
+    local n = 0
+    for _, v in ipairs(b or {}) do
+        if not set[v:lower()] then return false end
+        n = n + 1
+    end
+    local m = 0
+    for _ in pairs(set) do m = m + 1 end
+    return m == n
+end
+
+local function all_names(s)
+    local t = {}
+    for _, n in ipairs(s.names or {}) do t[#t + 1] = n end
+    for _, n in ipairs(s.ips or {}) do t[#t + 1] = n end
+    return t
+end
+
+local function identifiers(s)
+    local ids = {}
+    for _, n in ipairs(s.names) do
+        ids[#ids + 1] = { type = "dns", value = n }
+    end
+    for _, a in ipairs(s.ips) do ids[#ids + 1] = { type = "ip", value = a } end
+    return ids
+end
+
+-- Names and IP addresses of a DER PKCS#10 CSR (its subjectAltName; the
+-- subject CN when there is none), read by the C core after it checked
+-- the CSR's self-signature. Returns names, ips or nil, err.
+function M.csr_names(der)
+    local info = core.csr_info(der)
+    if not info then
+        return nil, errors.new("invalid", "the CSR is not a DER or PEM " ..
+            "PKCS#10 request")
+    end
+    local names, ips = info.names, info.ips
+    if #names == 0 and #ips == 0 and info.cn then names = { info.cn } end
+    if #names == 0 and #ips == 0 then
+        return nil, errors.new("invalid", "the CSR names no domain or IP " ..
+            "address")
+    end
+    return names, ips
+end
+
+--
+-- State kept beside a certificate
+--
+
+-- A short text of an error for meta.json's last_error.
+local function error_record(err, now)
+    local rec = { time = now }
+    if type(err) == "table" then
+        rec.message = (output.error_lines(err))[1]
+        rec.kind = err.kind
+        rec.type = err.type
+        if type(err.identifier) == "table" then
+            rec.identifier = err.identifier.value
+        end
+    else
+        rec.message = tostring(err)
+    end
+    return rec
+end
+
+-- Record a failure in meta.json of certificate name (lock held); only
+-- for certificates that exist.
+local function record_error(ctx, name, err)
+    local meta = state.read_meta(ctx.st, name)
+    if not meta then return end
+    meta.last_error = error_record(err, ctx.now())
+    local ok, werr = state.write_meta(ctx.st, name, meta)
+    if not ok then ctx.out:warn("cannot record the error: " ..
+        tostring(werr)) end
+end
+
+-- Fetch ARI for cert_pem when the CA offers it and it is time (meta.ari
+-- updated in place). Failures only delay the next check. c: a client of
+-- the CA (made from url and ca_file when nil). Returns true when
+-- meta.ari changed.
+local function refresh_ari(ctx, url, ca_file, cert_pem, meta, c)
+    local now = ctx.now()
+    local ari = meta.ari
+    if type(ari) == "table" and ari.next_check and now < ari.next_check then
+        return false
+    end
+    c = c or ctx:client(url, nil, nil, ca_file)
+    local dir = c:discover()
+    if not dir or not dir.renewal_info then return false end
+    local info, err = c:get_renewal_info(cert_pem)
+    ari = type(ari) == "table" and ari or {}
+    if info then
+        ari.cert_id = info.cert_id
+        ari.window_start, ari.window_end = info.start, info["end"]
+        ari.explanation_url = info.explanation_url
+        ari.next_check = renew.next_ari_check(info.retry_after, now)
+    else
+        ari.next_check = renew.next_ari_check(nil, now)
+        ctx.out:debug("renewal information: " .. tostring(err))
+    end
+    meta.ari = ari
+    return true
+end
+
+-- The deploy_cert / unchanged_cert argument for certificate name.
+local function cert_arg(ctx, name, s, changed)
+    local files = must(state.cert_files(ctx.st, name))
+    return { name = name, domains = all_names(s), key_file = files.key_file,
+        cert_file = files.cert_file, fullchain_file = files.fullchain_file,
+        chain_file = files.chain_file, timestamp = ctx.now(),
+        changed = changed }
+end
+
+--
+-- Issuing
+--
+
+-- The key and CSR of a new certificate: the stored key with reuse_key,
+-- else a fresh one; never the account key.
+local function key_and_csr(s, existing, account_key)
+    local key
+    if s.reuse_key and existing then
+        key = must(core.key_load(existing.key_pem))
+    else
+        key = accounts.new_key(s.key_type)
+    end
+    if key:thumbprint() == account_key:thumbprint() then
+        raise("usage", "the certificate key is the account key; refusing")
+    end
+    local csr, msg, kind = core.csr{ key = key, names = s.names, ips = s.ips,
+        must_staple = s.must_staple }
+    if not csr then raise(kind or "invalid", msg) end
+    return key, csr
+end
+
+-- Store what the CA issued for s (lock held) and run the deploy hooks.
+local function install(ctx, s, res, key, acct, c, dhooks)
+    local cert_pem = res.pems[1]
+    local chain_pem = table.concat(res.pems, "", 2)
+    local info = must(core.cert_info(cert_pem))
+    if not same_set(info.names, s.names) or not same_set(info.ips, s.ips) then
+        raise("response", "the CA's certificate names " ..
+            table.concat(info.names, ", ") .. " differ from the request")
+    end
+    local meta = {}
+    for _, k in ipairs(M.SETTINGS) do meta[k] = s[k] end
+    meta.names, meta.ips = util.array(s.names), util.array(s.ips)
+    meta.hooks = util.array(s.hooks)
+    meta.deploy_hooks = util.array(s.deploy_hooks)
+    meta.cert_url = res.cert_url
+    meta.order_url = res.order and res.order.uri
+    meta.account = acct.uri
+    meta.issued_at = ctx.now()
+    meta.not_before, meta.not_after = info.not_before, info.not_after
+    meta.serial = info.serial
+    meta.issuer = info.issuer_cn or info.issuer
+    refresh_ari(ctx, s.directory, s.ca_bundle, cert_pem, meta, c)
+    must(state.install_cert(ctx.st, s.name, { key_pem = key:private_pem(),
+        cert_pem = cert_pem, chain_pem = chain_pem, meta = meta }))
+    key:close()
+    ctx:emit("issued", { name = s.name, names = util.array(all_names(s)),
+        serial = info.serial, not_before = output.time(info.not_before),
+        not_after = output.time(info.not_after), issuer = meta.issuer,
+        dir = ctx.st:path(must(state.cert_dir(s.name))) },
+        "issued " .. s.name .. ", expires " .. output.date(info.not_after))
+
+    local failed
+    local arg = cert_arg(ctx, s.name, s, true)
+    for _, h in ipairs(dhooks) do
+        local ok, derr = hooks.call(h, "deploy_cert", arg)
+        ctx:emit("deploy_hook", { hook = h.name, name = s.name,
+            ok = ok and true or false, error = derr and derr.detail or nil },
+            ok and (s.name .. ": deploy hook " .. h.name .. " done") or nil)
+        if not ok then failed = failed or derr end
+    end
+    if failed then
+        raise("deploy", s.name .. " was issued and installed, but a " ..
+            "deploy hook failed: " .. tostring(failed.detail),
+            { cause = failed, hook = failed.hook })
+    end
+    return { code = 0, name = s.name, names = all_names(s),
+        serial = info.serial, not_after = info.not_after,
+        not_before = info.not_before, issuer = meta.issuer }
+end
+
+-- A given CSR's chain written to s.out_file; nothing stored.
+local function write_chain(ctx, s, res)
+    must(core.write_file(s.out_file, table.concat(res.pems), 420))
+    local info = must(core.cert_info(res.pems[1]))
+    local all = all_names(s)
+    ctx:emit("issued", { name = s.name, names = util.array(all),
+        serial = info.serial, not_after = output.time(info.not_after),
+        file = s.out_file }, "issued " .. s.name .. ", expires " ..
+        output.date(info.not_after) .. "; chain written to " .. s.out_file)
+    return { code = 0, name = s.name, names = all, serial = info.serial,
+        not_after = info.not_after, file = s.out_file }
+end
+
+-- One issuance for settings s (certificate lock held). existing: the
+-- current set or nil; why: the reason told. With csr (DER of a CSR
+-- whose key is not ours) the chain goes to s.out_file instead of the
+-- state. Returns the result table; raises on failure.
+local function issue_cert(ctx, s, existing, why, csr)
+    local chooks = load_hooks(s.hooks, "challenge", s.loaded)
+    local dhooks = csr and {} or load_hooks(s.deploy_hooks, "deploy")
+    if #chooks == 0 then
+        raise("usage", "no challenge hook given", { option = "hook" })
+    end
+    local c, acct = accounts.open(ctx, s.directory, true,
+        { ca_file = s.ca_bundle })
+    local key
+    if not csr then key, csr = key_and_csr(s, existing, c.key) end
+    local dir = must(c:discover())
+    local replaces
+    if existing and dir.renewal_info then
+        replaces = client.cert_id(existing.cert_pem)
+    end
+    local all = {}
+    for _, h in ipairs(chooks) do all[#all + 1] = h end
+    for _, h in ipairs(dhooks) do all[#all + 1] = h end
+    local sess = ctx:session()
+    must(sess:add(all))
+    local names = all_names(s)
+    ctx:emit("order", { name = s.name, identifiers = util.array(names),
+        reason = why }, s.name .. ": ordering a certificate for " ..
+        table.concat(names, ", ") .. (why and (" (" .. why .. ")") or ""))
+    local res, err = issuance.issue(c, {
+        identifiers = identifiers(s), csr = csr, hooks = chooks,
+        on_event = function(...) ctx:emit(...) end,
+        timeout = ctx.timeout,
+        not_after = s.valid_for and (ctx.now() + s.valid_for) or nil,
+        profile = s.profile, replaces = replaces,
+        preferred_chain = s.preferred_chain,
+    })
+    if not res then
+        sess:failure(err, all)
+        error(err, 0)
+    end
+    if not key then return write_chain(ctx, s, res) end
+    return install(ctx, s, res, key, acct, c, dhooks)
+end
+
+-- Issue with settings s under the certificate lock (held). opts.force
+-- skips the "a valid one exists" check; opts.reason says why.
+local function issue_locked(ctx, s, opts)
+    opts = opts or {}
+    local existing, rerr = state.read_cert(ctx.st, s.name)
+    if not existing and rerr.kind ~= "not_found" then
+        ctx.out:warn("certificate " .. s.name .. ": " .. tostring(rerr) ..
+            "; issuing a new one")
+    end
+    if existing and not opts.force then
+        local info = core.cert_info(existing.cert_pem)
+        if info and ctx.now() < info.not_after and
+            same_set(info.names, s.names) and same_set(info.ips, s.ips) and
+            not existing.meta.revoked then
+            ctx:emit("unchanged", { name = s.name,
+                not_after = output.time(info.not_after) }, s.name ..
+                ": a valid certificate with these names exists (expires " ..
+                output.date(info.not_after) .. "); nothing to do")
+            return { code = 2, name = s.name, not_after = info.not_after,
+                unchanged = true, names = all_names(s) }
+        end
+    end
+    local ok, res = pcall(issue_cert, ctx, s, existing, opts.reason)
+    if not ok then
+        record_error(ctx, s.name, res)
+        error(res, 0)
+    end
+    return res
+end
+
+local function lock_cert(ctx, name)
+    return must(state.lock_cert(ctx.st, name, ctx.lock_timeout))
+end
+
+-- With s.csr (a file) or s.csr_pem: issue for a CSR whose key is not
+-- ours; the chain goes to s.out_file, nothing is stored for renewal.
+local function issue_for_csr(ctx, s)
+    local data = s.csr_pem or must(core.read_file(s.csr))
+    local der = data
+    if data:find("-----BEGIN", 1, true) then
+        local d, msg, kind = core.pem_decode(data)
+        if not d then raise(kind or "invalid", "CSR: " .. tostring(msg)) end
+        der = d
+    end
+    local names, ips = M.csr_names(der)
+    if not names then error(ips, 0) end
+    local want = M.settings(ctx, { names = names, ips = ips, name = s.name,
+        hooks = s.hooks })
+    if s.names and #s.names > 0 then
+        local given = M.settings(ctx, { names = s.names, ips = s.ips,
+            hooks = {} })
+        if not same_set(given.names, want.names) or
+            not same_set(given.ips, want.ips) then
+            raise("usage", "the names given differ from the CSR's: " ..
+                table.concat(all_names(want), ", "), { option = "domain" })
+        end
+    end
+    if not s.out_file then
+        raise("usage", "a CSR's certificate chain needs a file to go to",
+            { option = "out" })
+    end
+    want.out_file = s.out_file
+    local lk <close> = lock_cert(ctx, want.name)
+    return issue_cert(ctx, want, nil, "CSR", der)
+end
+
+-- issue(ctx, s, opts): s = { names/domains, ips, name, key_type,
+-- reuse_key, must_staple, preferred_chain, profile, valid_for
+-- (seconds), hooks, deploy_hooks (spec strings), dns_wait, csr (file)
+-- or csr_pem, out_file }; opts.force. Returns { code = 0 | 2, name,
+-- names, serial, not_after, ... }.
+function M.issue(ctx, s, opts)
+    if s.csr or s.csr_pem then return issue_for_csr(ctx, s) end
+    local set = M.settings(ctx, s)
+    local lk <close> = lock_cert(ctx, set.name)
+    return issue_locked(ctx, set, opts)
+end
+
+--
+-- Renewing
+--
+
+-- Names of the stored certificates that have a meta.json.
+local function cert_names(ctx)
+    local out = {}
+    for _, n in ipairs(must(state.list_certs(ctx.st))) do
+        if state.read_meta(ctx.st, n) then out[#out + 1] = n end
+    end
+    return out
+end
+
+-- unchanged_cert() of the deploy hooks of a certificate not due.
+local function tell_unchanged(ctx, name, s)
+    for _, spec in ipairs(s.deploy_hooks) do
+        local h, lerr = hooks.load(spec, "deploy")
+        if h and h.unchanged_cert then
+            local hok, herr = ctx:session():add({ h })
+            if hok then
+                hok, herr = hooks.call(h, "unchanged_cert",
+                    cert_arg(ctx, name, s, false))
+            end
+            if not hok then ctx.out:warn(herr.detail) end
+        elseif not h then
+            ctx.out:warn(lerr.detail)
+        end
+    end
+end
+
+-- Is certificate name (settings s, meta) due? Fetches ARI first unless
+-- forced; saves meta when ARI changed it. Returns due, when, reason,
+-- info (the certificate's cert_info or nil).
+local function due(ctx, name, s, meta, force)
+    local set, rerr = state.read_cert(ctx.st, name)
+    local info = set and core.cert_info(set.cert_pem)
+    if not set then
+        return true, ctx.now(), "no usable certificate: " ..
+            tostring(rerr.detail)
+    end
+    local ari_before = meta.ari and meta.ari.renew_at
+    local changed = false
+    if not force then
+        local rok, r = pcall(refresh_ari, ctx, s.directory, s.ca_bundle,
+            set.cert_pem, meta)
+        if rok then changed = r
+        elseif type(r) == "table" and r.kind == "interrupted" then
+            error(r, 0)
+        end
+    end
+    local is_due, when, reason = renew.due(info, meta, ctx.now(), ctx.rand)
+    if meta.revoked then
+        is_due, reason = true, "it was revoked"
+    end
+    if changed or (meta.ari and meta.ari.renew_at ~= ari_before) then
+        must(state.write_meta(ctx.st, name, meta))
+    end
+    return is_due, when, reason, info
+end
+
+-- Renew one certificate when due (lock held inside). Returns the result
+-- table: code 0 renewed, 2 not due.
+local function renew_one(ctx, name, opts)
+    local lk <close> = lock_cert(ctx, name)
+    local meta, err = state.read_meta(ctx.st, name)
+    if not meta then
+        if err.kind == "not_found" then
+            raise("not_found", "no certificate named " .. name,
+                { what = "certificate" })
+        end
+        error(err, 0)
+    end
+    local s = settings_of(name, meta)
+    if ctx.directory_given then s.directory = ctx.directory end
+    s.directory = s.directory or ctx.directory
+    if ctx.ca_file then s.ca_bundle = ctx.ca_file end
+    local is_due, when, reason, info = due(ctx, name, s, meta, opts.force)
+    if not is_due and not opts.force then
+        ctx:emit("not_due", { name = name, due_at = output.time(when),
+            reason = reason }, name .. ": not due (" .. reason .. ")")
+        tell_unchanged(ctx, name, s)
+        return { code = 2, name = name, due = false,
+            due_at = when, not_after = info and info.not_after }
+    end
+    local why = opts.force and "forced" or reason
+    ctx:emit("due", { name = name, reason = why }, name ..
+        ": renewing (" .. why .. ")", { verbose = true })
+    local set = M.settings(ctx, s)
+    set.name = name
+    local r = issue_locked(ctx, set, { force = true, reason = why })
+    r.renewed = true
+    return r
+end
+
+-- renew(ctx, { names = {...} (default all), force =, jitter = seconds }).
+-- Returns { code = 0 (something renewed) | 2 (nothing due) | 1 (a
+-- failure; errors = {{name=, err=}}), renewed = {}, not_due = {},
+-- failed = {} }. Each certificate is tried, failures do not stop the
+-- others.
+function M.renew(ctx, opts)
+    opts = opts or {}
+    if opts.jitter and opts.jitter > 0 then
+        local wait = renew.jitter(opts.jitter, ctx.rand)
+        ctx:emit("jitter", { seconds = wait }, "waiting " .. wait ..
+            " s first", { verbose = true })
+        ctx.sleep(wait)
+    end
+    local names = opts.names
+    if not names or #names == 0 then names = cert_names(ctx) end
+    local res = { renewed = {}, not_due = {}, failed = {}, errors = {} }
+    if #names == 0 then
+        ctx:emit("nothing", {}, "no certificates to renew")
+    end
+    for _, name in ipairs(names) do
+        local r, err = errors.protect(renew_one, ctx, name, opts)
+        if not r then
+            res.failed[#res.failed + 1] = name
+            res.errors[#res.errors + 1] = { name = name, err = err }
+            ctx.out:error(err, name)
+        elseif r.code == 0 then
+            res.renewed[#res.renewed + 1] = name
+        else
+            res.not_due[#res.not_due + 1] = name
+        end
+    end
+    if #res.failed > 0 then res.code = 1
+    elseif #res.renewed > 0 then res.code = 0
+    else res.code = 2 end
+    return res
+end
+
+--
+-- Revoking and listing
+--
+
+local function to_der(pem)
+    if not pem:find("-----BEGIN", 1, true) then return pem end
+    local d, msg, kind = core.pem_decode(pem)
+    if not d then raise(kind or "invalid", tostring(msg)) end
+    return d
+end
+
+-- The client that signs a revocation: the account's, or (certkey
+-- given, or no account but the stored key) one without an account key,
+-- so the request carries the certificate key's jwk (RFC 8555 §7.6).
+-- Returns client, certkey.
+local function revoker(ctx, url, ca_file, certkey, set)
+    if certkey then return ctx:client(url, nil, nil, ca_file), certkey end
+    local ok, c = pcall(accounts.open, ctx, url, false, { ca_file = ca_file })
+    if ok then return c end
+    if set and type(c) == "table" and c.kind == "no_account" then
+        ctx.out:debug("no account: signing with the certificate's own key")
+        return ctx:client(url, nil, nil, ca_file),
+            must(core.key_load(set.key_pem))
+    end
+    error(c, 0)
+end
+
+-- revoke(ctx, { name = CERTNAME | cert_file = FILE, reason = code,
+-- cert_key_file = FILE }).
+function M.revoke(ctx, opts)
+    local lk, set, cert_pem, url, label
+    local ca_file = ctx.ca_file
+    if opts.name then
+        lk = lock_cert(ctx, opts.name)
+        set = must(state.read_cert(ctx.st, opts.name))
+        cert_pem = set.cert_pem
+        url = (not ctx.directory_given and set.meta.directory) or
+            ctx.directory
+        ca_file = ca_file or set.meta.ca_bundle
+        label = opts.name
+    elseif opts.cert_file then
+        cert_pem = must(core.read_file(opts.cert_file))
+        url = ctx.directory
+        label = opts.cert_file
+    else
+        raise("usage", "revoke needs a certificate name or file")
+    end
+    local der = to_der(cert_pem)
+    local info = must(core.cert_info(der))
+    local certkey
+    if opts.cert_key_file then
+        local pem = must(core.read_file(opts.cert_key_file))
+        local k, msg, kind = core.key_load(pem)
+        if not k then raise(kind or "invalid", "certificate key: " ..
+            tostring(msg), { option = "cert-key" }) end
+        certkey = k
+    end
+    local c
+    c, certkey = revoker(ctx, url, ca_file, certkey, set)
+    local ok, err = c:revoke_cert(certkey, der, opts.reason)
+    local code = 0
+    if not ok then
+        if not errors.is(err, "alreadyRevoked") then error(err, 0) end
+        code = 2
+    end
+    if set and not (code == 2 and set.meta.revoked) then
+        local meta = set.meta
+        meta.revoked = { time = ctx.now(), reason = opts.reason }
+        must(state.write_meta(ctx.st, opts.name, meta))
+    end
+    if lk then lk:unlock() end
+    ctx:emit("revoked", { name = opts.name, file = opts.cert_file,
+        serial = info.serial, reason = opts.reason,
+        already = code == 2 or nil }, (code == 2 and
+        (label .. " was revoked already") or ("revoked " .. label)) ..
+        " (serial " .. info.serial .. ")")
+    return { code = code, name = opts.name, serial = info.serial }
+end
+
+-- list(ctx) -> { code = 0, certs = { { name, names, not_before,
+-- not_after, serial, issuer, due, due_at, reason, last_error, revoked,
+-- error } } }.
+function M.list(ctx)
+    local out = {}
+    for _, name in ipairs(must(state.list_certs(ctx.st))) do
+        local meta = state.read_meta(ctx.st, name)
+        if meta then
+            local e = { name = name,
+                names = all_names({ names = meta.names, ips = meta.ips }),
+                directory = meta.directory, key_type = meta.key_type,
+                last_error = meta.last_error, revoked = meta.revoked }
+            local set, err = state.read_cert(ctx.st, name)
+            local info = set and core.cert_info(set.cert_pem)
+            if info then
+                e.not_before, e.not_after = info.not_before, info.not_after
+                e.serial = info.serial
+                e.issuer = info.issuer_cn or info.issuer
+            else
+                e.error = err and err.detail or "unreadable certificate"
+            end
+            -- Without a stored moment the ARI window's start shows.
+            local is_due, when, reason = renew.due(info, meta, ctx.now(),
+                function() return 0 end)
+            if meta.revoked then is_due, reason = true, "revoked" end
+            e.due, e.due_at, e.reason = is_due, when, reason
+            out[#out + 1] = e
+        end
+    end
+    return { code = 0, certs = out }
+end
+
+return M
