@@ -15,6 +15,7 @@
 local client = require "luacme.client"
 local core = require "luacme.core"
 local errors = require "luacme.errors"
+local util = require "luacme.util"
 
 local M = {}
 
@@ -180,8 +181,8 @@ local KEY_TYPE_HELP = "ec256 (default), ec384, rsa2048, rsa3072, rsa4096"
 
 local function number_opt(v, what, min, max)
     if v == nil then return nil end
-    local n = tonumber(v)
-    if not n or n < min or n > max then
+    local n = util.number(v, min, max)
+    if not n then
         error(errors.new("usage", what .. " must be a " ..
             "number " .. min .. ".." .. max), 0)
     end
@@ -273,7 +274,7 @@ end
 local function cert_fields(c)
     local output = require "luacme.output"
     return {
-        name = c.name, names = require("luacme.util").array(c.names),
+        name = c.name, names = util.array(c.names),
         not_before = output.time(c.not_before),
         not_after = output.time(c.not_after),
         serial = c.serial, issuer = c.issuer, due = c.due,
@@ -372,7 +373,6 @@ end
 
 local function cmd_issue(p, out, env)
     local output = require "luacme.output"
-    local util = require "luacme.util"
     local o = p.opts
     local m <close> = context(o, out, env)
     local valid_for
@@ -402,7 +402,6 @@ local function cmd_issue(p, out, env)
 end
 
 local function cmd_renew(p, out, env)
-    local util = require "luacme.util"
     local m <close> = context(p.opts, out, env)
     local jitter = number_opt(p.opts.jitter, "--jitter", 0, 86400)
     local res = check(m:renew{ names = p.args, force = p.opts.force,

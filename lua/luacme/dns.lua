@@ -27,6 +27,7 @@
 -- Queries go through core.dns_query (glibc libresolv). Names handed back
 -- are lower case with the trailing dot.
 local core = require "luacme.core"
+local util = require "luacme.util"
 
 local M = {}
 
@@ -91,8 +92,8 @@ end
 -- n, or nil, "k must be ...". Providers check their ttl, timeout and
 -- port options with it, so the messages read alike.
 function M.check_number(opts, k, min, max, integer)
-    local n = tonumber(opts[k])
-    if not n or n < min or n > max or (integer and n % 1 ~= 0) then
+    local n = util.number(opts[k], min, max, integer)
+    if not n then
         return nil, k .. " must be a " .. (integer and "whole " or "") ..
             "number from " .. min .. " to " .. max
     end

@@ -14,6 +14,7 @@
 local challenge = require "luacme.challenge"
 local core = require "luacme.core"
 local errors = require "luacme.errors"
+local util = require "luacme.util"
 
 local M = {}
 
@@ -527,8 +528,8 @@ end
 -- A timeout option (a string from the spec) as seconds, or def.
 function M.seconds(v, def, label)
     if v == nil or v == "" then return def end
-    local n = tonumber(v)
-    if not n or n <= 0 or n > 86400 then
+    local n = util.number(v, 0, 86400)
+    if not n or n == 0 then
         return nil, (label or "timeout") .. " must be 1..86400 seconds"
     end
     return n

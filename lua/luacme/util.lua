@@ -439,6 +439,18 @@ function M.backoff(first, cap, deadline, now)
     end
 end
 
+-- v (a number or a string) as a number in [min, max] (a whole one when
+-- integer), or nil. The one check behind every numeric option: the
+-- command line's, the hooks' and the DNS providers'.
+function M.number(v, min, max, integer)
+    local n = tonumber(v)
+    if not n or n ~= n or n < min or n > max or
+        (integer and n % 1 ~= 0) then
+        return nil
+    end
+    return n
+end
+
 -- Longest URL accepted from a server (or a caller) for a request.
 M.MAX_URL = 4096
 
