@@ -2,7 +2,7 @@
 -- web server. While an order is validated it listens on address:port
 -- (default every address, port 80) and serves GET/HEAD of
 -- /.well-known/acme-challenge/<token> for this run's tokens, 404 for
--- everything else (core.http01_responder; limits in core/limits.h).
+-- everything else (core.http01_responder; limits in core/luacme_limits.h).
 --
 --   luacme issue -d example.com --hook standalone
 --   luacme issue -d example.com --hook standalone:address=192.0.2.10,port=8080
