@@ -21,17 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mono.h"
+
 /* How often a waiting lock retries. */
 #define LOCK_RETRY_MS 25
-
-static double
-mono_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void
 sleep_ms(long ms)

@@ -21,6 +21,7 @@
 
 #include "b64.h"
 #include "luacme_limits.h"
+#include "mono.h"
 
 #ifndef LUACME_VERSION
 #define LUACME_VERSION "0.0.0-dev"
@@ -218,10 +219,7 @@ l_time(lua_State *L)
 static int
 l_monotonic(lua_State *L)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec / 1e9);
+    lua_pushnumber(L, (lua_Number)mono_now());
     return 1;
 }
 

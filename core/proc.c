@@ -27,6 +27,7 @@
 
 #include "fs.h"                 /* fs_free_names */
 #include "luacme_limits.h"
+#include "mono.h"
 
 extern char **environ;
 
@@ -38,15 +39,6 @@ extern char **environ;
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
-
-static double
-mono_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* One captured output stream. */
 struct capture {

@@ -12,34 +12,7 @@
 
 #include "check.h"
 #include "fs.h"
-
-static char tmpdir[64];
-
-static char *
-tpath(const char *name)
-{
-    static char buf[8][256];
-    static int n;
-    char *p = buf[n++ % 8];
-
-    snprintf(p, 256, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static double
-now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int
-kind_is(const struct luacme_err *err, const char *kind)
-{
-    return err->kind != NULL && strcmp(err->kind, kind) == 0;
-}
+#include "scratch.h"
 
 /* 1 when path holds exactly want. */
 static int
@@ -246,21 +219,14 @@ test_lock(void)
 int
 main(void)
 {
-    char cmd[128];
-
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/luacme-test-fs.XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-        perror("mkdtemp");
+    if (scratch_open("fs") != 0)
         return 1;
-    }
     chmod(tmpdir, 0755);    /* the unprivileged child must get in */
     test_write_file();
     test_write_readonly_dir();
     test_read_file();
     test_dirs();
     test_lock();
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    scratch_close();
     return check_done();
 }

@@ -9,34 +9,7 @@
 #include "fs.h"
 #include "luacme_limits.h"
 #include "proc.h"
-
-static char tmpdir[64];
-
-static char *
-tpath(const char *name)
-{
-    static char buf[8][256];
-    static int n;
-    char *p = buf[n++ % 8];
-
-    snprintf(p, 256, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static double
-now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int
-kind_is(const struct luacme_err *err, const char *kind)
-{
-    return err->kind != NULL && strcmp(err->kind, kind) == 0;
-}
+#include "scratch.h"
 
 /* Run argv; returns spawn_run's result. */
 static int
@@ -346,13 +319,8 @@ test_spawn_sigchld_ignored(void)
 int
 main(void)
 {
-    char cmd[128];
-
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/luacme-test-proc.XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-        perror("mkdtemp");
+    if (scratch_open("proc") != 0)
         return 1;
-    }
     test_spawn_basic();
     test_spawn_cwd();
     test_spawn_large();
@@ -360,8 +328,6 @@ main(void)
     test_spawn_interrupt();
     test_spawn_clean_child();
     test_spawn_sigchld_ignored();
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    scratch_close();
     return check_done();
 }
