@@ -49,8 +49,8 @@ end
 -- The challenge table hooks receive (hooks/README.md), from { type=,
 -- identifier = {type=, value=}, token=, key_authorization=, wildcard= }
 -- plus anything else the caller adds (copied). Adds domain, and path and
--- body (http-01), name and value (dns-01), or cert_pem (also as cert)
--- and key (tls-alpn-01, made here unless the caller gave cert_pem).
+-- body (http-01), name and value (dns-01), or cert_pem and key
+-- (tls-alpn-01, made here unless the caller gave cert_pem).
 -- Returns the table, or nil, err when the certificate cannot be made.
 function M.derive(t)
     local ch = {}
@@ -68,7 +68,6 @@ function M.derive(t)
         if not pem then return nil, key end
         ch.cert_pem, ch.key = pem, key
     end
-    ch.cert = ch.cert or ch.cert_pem
     return ch
 end
 

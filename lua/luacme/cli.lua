@@ -784,7 +784,8 @@ local function scan(argv, strict)
         p = { opts = {}, args = {} } }
     local only_args = false
     while s.i <= #argv do
-        local a, ok, err = argv[s.i], nil, nil
+        local a = argv[s.i]
+        local ok, err
         if only_args or a == "-" or a:sub(1, 1) ~= "-" then
             ok, err = word(s, a, only_args)
         elseif a == "--" then

@@ -6,13 +6,13 @@
 -- Every HTTP exchange goes through Client:_send (counting, nonce
 -- harvesting); every retry decision lives in Client:_http (GET/HEAD)
 -- and Client:post (JWS POST); every wait for a state change in
--- Client:_poll with util.backoff.
+-- Client:poll with util.backoff.
 local core = require "luacme.core"
 local cjson = require "cjson.safe"
 local errors = require "luacme.errors"
 local util = require "luacme.util"
 local ident = require "luacme.ident"
-local challenge = require "luacme.challenge"
+local values = require "luacme.challenge"
 
 local M = {}
 
@@ -1271,7 +1271,7 @@ end
 function Client:http01_challenge_path(token)
     local ok, err = check_token(token)
     if not ok then return nil, err end
-    return challenge.http01_path(token)
+    return values.http01_path(token)
 end
 
 -- http01_challenge_response(token): the body to serve.
@@ -1284,7 +1284,7 @@ end
 function Client:dns01_challenge_record(token)
     local ka, err = self:key_authorization(token)
     if not ka then return nil, err end
-    return challenge.dns01_value(ka)
+    return values.dns01_value(ka)
 end
 
 -- tls_alpn01_challenge_cert(token, identifier[, key]): the self-signed
@@ -1295,7 +1295,7 @@ function Client:tls_alpn01_challenge_cert(token, identifier, key)
     end
     local ka, err = self:key_authorization(token)
     if not ka then return nil, err end
-    return challenge.tls_alpn01_cert(identifier, ka, key)
+    return values.tls_alpn01_cert(identifier, ka, key)
 end
 
 -- challenge_for(authz, ch): the table a hook receives for challenge ch
@@ -1306,7 +1306,7 @@ end
 function Client:challenge_for(a, ch)
     local ka, err = self:key_authorization(ch.token)
     if not ka then return nil, err end
-    return challenge.derive{ type = ch.type, token = ch.token, uri = ch.uri,
+    return values.derive{ type = ch.type, token = ch.token, uri = ch.uri,
         identifier = a.identifier, wildcard = a.wildcard,
         key_authorization = ka, authz = a }
 end

@@ -68,12 +68,12 @@ function M.new(kind, detail, fields)
     return setmetatable(t, E)
 end
 
--- Raise err (an error table; anything else becomes kind "error")
+-- Raise err (a table; anything else becomes an error of kind "error")
 -- unless v is true-ish; else return all arguments. For flows run under
 -- protect(), which turns the raise back into nil, err.
 function M.must(v, err, ...)
     if v == nil or v == false then
-        if getmetatable(err) ~= E then
+        if type(err) ~= "table" then
             err = M.new("error", tostring(err or "failed"))
         end
         error(err, 0)

@@ -547,7 +547,6 @@ local function certificate(run, order, first)
                 deadline = run.deadline,
                 on_wait = progress(run, "certificate", 0, run.now()) })
         if not ders then return nil, cert_url end
-        meta.url = meta.url or cert_url
         return ders, meta, o
     end
     local err
@@ -595,22 +594,21 @@ end
 local function new_run(c, opts)
     if type(opts) ~= "table" then error("issue: options table expected", 3) end
     if opts.csr == nil then error("issue: csr expected", 3) end
+    -- timeout: the seconds progress events show; deadline: the end.
+    local timeout = opts.timeout or (opts.deadline and
+        opts.deadline - c.now()) or c.poll_timeout
     local run = {
         client = c, opts = opts, hooks = hook_list(opts),
         emit = opts.on_event or noop,
         now = opts.now or core.monotonic,
         sleep = opts.sleep or core.sleep,
         ready_timeout = opts.ready_timeout or M.READY_TIMEOUT,
-        timeout = opts.timeout or c.poll_timeout,
-        deadline = opts.deadline,
+        timeout = timeout,
+        deadline = opts.deadline or (c.now() + timeout),
         wanted = {},
         live = {},            -- deployed (or being deployed), to clean up
         items = {},
     }
-    run.deadline = run.deadline or (c.now() + run.timeout)
-    if opts.deadline and not opts.timeout then
-        run.timeout = opts.deadline - c.now()
-    end
     if opts.types then
         run.only = {}
         for _, ty in ipairs(opts.types) do run.only[ty] = true end

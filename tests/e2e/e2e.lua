@@ -347,11 +347,6 @@ function M.account(opts)
   return c, a, key
 end
 
--- The challenge object handed to a solver (the table hooks get).
-function M.challenge_for(c, authz, chal)
-  return assert(c:challenge_for(authz, chal))
-end
-
 local function pick(challenges, solver)
   for _, want in ipairs(solver.types) do
     for _, chal in ipairs(challenges) do
@@ -376,7 +371,7 @@ function M.solve(c, order, solver)
       if z.status == "pending" then
         local chal = pick(z.challenges, solver)
         if not chal then return nil, "no solvable challenge for " .. z.identifier.value end
-        local ch = M.challenge_for(c, z, chal)
+        local ch = assert(c:challenge_for(z, chal))
         deployed[#deployed + 1] = ch   -- cleaned up even if deploy fails
         local dok, derr = solver.deploy(ch)
         if not dok then return nil, derr end

@@ -6,6 +6,8 @@
 -- every request so tests can assert what was SENT.
 --
 --   local fake = require "fakehttp"
+--   local c, ca, clock = fake.client(key, { keys = { key } })
+--   -- or by hand:
 --   local clock = fake.clock()
 --   local ca = fake.ca{ keys = { key }, clock = clock }
 --   local c = acme.client{ directory = ca.dir_url, key = key,
@@ -732,6 +734,19 @@ function M.ca(opts)
     end)
 
     return self
+end
+
+-- A client with account key `key` of a new fake CA (M.ca(opts); opts.keys
+-- defaults to { key }) on a new fake clock. Returns client, ca, clock.
+function M.client(key, opts)
+    opts = opts or {}
+    local clock = M.clock()
+    opts.clock = clock
+    opts.keys = opts.keys or { key }
+    local ca = M.ca(opts)
+    local c = require("luacme").client{ directory = ca.dir_url, key = key,
+        transport = ca, now = clock.now, sleep = clock.sleep }
+    return c, ca, clock
 end
 
 -- Decode a JWS string (as produced by core.jws) into protected table,

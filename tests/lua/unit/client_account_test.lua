@@ -12,13 +12,8 @@ local KEY3 = core.key_generate("ec384")
 
 local function setup(opts)
     opts = opts or {}
-    local clock = fake.clock()
-    opts.clock = clock
     opts.keys = opts.keys or { KEY, KEY2, KEY3 }
-    local ca = fake.ca(opts)
-    local c = acme.client{ directory = ca.dir_url, key = opts.key or KEY,
-        transport = ca, now = clock.now, sleep = clock.sleep }
-    return c, ca, clock
+    return fake.client(opts.key or KEY, opts)
 end
 
 local function sorted_keys(tb)

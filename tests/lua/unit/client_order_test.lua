@@ -12,13 +12,9 @@ local URN = "urn:ietf:params:acme:error:"
 
 local function setup(opts)
     opts = opts or {}
-    local clock = fake.clock()
-    opts.clock = clock
     opts.keys = { KEY }
     if opts.latency == nil then opts.latency = 0.004 end
-    local ca = fake.ca(opts)
-    local c = acme.client{ directory = ca.dir_url, key = KEY, transport = ca,
-        now = clock.now, sleep = clock.sleep }
+    local c, ca, clock = fake.client(KEY, opts)
     assert(c:register({}, acme.accept_tos))
     return c, ca, clock
 end
@@ -153,8 +149,8 @@ t.test("items carry what hooks need, per challenge type", function()
     it = rec3.items[1]
     t.eq(it.type, "tls-alpn-01")
     t.eq(it.identifier.type, "ip")
-    t.match(it.cert, "BEGIN CERTIFICATE")
-    t.eq(core.cert_info(it.cert).ips[1], "192.0.2.1")
+    t.match(it.cert_pem, "BEGIN CERTIFICATE")
+    t.eq(core.cert_info(it.cert_pem).ips[1], "192.0.2.1")
 end)
 
 t.test("wildcard and base name are separate authorizations", function()

@@ -13,13 +13,7 @@ local KEY2 = core.key_generate("ec256")
 
 local function setup(opts)
     opts = opts or {}
-    local clock = fake.clock()
-    opts.clock = clock
-    opts.keys = opts.keys or { KEY }
-    local ca = fake.ca(opts)
-    local c = acme.client{ directory = ca.dir_url, key = opts.key or KEY,
-        transport = ca, now = clock.now, sleep = clock.sleep }
-    return c, ca, clock
+    return fake.client(opts.key or KEY, opts)
 end
 
 local function registered(opts)

@@ -14,13 +14,9 @@ local URN = "urn:ietf:params:acme:error:"
 
 local function setup(opts)
   opts = opts or {}
-  local clock = fake.clock()
-  opts.clock = clock
   opts.keys = { KEY }
   if opts.latency == nil then opts.latency = 0.004 end
-  local ca = fake.ca(opts)
-  local c = acme.client{ directory = ca.dir_url, key = KEY, transport = ca,
-    now = clock.now, sleep = clock.sleep }
+  local c, ca, clock = fake.client(KEY, opts)
   assert(c:register({}, acme.accept_tos))
   return c, ca, clock
 end
