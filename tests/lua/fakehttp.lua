@@ -14,6 +14,7 @@
 --       transport = ca, now = clock.now, sleep = clock.sleep }
 --   ca:once("POST", "/order-plz", "lost")     -- inject one fault
 --   ca.log[i] = {method, url, headers, body, protected, payload, status}
+local acme = require "luacme"
 local core = require "luacme.core"
 local cjson = require "cjson"
 
@@ -744,8 +745,20 @@ function M.client(key, opts)
     opts.clock = clock
     opts.keys = opts.keys or { key }
     local ca = M.ca(opts)
-    local c = require("luacme").client{ directory = ca.dir_url, key = key,
+    local c = acme.client{ directory = ca.dir_url, key = key,
         transport = ca, now = clock.now, sleep = clock.sleep }
+    return c, ca, clock
+end
+
+-- M.client with the account registered (terms agreed) and, unless
+-- opts.latency says otherwise, 4 ms of latency per request: what the
+-- order and issuance tests start from. opts.keys is { key }.
+function M.account(key, opts)
+    opts = opts or {}
+    opts.keys = { key }
+    if opts.latency == nil then opts.latency = 0.004 end
+    local c, ca, clock = M.client(key, opts)
+    assert(c:register({}, acme.accept_tos))
     return c, ca, clock
 end
 

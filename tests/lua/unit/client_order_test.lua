@@ -11,12 +11,7 @@ local KEY = core.key_generate("ec256")
 local URN = "urn:ietf:params:acme:error:"
 
 local function setup(opts)
-    opts = opts or {}
-    opts.keys = { KEY }
-    if opts.latency == nil then opts.latency = 0.004 end
-    local c, ca, clock = fake.client(KEY, opts)
-    assert(c:register({}, acme.accept_tos))
-    return c, ca, clock
+    return fake.account(KEY, opts)
 end
 
 -- A fresh client for an existing account (stored kid), cold: no

@@ -4,7 +4,6 @@
 -- deploy and on an injected interruption (Ctrl-C) wherever it lands.
 local t = require "testlib"
 local fake = require "fakehttp"
-local acme = require "luacme"
 local core = require "luacme.core"
 local hooks = require "luacme.hooks"
 local issuance = require "luacme.issuance"
@@ -13,12 +12,7 @@ local KEY = core.key_generate("ec256")
 local URN = "urn:ietf:params:acme:error:"
 
 local function setup(opts)
-  opts = opts or {}
-  opts.keys = { KEY }
-  if opts.latency == nil then opts.latency = 0.004 end
-  local c, ca, clock = fake.client(KEY, opts)
-  assert(c:register({}, acme.accept_tos))
-  return c, ca, clock
+  return fake.account(KEY, opts)
 end
 
 -- A hook in the shape hooks.load returns, logging every call as
