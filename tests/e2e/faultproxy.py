@@ -27,12 +27,13 @@ after it (default: once), with:
             "reset"       closed with a TCP reset (SO_LINGER 0)
             "status"      reply "status" (500, 502, 503, 504 ...) with an
                           error body instead of Pebble's reply
-            "delay"       wait "delay" seconds, then Pebble's reply
+            "delay"       Pebble's reply, "delay" seconds late
   "forward": false        do not send the request to Pebble at all (the
                           fault happens before the CA sees it); by
                           default the request reaches Pebble first, so
                           the CA did the work and only the reply is lost.
-"delay" may also be given with any other action (waits before it).
+"delay" may also be given with any other action (waits before it, so
+before Pebble sees the request unless "forward" is false).
 """
 
 import base64
@@ -201,14 +202,16 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                  "rule": rule and rule.get("id"),
                  "action": rule and rule.get("action"), "upstream": None}
         try:
-            if rule and rule.get("delay"):
+            action = rule and rule.get("action")
+            if action != "delay" and rule and rule.get("delay"):
                 time.sleep(float(rule["delay"]))
             reply = None
             if not rule or rule.get("forward", True):
                 reply = self.ask_pebble(body)
                 entry["upstream"] = reply[0]
             RULES.record(entry)
-            action = rule and rule.get("action")
+            if action == "delay":
+                time.sleep(float(rule.get("delay", 1)))
             if action in (None, "delay"):
                 status, reason, headers, data = reply
                 self.wfile.write(self.head_bytes(status, reason, headers,

@@ -27,6 +27,10 @@ local CUTS = {
   { name = "503", action = "status", status = 503 },
   { name = "504", action = "status", status = 504 },
   { name = "reset, not sent on", action = "reset", forward = false },
+  -- Pebble answers, the proxy holds the reply past the client's
+  -- timeout.
+  { name = "reply after the client's timeout", action = "delay", delay = 2.5,
+    timeout = 1 },
 }
 
 local figures = { faults = 0, certs = 0, duplicates = 0, ops = 0 }
@@ -67,14 +71,17 @@ end
 -- scenarios and a 503's backoff would otherwise dominate it.
 local function short_sleep(s) core.sleep(math.min(s, 0.1)) end
 
-local function client(key)
+-- A client through the proxy; opts.timeout (a cut's), opts.kid.
+local function client(key, opts)
+  opts = opts or {}
   key = key or assert(core.key_generate("ec256"))
   return acme.client{ directory = E.env.proxy_directory, key = key,
-    ca_file = E.env.ca_file, sleep = short_sleep }, key
+    ca_file = E.env.ca_file, sleep = short_sleep, timeout = opts.timeout,
+    kid = opts.kid }, key
 end
 
-local function account(key)
-  local c, k = client(key)
+local function account(key, opts)
+  local c, k = client(key, opts)
   local a, err = c:register({ contact = { "mailto:f@example.test" } },
     acme.accept_tos)
   assert(a, "register: " .. tostring(err))
@@ -83,7 +90,8 @@ end
 
 local function rule(cut, method_path, payload)
   return { method = "POST", path = method_path, payload = payload,
-    action = cut.action, status = cut.status, forward = cut.forward }
+    action = cut.action, status = cut.status, forward = cut.forward,
+    delay = cut.delay }
 end
 
 -- One issuance through client:issue (the only issuance path) with the
@@ -113,7 +121,7 @@ local ISSUE_KINDS = {
 for _, k in ipairs(ISSUE_KINDS) do
   for _, cut in ipairs(CUTS) do
     t.test(k.kind .. ": " .. cut.name, function()
-      local c = account()
+      local c = account(nil, cut)
       local from = #proxy_log()
       rules({ rule(cut, k.path, k.payload) })
       local name = E.name("f")
@@ -136,7 +144,7 @@ t.test("newAccount: every cut point", function()
   for _, cut in ipairs(CUTS) do
     local from = #proxy_log()
     rules({ rule(cut, "^/sign-me-up$", "termsOfServiceAgreed") })
-    local c, key = client()
+    local c, key = client(nil, cut)
     local a, err = c:register({ contact = { "mailto:f@example.test" } },
       acme.accept_tos)
     t.ok(a, cut.name .. ": register: " .. tostring(err))
@@ -155,7 +163,7 @@ end)
 
 t.test("keyChange: every cut point", function()
   for _, cut in ipairs(CUTS) do
-    local c, a, old = account()
+    local c, a, old = account(nil, cut)
     local new = assert(core.key_generate("ec256"))
     local from = #proxy_log()
     rules({ rule(cut, "^/rollover-account-key$") })
@@ -174,14 +182,15 @@ t.test("keyChange: every cut point", function()
 end)
 
 t.test("revokeCert: every cut point", function()
-  local c = account()
+  local c, a, key = account()
   for _, cut in ipairs(CUTS) do
     local name = E.name("rv")
     local r = issue(c, name)
     check_cert(r, name)
     local from = #proxy_log()
     rules({ rule(cut, "^/revoke-cert$") })
-    local ok, err = c:revoke_cert(nil, r.certs[1], acme.CRL_REASON_SUPERSEDED)
+    local ok, err = client(key, { timeout = cut.timeout, kid = a.uri }):
+      revoke_cert(nil, r.certs[1], acme.CRL_REASON_SUPERSEDED)
     t.ok(ok, cut.name .. ": revoke: " .. tostring(err))
     t.eq(fired(from), 1, cut.name .. ": the fault fired")
     figures.faults = figures.faults + 1
@@ -195,7 +204,7 @@ end)
 
 t.test("account deactivation: every cut point", function()
   for _, cut in ipairs(CUTS) do
-    local c, _, key = account()
+    local c, _, key = account(nil, cut)
     local from = #proxy_log()
     rules({ rule(cut, "^/my-account/", "deactivated") })
     local ok, err = c:deactivate_reg()
@@ -212,12 +221,13 @@ t.test("account deactivation: every cut point", function()
 end)
 
 t.test("authorization deactivation: every cut point", function()
-  local c = account()
+  local c, a, key = account()
   for _, cut in ipairs(CUTS) do
     local o = assert(c:authorize_order(acme.domain_ids(E.name("ad"))))
     local from = #proxy_log()
     rules({ rule(cut, "^/authZ/", "deactivated") })
-    local z, err = c:revoke_authorization(o.authz_urls[1])
+    local z, err = client(key, { timeout = cut.timeout, kid = a.uri }):
+      revoke_authorization(o.authz_urls[1])
     t.ok(z, cut.name .. ": deactivate authz: " .. tostring(err))
     t.eq(z and z.status, "deactivated", cut.name .. ": status")
     t.eq(fired(from), 1, cut.name .. ": the fault fired")
