@@ -944,22 +944,26 @@ function Client:authorize_order(ids, opts)
         end
         req.replaces = opts.replaces
     end
-    local payload = util.json(req)
+    local function new_order()
+        return self:_post_uncertain(dir.new_order, util.json(req), nil,
+            function()
+                -- The order may have been created: find it before
+                -- asking again.
+                return self:_find_order(norm, req)
+            end)
+    end
     local resp, found
-    resp, err, found = self:_post_uncertain(dir.new_order, payload, nil,
-        function()
-            -- The order may have been created: find it before asking
-            -- again.
-            return self:_find_order(norm, req)
-        end)
-    if found then return found end
-    if not resp and req.replaces and errors.is(err, "alreadyReplaced") then
+    resp, err, found = new_order()
+    if not resp and not found and req.replaces and
+        errors.is(err, "alreadyReplaced") then
         -- RFC 9773 §5: that certificate was already replaced; a new
         -- certificate is still wanted, so ask once without the claim.
         req.replaces = nil
-        resp, err = self:post(dir.new_order, util.json(req))
+        resp, err, found = new_order()
         if resp then resp.replaces_dropped = true end
+        if found then found.replaces_dropped = true end
     end
+    if found then return found end
     if not resp then return nil, err end
     if not resp.location then
         return nil, errors.new("response", "newOrder reply has no Location")
