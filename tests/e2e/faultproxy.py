@@ -28,6 +28,10 @@ after it (default: once), with:
             "status"      reply "status" (500, 502, 503, 504 ...) with an
                           error body instead of Pebble's reply
             "delay"       Pebble's reply, "delay" seconds late
+  "success": true         count and fire only on requests Pebble
+                          answered with a 2xx (it did the work: not a
+                          badNonce it rejected); the fault then replaces
+                          that reply
   "forward": false        do not send the request to Pebble at all (the
                           fault happens before the CA sees it); by
                           default the request reaches Pebble first, so
@@ -73,13 +77,18 @@ class Rules:
             self.rules = []
             self.log = []
 
-    def match(self, method, path, payload):
+    def match(self, method, path, payload, upstream=None):
         """The rule that fires for this request, or None; counts every
-        rule's matches."""
+        rule's matches.  Rules with "success" are asked after Pebble
+        answered (upstream: its status), the others before."""
         with self.lock:
             fire = None
             for r in self.rules:
                 if r["fired"]:
+                    continue
+                if bool(r.get("success")) != (upstream is not None):
+                    continue
+                if upstream is not None and not 200 <= upstream < 300:
                     continue
                 if r.get("method") and r["method"] != method:
                     continue
@@ -209,6 +218,14 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             if not rule or rule.get("forward", True):
                 reply = self.ask_pebble(body)
                 entry["upstream"] = reply[0]
+            if not rule:
+                rule = RULES.match(self.command, self.path, payload,
+                                   reply[0])
+                action = rule and rule.get("action")
+                entry["rule"], entry["action"] = (rule and rule.get("id"),
+                                                  action)
+                if action != "delay" and rule and rule.get("delay"):
+                    time.sleep(float(rule["delay"]))
             RULES.record(entry)
             if action == "delay":
                 time.sleep(float(rule.get("delay", 1)))
