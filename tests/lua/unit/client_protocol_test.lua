@@ -485,6 +485,30 @@ t.test("lost revoke and rollover replies are checked before resending", function
     assert(c:get_reg())
 end)
 
+t.test("a lost or 5xx authorization deactivation is read back", function()
+    local c, ca = registered()
+    local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    local url = o.authz_urls[1]
+    -- The CA deactivated it, then the reply was lost (before: the POST
+    -- was resent, which a CA refuses for a deactivated authorization).
+    ca:once("POST", "/authZ/", "lost")
+    local a = assert(c:revoke_authorization(url))
+    t.eq(a.status, "deactivated")
+    local posts = ca:find("POST", "/authZ/")
+    t.eq(#posts, 2, "the deactivation, then a read")
+    t.eq(posts[2].payload, "")
+    -- A 502 without the CA seeing it: read back (still pending), resent.
+    local o2 = assert(c:authorize_order(acme.domain_ids("b.example")))
+    local before = #ca:find("POST", "/authZ/")
+    ca:once("POST", "/authZ/", { status = 502,
+        headers = { ["content-type"] = "text/html" }, body = "<html/>" })
+    a = assert(c:revoke_authorization(o2.authz_urls[1]))
+    t.eq(a.status, "deactivated")
+    posts = ca:find("POST", "/authZ/")
+    t.eq(#posts - before, 3, "sent, read, sent again")
+    t.eq(posts[#posts].payload, '{"status":"deactivated"}')
+end)
+
 -- RFC 8555 §6.4/§6.5 put server strings (url, kid, nonce) into the
 -- protected header, which the signer raises on when they are not UTF-8.
 -- Hostile or broken ones must come back as nil, err with nothing sent.
