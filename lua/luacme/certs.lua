@@ -68,13 +68,16 @@ local function with_dns_wait(spec, seconds, loaded)
     return spec
 end
 
-local function unique_names(list, check, what, seen)
+-- A bad name is kind "identifier", as the protocol client says it
+-- (client:authorize_order), so a recipe branches on one kind.
+local function unique_names(list, check, what, seen, itype)
     local out = {}
     for _, n in ipairs(list or {}) do
         local v, why = check(n)
         if not v then
-            raise("usage", "bad " .. what .. " '" .. errors.printable(n) ..
-                "': " .. why)
+            raise("identifier", "bad " .. what .. " '" ..
+                errors.printable(n) .. "': " .. why,
+                { identifier = { type = itype, value = tostring(n) } })
         end
         if not seen[v] then
             seen[v] = true
@@ -89,8 +92,8 @@ end
 function M.settings(ctx, s)
     local out, seen = {}, {}
     out.names = unique_names(s.names or s.domains, ident.domain,
-        "domain name", seen)
-    out.ips = unique_names(s.ips, ident.ip, "IP address", seen)
+        "domain name", seen, "dns")
+    out.ips = unique_names(s.ips, ident.ip, "IP address", seen, "ip")
     if #out.names + #out.ips == 0 then
         raise("usage", "no names to issue for", { option = "domain" })
     end
