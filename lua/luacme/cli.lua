@@ -406,6 +406,8 @@ local function cmd_renew(p, out, env)
     local jitter = number_opt(p.opts.jitter, "--jitter", 0, 86400)
     local res = check(m:renew{ names = p.args, force = p.opts.force,
         jitter = jitter })
+    -- m:renew returns its failures; showing them is the command's part.
+    for _, e in ipairs(res.errors) do out:error(e.err, e.name) end
     out:result{ ok = res.code ~= 1, command = "renew",
         renewed = util.array(res.renewed),
         not_due = util.array(res.not_due),

@@ -99,11 +99,12 @@ end
 -- none); any other values pass through. For the methods of core objects
 -- (key:write, an HTTP client's request), e.g.
 --   local ok, err = errors.from(key:write(path))
-function M.from(v, msg, kind, ...)
+function M.from(...)
+    local v, msg, kind = ...
     if v == nil and type(msg) == "string" then
         return nil, M.new(type(kind) == "string" and kind or "error", msg)
     end
-    return v, msg, kind, ...
+    return ...
 end
 
 -- Raise err (a table; anything else becomes an error of kind "error")
@@ -128,8 +129,9 @@ end
 -- table. Interruptions (kind "interrupted") and programmer errors
 -- (strings) are raised on.
 function M.protect(fn, ...)
-    local ok, res, extra = pcall(fn, ...)
-    if ok then return res, extra end
+    local r = table.pack(pcall(fn, ...))
+    local ok, res = r[1], r[2]
+    if ok then return table.unpack(r, 2, r.n) end
     if type(res) == "table" and res.kind == "interrupted" then
         error(res, 0)
     end

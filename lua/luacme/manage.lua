@@ -40,6 +40,9 @@ M.DEFAULT_KEY_TYPE = accounts.DEFAULT_KEY_TYPE
 M.SETTINGS = certs.SETTINGS
 M.csr_names = certs.csr_names
 M.protect = errors.protect
+-- hint(err): the luacme command's hint for an error (a string naming
+-- what to do, in command-line terms) or nil.
+M.hint = output.hint
 
 -- Seconds a run waits for a certificate's or account's lock.
 M.LOCK_TIMEOUT = 60
@@ -120,7 +123,8 @@ Ctx.account_update = op(accounts.update)
 Ctx.account_deactivate = op(accounts.deactivate)
 Ctx.account_rollover = op(accounts.rollover)     -- {key_type}
 Ctx.issue = op(certs.issue)                      -- (settings, {force})
-Ctx.renew = op(certs.renew)                      -- {names, force, jitter}
+Ctx.renew = op(certs.renew)      -- {names, force, jitter, hooks, deploy..}
+Ctx.due = op(certs.due)                          -- (name, {renewal_info})
 Ctx.revoke = op(certs.revoke)    -- {name | cert_file, reason, cert_key_file}
 Ctx.list = op(certs.list)
 
