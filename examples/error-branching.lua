@@ -8,46 +8,33 @@
 -- failed, 75 try again later (rate limit, CA unreachable), 1 otherwise.
 local acme = require "luacme"
 local cli = require "luacme.cli"
-local output = require "luacme.output"
+local manage = require "luacme.manage"
 
-local m <close>, args, out = cli.open(arg)
+local m <close>, args = cli.open(arg)
 local docroot = table.remove(args, 1)
 
-local ok, res, err = pcall(m.issue, m, { domains = args,
-    hooks = { "webroot:root=" .. tostring(docroot) } })
-if not ok then
-    -- Mistakes in the call itself raise strings.
-    io.stderr:write("error-branching: ", tostring(res), "\n")
-    return 1
-end
+local res, err = m:issue{ names = args, hooks = { "webroot:root=" .. docroot } }
 if res then
-    print(res.name .. ": " .. (res.code == 0 and "issued" or "unchanged"))
+    print(res.name .. ": " .. (res.renewed and "issued" or "unchanged"))
     return 0
 end
 
 local wait, limited = acme.rate_limit(err)
-if err.kind == "identifier" or (err.kind == "usage" and
-    tostring(err.detail):find("^bad domain name")) then
-    -- manage says usage (only its text tells), the client identifier.
-    print("bad name: " .. tostring(err.detail))
+if err.kind == "identifier" then
+    print("bad name: " .. err.identifier.value)
     return 64
 elseif err.kind == "authorization" then
-    -- One name fails as the error itself, several as err.errors.
-    for _, e in ipairs(err.errors or { err }) do
-        local cause = e.cause or e
-        print("not validated: " .. tostring(e.identifier and
-            e.identifier.value) .. ": " .. tostring(acme.errors.short_type(
-            cause.type)) .. ": " .. tostring(cause.detail))
+    for _, e in ipairs(err.errors) do  -- one per failing name, always
+        print("not validated: " .. e.identifier.value .. ": " .. tostring(e.cause))
     end
     return 65
 elseif limited then
     print("rate limited; retry in " .. wait .. " s")
     return 75
 elseif err.kind == "connect" or err.kind == "timeout" or err.kind == "tls" then
-    print("the CA is unreachable: " .. tostring(err.detail))
+    print("the CA is unreachable: " .. err.detail)
     return 75
 end
-print("failed: " .. output.error_lines(err)[1])
-local hint = output.hint(err)
-if hint then print("hint: " .. hint) end
+print("failed: " .. tostring(err))
+print("hint: " .. (manage.hint(err) or "none"))
 return 1

@@ -4,8 +4,8 @@
 --
 --   luacme run examples/lowlevel.lua [GLOBAL OPTIONS] OUTDIR DOCROOT NAME...
 local acme = require "luacme"
-local core = require "luacme.core"
 local cli = require "luacme.cli"
+local core = acme.core          -- luacme.core, failing as nil, err table
 
 local opts, args = cli.options(arg)
 local outdir, docroot = args[1], args[2]
@@ -15,29 +15,28 @@ if not opts or not docroot or #names == 0 then
     return 1
 end
 
--- Client calls fail with nil, err (a table); core calls with nil,
--- message, kind; both end the recipe here.
-local function check(v, err, kind, ...)
-    if v then return v, err, kind, ... end
-    if type(err) == "string" then
-        err = acme.errors.new(kind or "error", err)
+-- Every call fails alike (nil, err table): one way out.
+local function check(v, err, ...)
+    if v == nil then
+        io.stderr:write("lowlevel: ", tostring(err), "\n")
+        os.exit(1)
     end
-    io.stderr:write("lowlevel: ", tostring(err), "\n")
-    os.exit(1)
+    return v, err, ...
 end
 
 check(core.mkdir_p(outdir, tonumber("700", 8)))
 local keyfile = outdir .. "/account.key"
-local pem = core.read_file(keyfile)
-local key = pem and check(core.key_load(pem)) or
-    check(core.key_generate("ec256"))
-if not pem then check(key:write(keyfile)) end
+local pem, key = core.read_file(keyfile), nil   -- made once, then reused
+if pem then key = check(core.key_load(pem)) else
+    key = check(core.key_generate("ec256"))
+    check(acme.errors.from(key:write(keyfile)))
+end
 
 local client = acme.client{ ca_file = opts.ca_bundle,
     directory = check(cli.directory_url(opts.directory, opts.staging)),
     key = key }
 local _, err = client:register({}, acme.accept_tos)
-if err and not acme.is_error(err, "account_exists") then check(nil, err) end
+if err and err.kind ~= "account_exists" then check(nil, err) end
 
 local order = check(client:authorize_order(acme.domain_ids(names)))
 local wk = docroot .. "/.well-known/acme-challenge"
@@ -49,8 +48,8 @@ for _, url in ipairs(order.authz_urls) do
         for _, c in ipairs(authz.challenges) do
             if c.type == "http-01" then chal = c end
         end
-        if not chal then check(nil, "no http-01 challenge for " ..
-            authz.identifier.value, "unsolvable") end
+        if not chal then check(nil, acme.errors.new("unsolvable",
+            "no http-01 challenge for " .. authz.identifier.value)) end
         local file = wk .. "/" .. chal.token
         check(core.write_file(file,
             client:http01_challenge_response(chal.token), tonumber("644", 8)))
@@ -65,9 +64,9 @@ local certkey = check(core.key_generate("ec256"))
 local csr = check(core.csr{ key = certkey, names = names })
 local ders = check(client:create_order_cert(order.finalize_url, csr, true,
     { order_url = order.uri }))
-check(certkey:write(outdir .. "/privkey.pem"))
+check(acme.errors.from(certkey:write(outdir .. "/privkey.pem")))
 local pems = {}
-for i, der in ipairs(ders) do pems[i] = check(core.pem_encode(der, "CERTIFICATE")) end
+for i, der in ipairs(ders) do pems[i] = check(core.pem_encode(der)) end
 check(core.write_file(outdir .. "/fullchain.pem", table.concat(pems),
     tonumber("644", 8)))
 local info = check(core.cert_info(ders[1]))

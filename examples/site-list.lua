@@ -3,42 +3,29 @@
 --
 --   luacme run examples/site-list.lua [GLOBAL OPTIONS] DOCROOT=NAME[,NAME...]...
 --
--- Exit status: 0 every site has a valid certificate, 1 one or more failed.
+-- With -q only this recipe's own lines show. Exit status: 0 every site
+-- has a valid certificate, 1 one or more failed.
 local cli = require "luacme.cli"
-local output = require "luacme.output"
+local manage = require "luacme.manage"
 
-local m <close>, args, out = cli.open(arg)
-local sites = {}
-for _, a in ipairs(args) do
-    local root, list = a:match("^([^=]+)=(.+)$")
+local m <close>, args = cli.open(arg)
+local failed = 0
+for _, site in ipairs(args) do
+    local root, list = site:match("^([^=]+)=(.+)$")
     if not root then error("site-list: DOCROOT=NAME[,NAME...] expected", 0) end
     local names = {}
     for n in list:gmatch("[^,]+") do names[#names + 1] = n end
-    sites[#sites + 1] = { root = root, names = names }
-end
-
-local failed = 0
-for _, site in ipairs(sites) do
-    local res, err = m:issue{ domains = site.names,
-        hooks = { "webroot:root=" .. site.root } }
+    local res, err = m:issue{ names = names, hooks = { "webroot:root=" .. root } }
     if res then
         print(string.format("%s: %s, expires %s", res.name,
-            res.code == 0 and "issued" or "unchanged",
+            res.renewed and "issued" or "unchanged",
             os.date("!%Y-%m-%d", res.not_after)))
     else
         failed = failed + 1
-        print(site.names[1] .. ": failed: " .. output.error_lines(err)[1])
-        -- One failing name comes as the error itself, several as a list.
-        local per = err.errors or (err.identifier and { err }) or {}
-        for _, e in ipairs(per) do
-            if e.identifier then
-                print("  " .. e.identifier.value .. ": " ..
-                    tostring(e.cause and e.cause.detail or e.detail))
-            end
-        end
-        local hint = output.hint(err)
-        if hint then print("  hint: " .. hint) end
+        -- One line per failing name follows the first.
+        print(names[1] .. ": failed: " .. tostring(err))
+        print("  hint: " .. (manage.hint(err) or "none"))
     end
 end
-print(string.format("%d of %d sites failed", failed, #sites))
+print(string.format("%d of %d sites failed", failed, #args))
 return failed > 0 and 1 or 0

@@ -521,7 +521,7 @@ local function issue_for_csr(ctx, s)
     return issue_cert(ctx, want, nil, "CSR", der)
 end
 
--- issue(ctx, s, opts): s = { names/domains, ips, name, key_type,
+-- issue(ctx, s, opts): s = { names (domains: older name), ips, name, key_type,
 -- reuse_key, must_staple, preferred_chain, profile, valid_for
 -- (seconds), hooks, deploy_hooks (spec strings), dns_wait, csr (file)
 -- or csr_pem, out_file }; opts.force. Returns { code = 0 | 2, name,

@@ -13,7 +13,7 @@
 --     lock_timeout = 60, timeout = 300,
 --     -- tests: now = fn, sleep = fn, rand = fn, transport = fake CA
 --   })
---   local res, err = m:issue{ domains = { "example.com" },
+--   local res, err = m:issue{ names = { "example.com" },
 --     hooks = { "webroot:root=/var/www/html" } }
 --   -- res = { code = 0 (issued) | 2 (a valid one exists), name=, ... }
 --   local res, err = m:renew{}                  -- every certificate
