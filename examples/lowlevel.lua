@@ -26,7 +26,8 @@ end
 
 check(core.mkdir_p(outdir, tonumber("700", 8)))
 local keyfile = outdir .. "/account.key"
-local pem, key = core.read_file(keyfile), nil   -- made once, then reused
+local pem = core.read_file(keyfile)     -- made once, then reused
+local key
 if pem then key = check(core.key_load(pem)) else
     key = check(core.key_generate("ec256"))
     check(acme.errors.from(key:write(keyfile)))

@@ -818,10 +818,12 @@ function M.list(ctx)
                 e.serial = info.serial
                 e.issuer = info.issuer_cn or info.issuer
             else
-                e.error = err and err.detail or "unreadable certificate"
+                -- An error table, as in renew's per-certificate results.
+                e.error = err or errors.new("invalid",
+                    "unreadable certificate")
             end
             -- Without a stored moment the ARI window's start shows.
-            -- The stored view, no request: m:due(name) is the decision
+            -- This is the stored view, no request: m:due(name) is the decision
             -- renew acts on (it fetches the window when it is time).
             local is_due, when, reason = renew.due(info, meta, ctx.now(),
                 function() return 0 end)

@@ -15,13 +15,17 @@
 --   })
 --   local res, err = m:issue{ names = { "example.com" },
 --     hooks = { "webroot:root=/var/www/html" } }
---   -- res = { code = 0 (issued) | 2 (a valid one exists), name=, ... }
+--   -- res = { code = 0 (issued) | 2 (a valid one exists), name, names,
+--   --   serial, issuer, not_before, not_after, renewed }
 --   local res, err = m:renew{}                  -- every certificate
+--   -- res = { code, certs = { per certificate as above }, errors, ... }
+--   local due, when, why = m:due("example.com")  -- what renew acts on
 --   m:close()           -- exit() of the hooks used (or: local m <close>)
 --
 -- Every method returns a result table (with code: 0 done, 2 nothing to
 -- do) or nil, err with err a luacme.errors table. An interruption
--- (Ctrl-C, kind "interrupted") is raised on, after cleanup.
+-- (Ctrl-C, kind "interrupted") is raised on, after cleanup. Fields of
+-- errors and results: lua/luacme/API.md.
 local accounts = require "luacme.accounts"
 local certs = require "luacme.certs"
 local client = require "luacme.client"
