@@ -177,3 +177,45 @@ t.test("error-branching: one branch per kind of failure", function()
   out = recipe("error-branching.lua", state, { E.env.webroot, x }, 0)
   t.eq(out, x .. ": unchanged\n")
 end)
+
+t.test("m:issue and m:renew take a hook table, types and a deploy " ..
+  "function for one run", function()
+  local manage = require "luacme.manage"
+  local output = require "luacme.output"
+  local state = L.state()
+  local m <close> = assert(manage.open{ state = state,
+    directory = E.env.directory, ca_file = E.env.ca_file, agree_tos = true,
+    out = output.new{ level = -1 } })
+  local solver = E.webroot_solver()
+  local n = E.name("tbl")
+  local res = assert(m:issue{ names = { n }, hooks = { solver },
+    types = { "http-01" } })
+  t.eq(res.code, 0)
+  t.eq(res.renewed, true)
+  t.eq(res.names[1], n)
+  t.eq(#solver.deployed, 1, "the table's deploy ran")
+  t.eq(next(solver.written), nil, "and its cleanup")
+  local meta = cjson.decode(L.files(state, n)["meta.json"])
+  t.eq(#meta.hooks, 0, "a table is not stored")
+  t.eq(meta.types[1], "http-01")
+  -- A renewal with the table again and a deploy function.
+  local deployed = {}
+  local r = assert(m:renew{ force = true, hooks = { solver },
+    deploy = function(cert)
+      deployed[#deployed + 1] = cert
+      return true
+    end })
+  t.eq(r.code, 0)
+  t.eq(#deployed, 1)
+  t.eq(deployed[1].name, n)
+  t.eq(deployed[1].names[1], n)
+  t.eq(deployed[1].changed, true)
+  t.eq(E.readfile(deployed[1].fullchain_file), L.files(state,
+    n)["fullchain.pem"])
+  t.eq(r.certs[1].renewed, true)
+  t.eq(r.certs[1].serial ~= res.serial, true, "a new certificate")
+  -- Without a hook for the run, the stored settings have none.
+  r = assert(m:renew{ force = true })
+  t.eq(r.code, 1)
+  t.eq(r.certs[1].error.option, "hook")
+end)
