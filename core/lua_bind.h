@@ -52,6 +52,7 @@ void lbind_fs(lua_State *L);        /* lua_fs.c: files, directories, locks */
 void lbind_proc(lua_State *L);      /* lua_proc.c: spawn, environment */
 void lbind_dns(lua_State *L);       /* lua_dns.c: DNS queries */
 void lbind_responder(lua_State *L); /* lua_responder.c: challenge servers */
+void lbind_fleet(lua_State *L);     /* lua_fleet.c: AEAD, lock keeper, Redis */
 
 /* The module entry point, preloaded as "luacme.core" by luacme_openlibs. */
 int luaopen_luacme_core(lua_State *L);

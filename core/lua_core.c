@@ -272,6 +272,7 @@ luaopen_luacme_core(lua_State *L)
     lbind_proc(L);
     lbind_dns(L);
     lbind_responder(L);
+    lbind_fleet(L);
     return 1;
 }
 

@@ -60,6 +60,7 @@ end
 -- The stored key and account.json of the CA at url, or nil, err
 -- (kind "no_account" when there is none or only half of one).
 function M.load(ctx, url)
+    if ctx.fleet then ctx.fleet:pull_account(url) end
     local pem, err = state.read_account_key(ctx.st, url)
     if not pem then
         if err.kind == "not_found" then return nil, no_account(url) end
@@ -81,6 +82,7 @@ function M.load(ctx, url)
 end
 
 local function lock(ctx, url)
+    if ctx.fleet then return ctx.fleet:lock_account(url, ctx.lock_timeout) end
     return must(state.lock_account(ctx.st, url, ctx.lock_timeout))
 end
 

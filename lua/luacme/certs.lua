@@ -365,8 +365,12 @@ local function install(ctx, s, res, key, acct, c, dhooks)
     meta.serial = info.serial
     meta.issuer = info.issuer_cn or info.issuer
     refresh_ari(ctx, s.directory, s.ca_bundle, cert_pem, meta, c)
-    must(state.install_cert(ctx.st, s.name, { key_pem = key:private_pem(),
-        cert_pem = cert_pem, chain_pem = chain_pem, meta = meta }))
+    local set = { key_pem = key:private_pem(), cert_pem = cert_pem,
+        chain_pem = chain_pem, meta = meta }
+    -- A fleet: the shared store first, fenced; a node that lost its
+    -- lock installs nothing.
+    if ctx.fleet then ctx.fleet:publish(s.name, set) end
+    must(state.install_cert(ctx.st, s.name, set))
     key:close()
     ctx:emit("issued", { name = s.name, names = util.array(all_names(s)),
         serial = info.serial, not_before = output.time(info.not_before),
@@ -486,7 +490,21 @@ local function issue_locked(ctx, s, opts)
     return res
 end
 
+-- Set below (it needs the stored settings).
+local deploy_synced
+
 local function lock_cert(ctx, name)
+    if ctx.fleet then
+        local lk, changed = ctx.fleet:lock_cert(name, ctx.lock_timeout)
+        if changed then
+            local ok, err = pcall(deploy_synced, ctx, name)
+            if not ok then
+                lk:unlock()
+                error(err, 0)
+            end
+        end
+        return lk
+    end
     return must(state.lock_cert(ctx.st, name, ctx.lock_timeout))
 end
 
@@ -757,6 +775,67 @@ local function stored(ctx, name)
     return s, meta
 end
 
+-- The deploy hooks of certificate name, after this node installed a
+-- newer set from the fleet's store.
+deploy_synced = function(ctx, name)
+    local s = stored(ctx, name)
+    local dhooks = load_hooks(s.deploy_hooks, "deploy")
+    ctx:emit("synced", { name = name, dir = ctx.st:path(
+        must(state.cert_dir(name))) }, name ..
+        ": installed the fleet's newer certificate")
+    if #dhooks == 0 then return end
+    must(ctx:session():add(dhooks))
+    local arg = cert_arg(ctx, name, s, true)
+    local failed
+    for _, h in ipairs(dhooks) do
+        local ok, derr = hooks.call(h, "deploy_cert", arg)
+        ctx:emit("deploy_hook", { hook = h.name, name = name,
+            ok = ok and true or false, error = derr and derr.detail or nil },
+            ok and (name .. ": deploy hook " .. h.name .. " done") or nil)
+        if not ok then failed = failed or derr end
+    end
+    if failed then
+        raise("deploy", name .. " was installed from the fleet's store, " ..
+            "but a deploy hook failed: " .. tostring(failed.detail),
+            { cause = failed, hook = failed.hook })
+    end
+end
+
+-- sync(ctx, { names }) -> { code = 0 (installed something) | 2 (nothing
+-- newer) | 1, installed = {names}, failed = {names}, errors }: install
+-- whatever the fleet's store has newer than this node, running deploy
+-- hooks. Needs a shared store.
+function M.sync(ctx, opts)
+    opts = opts or {}
+    if not ctx.fleet then
+        raise("usage", "sync needs a shared store", { option = "storage" })
+    end
+    local names = opts.names
+    if not names or #names == 0 then names = ctx.fleet:list_certs() end
+    local res = { installed = {}, unchanged = {}, failed = {}, errors = {} }
+    for _, name in ipairs(names) do
+        local ok, err = errors.protect(function()
+            if ctx.fleet:sync_one(name, ctx.lock_timeout) then
+                deploy_synced(ctx, name)
+                return true
+            end
+            return false
+        end)
+        if ok == nil then
+            res.failed[#res.failed + 1] = name
+            res.errors[#res.errors + 1] = { name = name, err = err }
+        elseif ok then
+            res.installed[#res.installed + 1] = name
+        else
+            res.unchanged[#res.unchanged + 1] = name
+        end
+    end
+    if #res.failed > 0 then res.code = 1
+    elseif #res.installed > 0 then res.code = 0
+    else res.code = 2 end
+    return res
+end
+
 -- due(ctx, name[, opts]) -> due, when, reason: exactly what renew acts
 -- on (the CA's renewal window fetched when it is time, the moment in it
 -- drawn once and kept, revocation, the lifetime rule; a CA this run
@@ -846,6 +925,13 @@ function M.renew(ctx, opts)
         ctx.sleep(wait)
     end
     local names = opts.names
+    local synced
+    if ctx.fleet then
+        -- A fleet node first installs what others renewed; a store it
+        -- cannot read fails the run before anything is touched.
+        synced = M.sync(ctx, { names = names })
+        if synced.code == 1 then error(synced.errors[1].err, 0) end
+    end
     if not names or #names == 0 then names = cert_names(ctx) end
     -- What a run finds of its CAs holds for that run only.
     ctx.ca_down = {}
@@ -867,6 +953,7 @@ function M.renew(ctx, opts)
         end
         res.certs[#res.certs + 1] = r
     end
+    res.synced = synced and synced.installed
     if #res.failed > 0 then res.code = 1
     elseif #res.renewed > 0 then res.code = 0
     else res.code = 2 end

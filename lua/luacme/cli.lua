@@ -156,6 +156,18 @@ local GLOBAL = {
     { "state", arg = "DIR", help = "the state directory (env LUACME_STATE; " ..
         "default /var/lib/luacme for root, else $XDG_STATE_HOME/luacme " ..
         "or ~/.local/state/luacme)" },
+    { "storage", arg = "SPEC", help = "where the state is kept (env " ..
+        "LUACME_STORAGE): file:dir=PATH (default), " ..
+        "etcd:endpoints=URL[;URL...],prefix=/luacme or " ..
+        "redis:url=redis://HOST:PORT/DB,prefix=luacme: (README: Running " ..
+        "a fleet); credentials only from the environment" },
+    { "install-dir", arg = "DIR", help = "with a shared --storage: where " ..
+        "this node installs its certificates (default: the state " ..
+        "directory)" },
+    { "storage-key-file", arg = "FILE", help = "the 32-byte key sealing " ..
+        "private keys in a shared store (env LUACME_STORAGE_KEY_FILE)" },
+    { "storage-plaintext-keys", help = "allow private keys in a shared " ..
+        "store without encryption (not recommended)" },
     { "verbose", short = "v", help = "more detail" },
     { "quiet", short = "q", help = "only errors" },
     { "json", help = "one JSON object per line (luacme help json)" },
@@ -230,6 +242,9 @@ local function context(o, out, env)
     local m
     m, err = manage.open{
         state = o.state, env = env, out = out,
+        storage = o.storage, install_dir = o.install_dir,
+        storage_key_file = o.storage_key_file,
+        storage_plaintext_keys = o.storage_plaintext_keys,
         directory = url, directory_given = o.directory ~= nil or
             o.staging == true,
         ca_file = o.ca_bundle, contact = contact,
@@ -417,6 +432,52 @@ local function cmd_renew(p, out, env)
     return res.code
 end
 
+local function cmd_sync(p, out, env)
+    local m <close> = context(p.opts, out, env)
+    local res = check(m:sync{ names = p.args })
+    for _, e in ipairs(res.errors) do out:error(e.err, e.name) end
+    out:result{ ok = res.code ~= 1, command = "sync",
+        installed = util.array(res.installed),
+        failed = util.array(res.failed), exit = res.code }
+    return res.code
+end
+
+-- storage copy --from SPEC --to SPEC
+local function cmd_storage(p, out, env)
+    local storage = require "luacme.storage"
+    local store_mod = require "luacme.store"
+    local fleet = require "luacme.fleet"
+    local o = p.opts
+    if not o.from or not o.to then
+        usage("storage copy needs --from SPEC and --to SPEC")
+    end
+    local function side(spec)
+        local b, kind, params = storage.open(spec, env)
+        if b == nil then error(kind, 0) end
+        if kind == "file" then
+            if not params.dir then usage("file: needs dir=PATH") end
+            return { st = check(store_mod.open(params.dir)) }
+        end
+        return { b = b }
+    end
+    local skey
+    local kfile = o.storage_key_file or env.LUACME_STORAGE_KEY_FILE
+    if kfile and kfile ~= "" then skey = check(storage.load_key(kfile)) end
+    if o.storage_plaintext_keys and not skey then
+        out:warn("private keys go to the shared store unencrypted")
+    end
+    local src, dst = side(o.from), side(o.to)
+    local n = check(errors.protect(fleet.copy, src, dst,
+        { key = skey, plaintext = o.storage_plaintext_keys }))
+    if src.b then src.b:close() end
+    if dst.b then dst.b:close() end
+    say(out, "copied " .. n.certs .. " certificate(s) and " .. n.accounts ..
+        " account(s)")
+    out:result{ ok = true, command = "storage", action = "copy",
+        certs = n.certs, accounts = n.accounts, exit = 0 }
+    return 0
+end
+
 local function cmd_revoke(p, out, env)
     local o = p.opts
     local m <close> = context(o, out, env)
@@ -573,6 +634,33 @@ valid under 10 days). Uses the settings the certificate was issued with.
 Exit 0 when something was renewed, 2 when nothing was due, 1 on any error
 (the others are still tried).]],
         run = cmd_renew,
+    },
+    sync = {
+        usage = "luacme sync [CERTNAME ...]",
+        positional = { min = 0, max = math.huge },
+        opts = {},
+        help = [[
+With a shared --storage: installs into this node's --install-dir every
+certificate (or the ones named) whose generation in the store is newer
+than the installed one, and runs its deploy hooks. Exit 0 when something
+was installed, 2 when nothing changed, 1 on an error (the store
+unreachable: installed files stay as they are).]],
+        run = cmd_sync,
+    },
+    storage = {
+        usage = "luacme storage copy --from SPEC --to SPEC",
+        subs = { copy = true },
+        positional = { min = 1, max = 1 },
+        opts = {
+            { "from", arg = "SPEC", help = "the store to copy from" },
+            { "to", arg = "SPEC", help = "the store to copy to" },
+        },
+        help = [[
+Copies accounts and certificates between stores, e.g. a single node's
+state directory (file:dir=/var/lib/luacme) into a fleet's etcd or Redis,
+and back. Private keys are sealed with --storage-key-file on the way in
+and opened with it on the way out.]],
+        run = cmd_storage,
     },
     revoke = {
         usage = "luacme revoke CERTNAME|--cert FILE [--reason CODE|NAME] " ..
@@ -1092,6 +1180,10 @@ end
 function M.main(arg)
     local argv = {}
     for i = 1, #arg do argv[i] = arg[i] end
+    -- The lock keeper luacme.storage starts for a held shared lock.
+    if argv[1] == "__lock-keeper" then
+        return require("luacme.storage").keeper_main(argv[2], argv[3])
+    end
     local p, perr = M.parse(argv)
     if not p then
         io.stderr:write("luacme: ", perr, "\n(luacme help shows the " ..

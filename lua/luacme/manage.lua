@@ -11,6 +11,10 @@
 --     eab = { kid = ..., key = ... },           -- optional
 --     out = require("luacme.output").new{},     -- where steps are told
 --     lock_timeout = 60, timeout = 300,
+--     -- a fleet (README "Running a fleet"): the shared store, this
+--     -- node's install directory, the key sealing private keys
+--     storage = "etcd:endpoints=http://10.0.0.1:2379", install_dir = DIR,
+--     storage_key_file = FILE, storage_plaintext_keys = false,
 --     -- tests: now = fn, sleep = fn, rand = fn, transport = fake CA
 --   })
 --   local res, err = m:issue{ names = { "example.com" },
@@ -36,6 +40,8 @@ local output = require "luacme.output"
 local renew = require "luacme.renew"
 local state = require "luacme.state"
 local store = require "luacme.store"
+local storage = require "luacme.storage"
+local fleet = require "luacme.fleet"
 
 local M = {}
 
@@ -60,18 +66,46 @@ Ctx.__index = Ctx
 function M.open(opts)
     opts = opts or {}
     local out = opts.out or output.new{}
+    local env = opts.env or core.environ()
     local dir = opts.state
+    local spec = opts.storage or env.LUACME_STORAGE
+    if spec == "" then spec = nil end
+    local backend, kind, params
+    if spec then
+        backend, kind, params = storage.open(spec, env)
+        if backend == nil then return nil, kind end
+        if kind == "file" then dir = params.dir or dir end
+    end
+    -- With a shared store the local state is the install directory.
+    if backend then dir = opts.install_dir or dir end
     if not dir then
         local err
-        dir, err = state.default_dir(opts.env or core.environ(),
-            core.getuid())
+        dir, err = state.default_dir(env, core.getuid())
         if not dir then return nil, err end
     end
     local st, warnings = store.open(dir)
     if not st then return nil, warnings end
     for _, w in ipairs(warnings) do out:warn(w) end
+    local fl
+    if backend then
+        local skey
+        local kfile = opts.storage_key_file or env.LUACME_STORAGE_KEY_FILE
+        if kfile and kfile ~= "" then
+            local err
+            skey, err = storage.load_key(kfile)
+            if not skey then return nil, err end
+        elseif opts.storage_plaintext_keys then
+            out:warn("private keys go to the shared store unencrypted " ..
+                "(--storage-plaintext-keys): whoever can read the store " ..
+                "has the keys")
+        end
+        fl = fleet.open{ backend = backend, spec = spec, key = skey,
+            plaintext = opts.storage_plaintext_keys, st = st,
+            ttl = opts.lock_ttl }
+    end
     return setmetatable({
-        st = st, out = out, directory = opts.directory or client.LETSENCRYPT,
+        st = st, fleet = fl, out = out,
+        directory = opts.directory or client.LETSENCRYPT,
         directory_given = opts.directory_given or false,
         ca_file = opts.ca_file, contact = opts.contact,
         agree_tos = opts.agree_tos or false, eab = opts.eab,
@@ -98,6 +132,7 @@ end
 
 -- End the run: exit() of every hook started. Also on <close>.
 function Ctx:close()
+    if self.fleet then self.fleet.b:close() end
     if self.sess then
         self.sess:close()
         local e = self.sess.interrupted
@@ -131,6 +166,7 @@ Ctx.renew = op(certs.renew)      -- {names, force, jitter, hooks, deploy..}
 Ctx.due = op(certs.due)                          -- (name, {renewal_info})
 Ctx.revoke = op(certs.revoke)    -- {name | cert_file, reason, cert_key_file}
 Ctx.list = op(certs.list)
+Ctx.sync = op(certs.sync)                        -- {names}
 
 M.Ctx = Ctx
 return M
