@@ -166,6 +166,9 @@ local GLOBAL = {
         "directory)" },
     { "storage-key-file", arg = "FILE", help = "the 32-byte key sealing " ..
         "private keys in a shared store (env LUACME_STORAGE_KEY_FILE)" },
+    { "lock-ttl", arg = "SECONDS", help = "with a shared --storage: a " ..
+        "lock's lifetime without a refresh, so a node that died holds " ..
+        "nothing for longer (default 30)" },
     { "storage-plaintext-keys", help = "allow private keys in a shared " ..
         "store without encryption (not recommended)" },
     { "verbose", short = "v", help = "more detail" },
@@ -245,6 +248,7 @@ local function context(o, out, env)
         storage = o.storage, install_dir = o.install_dir,
         storage_key_file = o.storage_key_file,
         storage_plaintext_keys = o.storage_plaintext_keys,
+        lock_ttl = number_opt(o.lock_ttl, "--lock-ttl", 3, 3600),
         directory = url, directory_given = o.directory ~= nil or
             o.staging == true,
         ca_file = o.ca_bundle, contact = contact,

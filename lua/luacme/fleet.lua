@@ -115,6 +115,14 @@ function Fleet:sync_one(name, timeout)
     return self:install_local(name, rec)
 end
 
+-- Writers must be able to seal keys: refuse before anything is made
+-- (at the CA too) rather than after.
+local function can_write(self)
+    if not self.key and not self.plaintext then
+        error(select(2, storage.seal(nil, "", "", false)), 0)
+    end
+end
+
 local Held = {}
 Held.__index = Held
 
@@ -122,6 +130,7 @@ Held.__index = Held
 -- locally, then bring the local set up to the shared one. Returns the
 -- lock (unlock, <close>) and whether a newer set was installed.
 function Fleet:lock_cert(name, timeout)
+    can_write(self)
     local slk = must(storage.lock(self.b, self.spec, "locks/certs/" .. name,
         timeout, "certificate " .. name .. " is being renewed",
         { ttl = self.ttl }))
@@ -240,6 +249,7 @@ AccLock.__index = AccLock
 -- the local copy; unlock() shares what was written meanwhile (a new
 -- account, a new key, new contacts), fenced like a certificate.
 function Fleet:lock_account(url, timeout)
+    can_write(self)
     local host = host_of(url)
     local slk = must(storage.lock(self.b, self.spec, "locks/accounts/" ..
         host, timeout, "the account at " .. host .. " is in use",

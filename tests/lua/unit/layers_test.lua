@@ -13,9 +13,9 @@ local LAYERS = {
   { "accounts" },
   { "luacme" },
   { "issuance" },
-  { "hooks", "renew", "output", "state", "dns", "responders" },
+  { "hooks", "renew", "output", "state", "dns", "responders", "fleet" },
   { "client" },
-  { "challenge", "store" },
+  { "challenge", "store", "storage", "storage_etcd", "storage_redis" },
   { "util", "ident", "errors" },
   { "core", "site", "cjson", "cjson.safe" },
 }
