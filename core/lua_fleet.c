@@ -598,9 +598,13 @@ tls_start(struct redis *r, const char *host, const char *ca_file)
     r->ssl = SSL_new(r->ctx);
     if (r->ssl == NULL || SSL_set_fd(r->ssl, r->fd) != 1)
         return set_err(r, "tls", "cannot make a TLS connection");
-    SSL_set_tlsext_host_name(r->ssl, host);
-    if (SSL_set1_host(r->ssl, host) != 1)
-        return set_err(r, "tls", "cannot set the host to verify");
+    /* An address literal is checked against the certificate's IP
+     * entries, a name against its DNS names (and sent as SNI). */
+    if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(r->ssl), host) != 1) {
+        SSL_set_tlsext_host_name(r->ssl, host);
+        if (SSL_set1_host(r->ssl, host) != 1)
+            return set_err(r, "tls", "cannot set the host to verify");
+    }
     while ((k = SSL_connect(r->ssl)) != 1) {
         long v = SSL_get_verify_result(r->ssl);
 

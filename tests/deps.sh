@@ -10,10 +10,12 @@ build_pkgs=(cmake make gcc pkg-config liblua5.4-dev lua-cjson-dev
     libcurl4-openssl-dev libssl-dev)
 test_pkgs=(pebble python3 openssl ca-certificates clang
     libclang-rt-14-dev procps curl
-    pdns-server pdns-backend-sqlite3 sqlite3 bind9 bind9-dnsutils)
+    pdns-server pdns-backend-sqlite3 sqlite3 bind9 bind9-dnsutils
+    etcd-server redis-server)
 # The dns-01 tests run pdns_server and named themselves on free loopback
 # ports; the system services these packages bring must not sit on port 53.
-dns_services=(pdns named)
+# So must the etcd and redis services (the fleet tests run their own).
+dns_services=(pdns named etcd redis-server)
 
 pkgs=("${build_pkgs[@]}")
 [ "${1:-}" = "--build" ] || pkgs+=("${test_pkgs[@]}")
@@ -32,7 +34,7 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 case " ${missing[*]} " in
-*" pdns-server "*|*" bind9 "*)
+*" pdns-server "*|*" bind9 "*|*" etcd-server "*|*" redis-server "*)
     for svc in "${dns_services[@]}"; do
         $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
     done ;;

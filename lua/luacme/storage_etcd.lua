@@ -159,6 +159,11 @@ end
 function B:delete(key, cond)
     local c = compares(self, key, cond)
     local req = { request_delete_range = { key = k(self, key) } }
+    if #c == 0 then
+        local r, err = self:call("/v3/kv/deleterange", req.request_delete_range)
+        if not r then return nil, err end
+        return true
+    end
     local r, err = self:call("/v3/kv/txn", { compare = c, success = { req } })
     if not r then return nil, err end
     return r.succeeded == true

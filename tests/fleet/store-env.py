@@ -10,11 +10,17 @@ redis-server, each in its own scratch directory.  The command gets
   LUACME_TEST_ETCD_PIDS   pid1,pid2,pid3 (a test may stop one member)
   LUACME_TEST_REDIS       redis://127.0.0.1:P/0
   LUACME_TEST_REDIS_PID   pid
+  LUACME_TEST_REDISS      rediss://127.0.0.1:P/0 (TLS, same server)
+  LUACME_REDIS_CA_FILE    the CA file of its certificate (what
+                          luacme reads for rediss://)
+Exits 77 (a skip, with the reason printed) when a server is not
+installed.
 """
 import argparse
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,8 +70,8 @@ class Env:
                 log("port race; trying again")
 
     def _start(self):
-        ports = envlib.free_ports(7)
-        client, peer, rport = ports[0:3], ports[3:6], ports[6]
+        ports = envlib.free_ports(8)
+        client, peer, rport, tport = ports[0:3], ports[3:6], ports[6], ports[7]
         names = ["m%d" % i for i in range(3)]
         cluster = ",".join("%s=http://127.0.0.1:%d" % (n, p)
                            for n, p in zip(names, peer))
@@ -84,9 +90,24 @@ class Env:
                 "--initial-cluster-token", "luacme-test"])
             pids.append(str(p.pid))
         rd = os.path.join(self.workdir, "redis")
-        os.mkdir(rd)
+        os.makedirs(rd, exist_ok=True)
+        # rediss:// on a second port of the same server: a CA of our own
+        # and a certificate for 127.0.0.1.
+        ca, crt, key = (os.path.join(rd, f) for f in
+                        ("ca.pem", "cert.pem", "key.pem"))
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                        "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", key, "-out", crt, "-days", "2",
+                        "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        shutil.copy(crt, ca)
         rp = self.procs.spawn("redis", [
             "redis-server", "--port", str(rport), "--bind", "127.0.0.1",
+            "--tls-port", str(tport), "--tls-cert-file", crt,
+            "--tls-key-file", key, "--tls-ca-cert-file", ca,
+            "--tls-auth-clients", "no",
             "--save", "", "--appendonly", "no", "--dir", rd])
         deadline = time.monotonic() + BRING_UP
         for c in client:
@@ -100,6 +121,8 @@ class Env:
             "LUACME_TEST_ETCD_PIDS": ",".join(pids),
             "LUACME_TEST_REDIS": "redis://127.0.0.1:%d/0" % rport,
             "LUACME_TEST_REDIS_PID": str(rp.pid),
+            "LUACME_TEST_REDISS": "rediss://127.0.0.1:%d/0" % tport,
+            "LUACME_REDIS_CA_FILE": ca,
         }
 
     def cleanup(self):
@@ -113,9 +136,9 @@ def main(argv):
     o = envlib.parse_command(ap, argv)
     for prog in ("etcd", "redis-server"):
         if not shutil.which(prog):
-            log("%s not found (Debian: apt-get install etcd-server "
-                "redis-server)" % prog)
-            return 1
+            log("SKIP: %s not found (Debian: apt-get install etcd-server "
+                "redis-server; tests/deps.sh installs them)" % prog)
+            return 77
     env = Env()
 
     def bring_up():
