@@ -131,8 +131,9 @@ static int l_aead_open(lua_State *L) { return aead(L, 0); }
 
 /* ---- the lock keeper's process --------------------------------------- */
 
-/* core.spawn_bg{argv...} -> pid: fork and exec argv[1] with stdin from
- * /dev/null, stdout/stderr inherited. The child gets SIGKILL when we
+/* core.spawn_bg{argv...} -> pid: fork and exec argv[1] with stdin,
+ * stdout and stderr on /dev/null (a caller reading our output to its
+ * end must not wait for the helper too). The child gets SIGKILL when we
  * exit, whatever the way. */
 static int
 l_spawn_bg(lua_State *L)
@@ -159,13 +160,16 @@ l_spawn_bg(lua_State *L)
     if (pid < 0)
         return lbind_fail(L, strerror(errno), "io");
     if (pid == 0) {
-        int fd = open("/dev/null", O_RDONLY);
+        int fd = open("/dev/null", O_RDWR);
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
             _exit(1);
         if (fd >= 0) {
             dup2(fd, 0);
-            close(fd);
+            dup2(fd, 1);
+            dup2(fd, 2);
+            if (fd > 2)
+                close(fd);
         }
         execv(argv[0], (char *const *)argv);
         _exit(127);

@@ -74,8 +74,19 @@ function Fleet:list_certs()
     return out
 end
 
-local function same(a, b)
-    return json.encode(a) == json.encode(b)
+-- Deep equality of decoded JSON (encodings differ in key order).
+local function same(a, b, depth)
+    depth = depth or 0
+    if type(a) ~= "table" or type(b) ~= "table" or depth > 16 then
+        return a == b
+    end
+    for k, v in pairs(a) do
+        if not same(v, b[k], depth + 1) then return false end
+    end
+    for k in pairs(b) do
+        if a[k] == nil then return false end
+    end
+    return true
 end
 
 -- Install rec into the local store when it is newer than what is

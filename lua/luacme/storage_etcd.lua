@@ -185,6 +185,10 @@ end
 
 -- lock(key, token, ttl) -> handle | false (held) | nil, err
 function B:lock(key, token, ttl)
+    -- A held lock costs one read to see, not a lease granted and revoked.
+    local held, herr = self:get(key)
+    if held == nil then return nil, herr end
+    if held then return false end
     local r, err = self:call("/v3/lease/grant", { TTL = tostring(ttl) })
     if not r then return nil, err end
     local lease = r.ID
