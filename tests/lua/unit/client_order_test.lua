@@ -351,6 +351,29 @@ t.test("wait_* honour Retry-After, capped by the deadline", function()
     t.eq(#clock.slept, 0)
 end)
 
+-- A#9.2: Retry-After: 0 on every poll reply once made 5,616
+-- authorization polls in one second.
+t.test("polls with Retry-After 0, negative or past wait at least 1 s", function()
+    for _, hint in ipairs({ "0", "-3", "Thu, 01 Jan 1970 00:00:00 GMT" }) do
+        local c, ca, clock = setup{ validation_delay = 1e6 }
+        local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+        ca:once("POST", "/authZ/", function(_, s, h, b)
+            h["retry-after"] = hint
+            return s, h, b
+        end, 50)
+        clock.slept = {}
+        local got, err = c:wait_authorization(o.authz_urls[1],
+            clock.now() + 20)
+        t.eq(got, nil, hint)
+        t.eq(err.kind, "deadline", hint)
+        t.ok(#clock.slept > 0 and #clock.slept <= 20, hint .. ": " ..
+            #clock.slept .. " polls in 20 s")
+        for _, s in ipairs(clock.slept) do
+            t.ok(s >= 1, hint .. ": slept " .. s)
+        end
+    end
+end)
+
 t.test("finalize handles processing by polling the order URL", function()
     local c, ca = setup{ issue_delay = 0.3 }
     local rec = recorder(ca)
