@@ -1150,6 +1150,10 @@ function Client:fetch_cert(url, bundle)
         alternates = util.link(resp.headers, "alternate", url) }
 end
 
+-- Most alternate chains fetched for one certificate: a server listing
+-- endless alternates must not keep the client downloading (A#9.2).
+M.MAX_ALTERNATES = 10
+
 -- list_cert_alternates(url): URLs of the alternate chains of the
 -- certificate at url.
 function Client:list_cert_alternates(url)

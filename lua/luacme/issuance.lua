@@ -117,12 +117,56 @@ local function changed(first, now)
         { uri = first.uri, order = now, changed = true })
 end
 
+-- The canonical "type:value" of an authorization's identifier, with
+-- "*." for a wildcard authorization, or nil when it is no valid name.
+local function authz_key(a)
+    local id = a.identifier
+    if type(id) ~= "table" or type(id.value) ~= "string" then return nil end
+    local n = ident.normalize({ type = id.type, value = (a.wildcard and
+        id.type == "dns" and "*." or "") .. id.value })
+    return n and (n.type .. ":" .. n.value)
+end
+
+-- Why an order must not be worked on because of what it lists, or nil:
+-- identifiers other than those asked for (a ready order needs no
+-- authorization, so nothing else would check its names), or more
+-- authorizations than identifiers (each one is a request; RFC 8555
+-- §7.1.3 gives one per identifier).
+local function foreign(run, order)
+    local got, n = {}, 0
+    for _, id in ipairs(order.identifiers) do
+        local k = authz_key({ identifier = id })
+        if not run.wanted[k or ""] then
+            return errors.new("response", "order " .. tostring(order.uri) ..
+                " is for " .. errors.printable(tostring(id.value)) ..
+                ", which this order did not ask for; refused",
+                { uri = order.uri, order = order, identifier = id })
+        end
+        if not got[k] then n = n + 1 end
+        got[k] = true
+    end
+    if n ~= run.nwanted then
+        return errors.new("response", "order " .. tostring(order.uri) ..
+            " names " .. n .. " of the " .. run.nwanted .. " identifiers " ..
+            "asked for; refused", { uri = order.uri, order = order })
+    end
+    if #order.authz_urls > run.nwanted then
+        return errors.new("response", "order " .. tostring(order.uri) ..
+            " lists " .. #order.authz_urls .. " authorizations for " ..
+            run.nwanted .. " identifiers; refused",
+            { uri = order.uri, order = order })
+    end
+    return nil
+end
+
 local function new_order(run)
     local c, opts = run.client, run.opts
     local order, err = c:authorize_order(opts.identifiers, {
         not_before = opts.not_before, not_after = opts.not_after,
         profile = opts.profile, replaces = opts.replaces })
     if not order then return nil, err end
+    err = foreign(run, order)
+    if err then return nil, err end
     local expires = util.parse_rfc3339(order.expires)
     if expires and expires <= c.now() and order.status ~= "valid" then
         return nil, errors.new("order", "order " .. tostring(order.uri) ..
@@ -183,16 +227,6 @@ function M.pick(list, a, only)
     end
     return nil, errors.new("unsolvable", msg, { identifier = a.identifier,
         wildcard = a.wildcard, uri = a.uri, offered = usable })
-end
-
--- The canonical "type:value" of an authorization's identifier, with
--- "*." for a wildcard authorization, or nil when it is no valid name.
-local function authz_key(a)
-    local id = a.identifier
-    if type(id) ~= "table" or type(id.value) ~= "string" then return nil end
-    local n = ident.normalize({ type = id.type, value = (a.wildcard and
-        id.type == "dns" and "*." or "") .. id.value })
-    return n and (n.type .. ":" .. n.value)
 end
 
 -- Why pending authorization a must not be worked on, or nil.
@@ -515,8 +549,10 @@ local function pick_chain(c, ders, meta, want)
         return false
     end
     if matches(ders, false) then return ders, meta end
-    local alts = {}
+    local alts, fetched = {}, 0
     for _, url in ipairs(meta.alternates or {}) do
+        if fetched >= client_mod.MAX_ALTERNATES then break end
+        fetched = fetched + 1
         local d, m = c:fetch_cert(url, true)
         if d then
             if matches(d, false) then return d, m end
@@ -547,6 +583,8 @@ local function certificate(run, order, first)
                 deadline = run.deadline,
                 on_wait = progress(run, "certificate", 0, run.now()) })
         if not ders then return nil, cert_url end
+        err = changed(first, o)
+        if err then return nil, err end
         return ders, meta, o
     end
     local err
@@ -613,9 +651,14 @@ local function new_run(c, opts)
         run.only = {}
         for _, ty in ipairs(opts.types) do run.only[ty] = true end
     end
+    run.nwanted = 0
     for _, id in ipairs(opts.identifiers or {}) do
         local n = ident.normalize(id)
-        if n then run.wanted[n.type .. ":" .. n.value] = true end
+        local k = n and (n.type .. ":" .. n.value)
+        if k and not run.wanted[k] then
+            run.wanted[k] = true
+            run.nwanted = run.nwanted + 1
+        end
     end
     return run
 end

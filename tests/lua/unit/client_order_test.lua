@@ -449,6 +449,47 @@ t.test("alternate chains: listed, and chosen by issuer CN", function()
     t.eq(#ca:find("POST", "/alternate/"), before)
 end)
 
+-- A#9.2: lists from the server are bounded.
+t.test("at most MAX_ALTERNATES alternate chains are fetched", function()
+    local dir = t.tmpdir()
+    local c, ca = setup{ chains = { selfsigned(dir, "Root A"),
+        selfsigned(dir, "Root B") } }
+    ca:once("POST", "/certZ/", function(_, s, h, b)
+        local links = { h.link[1] }
+        for i = 1, 40 do
+            links[#links + 1] = "<" .. ca.base .. "/certZ/9/alternate/1?n=" ..
+                i .. '>;rel="alternate"'
+        end
+        h.link = links
+        return s, h, b
+    end)
+    local res = assert(c:issue{ identifiers = acme.domain_ids("a.example"),
+        csr = "x", hooks = { recorder(ca).hook }, preferred_chain = "Nobody" })
+    t.eq(core.cert_info(res.certs[1]).issuer_cn, "Root A", "the default")
+    t.eq(require("luacme.client").MAX_ALTERNATES, 10)
+    t.eq(#ca:find("POST", "/alternate/"), 10, "10 of 40 alternates fetched")
+end)
+
+t.test("an order with more authorizations than identifiers is refused", function()
+    local c, ca = setup()
+    ca:once("POST", "/order-plz", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        for i = 1, 5 do
+            doc.authorizations[#doc.authorizations + 1] =
+                ca.base .. "/authZ/90" .. i
+        end
+        return s, h, cjson.encode(doc)
+    end)
+    local rec = recorder(ca)
+    local res, err = c:issue{ identifiers = acme.domain_ids("a.example",
+        "b.example"), csr = "x", hooks = { rec.hook } }
+    t.eq(res, nil)
+    t.eq(err.kind, "response")
+    t.match(err.detail, "7 authorizations for 2 identifiers")
+    t.eq(#ca:find("POST", "/authZ/"), 0, "no authorization fetched")
+    t.eq(rec.deploys, 0)
+end)
+
 t.test("orders listed across pages", function()
     local c, ca = setup{ orders_per_page = 2 }
     local made = {}
@@ -671,6 +712,57 @@ t.test("an order whose identifiers or authorizations change is invalid", functio
     end)
     assert(c:issue{ identifiers = acme.domain_ids("a.example", "b.example"),
         csr = "x", hooks = { recorder(ca).hook } })
+end)
+
+-- A#9.6: the order's identifiers are checked also when no
+-- authorization needs solving, and after finalize.
+t.test("a ready order for other names, or one changed by finalize, is refused", function()
+    -- ready at creation (authorization reused) but for another name
+    local c, ca = setup{ reuse = { ["a.example"] = true } }
+    ca:once("POST", "/order-plz", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        t.eq(doc.status, "ready")
+        doc.identifiers[1].value = "victim.example"
+        return s, h, cjson.encode(doc)
+    end)
+    local res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
+        csr = "x", hooks = { recorder(ca).hook } }
+    t.eq(res, nil)
+    t.eq(err.kind, "response")
+    t.match(err.detail, "victim.example")
+    t.eq(#ca:find("POST", "/finalize-order/"), 0, "nothing finalized")
+    -- ready at creation with one name fewer than asked
+    c, ca = setup{ reuse = { ["a.example"] = true, ["b.example"] = true } }
+    ca:once("POST", "/order-plz", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        table.remove(doc.identifiers)
+        return s, h, cjson.encode(doc)
+    end)
+    res, err = c:issue{ identifiers = acme.domain_ids("a.example",
+        "b.example"), csr = "x", hooks = { recorder(ca).hook } }
+    t.eq(res, nil)
+    t.eq(err.kind, "response")
+    t.eq(#ca:find("POST", "/finalize-order/"), 0, "nothing finalized")
+    -- the order names another identifier from finalize on
+    c, ca = setup()
+    local function victim(_, s, h, b)
+        local doc = cjson.decode(b)
+        doc.identifiers[1].value = "victim.example"
+        return s, h, cjson.encode(doc)
+    end
+    ca:once("POST", "/finalize-order/", function(...)
+        ca:once("POST", "/my-order/", victim, 20)
+        return victim(...)
+    end)
+    res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
+        csr = "x", hooks = { recorder(ca).hook } }
+    t.eq(res, nil)
+    t.eq(err.kind, "order")
+    t.eq(err.changed, true)
+    -- and unchanged, both paths issue
+    c, ca = setup{ reuse = { ["a.example"] = true } }
+    assert(c:issue{ identifiers = acme.domain_ids("A.example"), csr = "x",
+        hooks = { recorder(ca).hook } })
 end)
 
 -- A#42 with hostile data: a pending authorization for a name that was
