@@ -142,6 +142,29 @@ l_key_load(lua_State *L)
     return 1;
 }
 
+/* core.public_thumbprint(pem) -> the RFC 7638 thumbprint of a "PUBLIC
+ * KEY" PEM | nil, message, kind ("too_large", "parse", "unsupported").
+ * Someone else's key arrives as its public half only. */
+static int
+l_public_thumbprint(lua_State *L)
+{
+    size_t len;
+    const char *pem = luaL_checklstring(L, 1, &len);
+    char tp[KEY_THUMBPRINT_LEN + 1];
+    struct luacme_err err;
+    EVP_PKEY *pkey = NULL;
+    int rc;
+
+    if (key_load_public_pem(pem, len, &pkey, &err) != 0)
+        return lbind_err(L, &err);
+    rc = key_thumbprint(pkey, tp, &err);
+    EVP_PKEY_free(pkey);
+    if (rc != 0)
+        return lbind_err(L, &err);
+    lua_pushstring(L, tp);
+    return 1;
+}
+
 /* __gc, __close and key:close(): free the key; idempotent. */
 static int
 key_close(lua_State *L)
@@ -731,6 +754,7 @@ lbind_keys(lua_State *L)
     static const luaL_Reg funcs[] = {
         {"key_generate", l_key_generate},
         {"key_load", l_key_load},
+        {"public_thumbprint", l_public_thumbprint},
         {"jws", l_jws},
         {"jws_hmac", l_jws_hmac},
         {NULL, NULL}

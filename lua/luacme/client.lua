@@ -1041,7 +1041,7 @@ local function authz_error(a)
         e.detail = e.detail .. ": " .. tostring(errs[1])
         e.type = errs[1].type
         e.cause = errs[1]
-        e.errors = #errs > 1 and errs or nil
+        e.errors = errs
     end
     return e
 end

@@ -54,7 +54,8 @@ function E.__tostring(e)
     end
     if type(e.errors) == "table" then
         for _, sub in ipairs(e.errors) do
-            s = s .. "\n  " .. tostring(sub)
+            -- The cause is in the detail already.
+            if sub ~= e.cause then s = s .. "\n  " .. tostring(sub) end
         end
     end
     return s

@@ -317,7 +317,8 @@ function M.error_lines(err)
             errors.printable(sp.detail or "(no detail)")
     end
     for _, sub in ipairs(type(err.errors) == "table" and err.errors or {}) do
-        local sub_lines = M.error_lines(sub)
+        -- The cause is in the detail already.
+        local sub_lines = sub ~= err.cause and M.error_lines(sub) or {}
         for _, l in ipairs(sub_lines) do
             lines[#lines + 1] = "  " .. l
         end

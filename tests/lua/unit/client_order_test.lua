@@ -209,6 +209,13 @@ t.test("an invalid authorization is reported with the CA's detail, no finalize",
     t.eq(#ca:find("POST", "/finalize-order/"), 0)
     t.eq(rec.cleanups, 2, "both deployed challenges cleaned up")
     t.ok(err.order and err.order.status == "invalid")
+    -- A#9.6: the challenge problems as a list, also when there is one
+    t.eq(type(err.errors), "table")
+    t.eq(#err.errors, 1)
+    t.eq(err.errors[1].type, URN .. "unauthorized")
+    t.eq(err.errors[1], err.cause)
+    local _, n = tostring(err):gsub("Invalid response", "")
+    t.eq(n, 1, "the problem shown once: " .. tostring(err))
 end)
 
 t.test("deploy failure and deadline: cleanup runs, nothing finalized", function()

@@ -285,6 +285,22 @@ t.test("rateLimited: long Retry-After returned at once, rate_limit reads it", fu
     t.eq(select(2, acme.rate_limit(nil)), false)
 end)
 
+-- A#9.6: problem types are case-insensitive URNs (RFC 8141).
+t.test("rate_limit matches the problem type case-insensitively", function()
+    for _, ty in ipairs({ "urn:ietf:params:acme:error:rateLimited",
+        "URN:IETF:PARAMS:ACME:ERROR:RATELIMITED",
+        "urn:ietf:params:acme:error:ratelimited" }) do
+        local e = acme.errors.new("acme", "slow down",
+            { type = ty, status = 400, retry_after = 5 })
+        local secs, limited = acme.rate_limit(e)
+        t.eq(limited, true, ty)
+        t.eq(secs, 5, ty)
+    end
+    local _, limited = acme.rate_limit(acme.errors.new("acme", "x",
+        { type = "urn:ietf:params:acme:error:notRateLimited", status = 400 }))
+    t.eq(limited, false)
+end)
+
 t.test("rateLimited with a short Retry-After is waited out and resent", function()
     local c, ca, clock = registered()
     ca:once("POST", "/order-plz", problem_reply(429, "rateLimited", "wait",
