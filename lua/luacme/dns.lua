@@ -415,7 +415,9 @@ end
 -- raises "not propagated after N s: <detail>" once propagation_timeout
 -- seconds have passed since the deployment, so a record that will not
 -- show fails early and says where. With dns_wait it checks nothing: it
--- sleeps until that many seconds after the deployment and says true.
+-- sleeps until that many seconds after the deployment and says true
+-- (or, when that is past ch.deadline, sleeps until then and says not
+-- yet).
 function M.ready(ch, opts)
     opts = opts or {}
     local t0 = started[key(ch)]
@@ -426,6 +428,13 @@ function M.ready(ch, opts)
     local wait = tonumber(opts.dns_wait)
     if wait then
         local left = t0 + wait - M.now()
+        -- Never past the issuance's deadline (ch.deadline, our clock).
+        local room = ch.deadline and (ch.deadline - M.now()) or left
+        if left > room then
+            if room > 0 then M.sleep(room) end
+            return nil, "waiting " .. wait .. " s after deploying " ..
+                "(dns_wait) would pass the deadline"
+        end
         if left > 0 then M.sleep(left) end
         return true
     end

@@ -14,6 +14,7 @@
 --   sleep = fn(s), now = fn() -> epoch seconds,
 --   poll_first =, poll_cap =, poll_timeout =, bad_nonce_retries =,
 --   max_retries =, max_retry_wait =,
+--   deadline = epoch seconds,   -- no retry or poll waits past it
 -- }
 --
 -- client:issue{...} is the whole issuance of luacme.issuance (a method

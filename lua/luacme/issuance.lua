@@ -346,6 +346,11 @@ local function wait_ready(run, work)
         if w.hook.ready then pending[#pending + 1] = w end
     end
     local start = run.now()
+    -- The run's deadline bounds the ready waits too; hooks that wait
+    -- inside ready() (dns_wait) get it as ch.deadline (run.now clock).
+    local limit = math.max(0, math.min(run.ready_timeout,
+        run.deadline - run.client.now()))
+    for _, w in ipairs(pending) do w.ch.deadline = start + limit end
     local delay = M.READY_FIRST
     while #pending > 0 do
         local still = {}
@@ -360,16 +365,16 @@ local function wait_ready(run, work)
         pending = still
         if #pending == 0 then break end
         local elapsed = run.now() - start
-        if elapsed + delay > run.ready_timeout then
+        if elapsed + delay > limit then
             return nil, not_visible(pending, elapsed)
         end
         local names = {}
         for _, w in ipairs(pending) do names[#names + 1] = who(w.ch) end
         run.emit("ready_wait", { pending = names, elapsed = tenths(elapsed),
-            timeout = run.ready_timeout }, string.format(
+            timeout = tenths(limit) }, string.format(
             "waiting for %d challenge response%s to become visible " ..
             "(%.1f s / %d s)", #names, #names == 1 and "" or "s", elapsed,
-            math.floor(run.ready_timeout)), { progress = true })
+            math.floor(limit)), { progress = true })
         run.sleep(delay)
         delay = math.min(delay * 2, M.READY_CAP)
     end
@@ -638,6 +643,13 @@ local function new_run(c, opts)
     -- timeout: the seconds progress events show; deadline: the end.
     local timeout = opts.timeout or (opts.deadline and
         opts.deadline - c.now()) or c.poll_timeout
+    local deadline = opts.deadline or (c.now() + timeout)
+    -- A client deadline (the command's --timeout) that ends sooner wins,
+    -- and progress shows what is really left.
+    if c.deadline and c.deadline < deadline then
+        deadline = c.deadline
+        timeout = deadline - c.now()
+    end
     local run = {
         client = c, opts = opts, hooks = hook_list(opts),
         emit = opts.on_event or noop,
@@ -645,7 +657,7 @@ local function new_run(c, opts)
         sleep = opts.sleep or core.sleep,
         ready_timeout = opts.ready_timeout or M.READY_TIMEOUT,
         timeout = timeout,
-        deadline = opts.deadline or (c.now() + timeout),
+        deadline = deadline,
         wanted = {},
         live = {},            -- deployed (or being deployed), to clean up
         items = {},
@@ -672,6 +684,18 @@ end
 -- err.kind "unsolvable" when no hook can answer an authorization.
 function M.issue(c, opts)
     local run = new_run(c, opts)
+    -- Every retry and poll of the client stops at the run's deadline
+    -- too, for this run only.
+    local saved = c.deadline
+    local _ <close> = setmetatable({}, { __close = function()
+        c.deadline = saved
+    end })
+    c.deadline = run.deadline
+    return M._issue(c, run, opts)
+end
+
+-- The steps of issue, with the run made.
+function M._issue(c, run, opts)
     local order, err = new_order(run)
     if not order then return nil, err end
     local first = order
