@@ -458,10 +458,7 @@ end
 -- failed authorization, or several in err.errors).
 local function report_invalid(run, work, err)
     if type(err) ~= "table" then return end
-    -- One authorization's error lists its challenges' problems in
-    -- errors; several failed ones are listed in an error of their own.
-    local failed = err.identifier == nil and type(err.errors) == "table" and
-        err.errors or { err }
+    local failed = type(err.errors) == "table" and err.errors or { err }
     for _, fe in ipairs(failed) do
         if type(fe) == "table" and fe.kind == "authorization" and fe.uri then
             for _, w in ipairs(work) do

@@ -213,7 +213,7 @@ t.test("an invalid authorization is reported with the CA's detail, no finalize",
     t.eq(type(err.errors), "table")
     t.eq(#err.errors, 1)
     t.eq(err.errors[1].type, URN .. "unauthorized")
-    t.eq(err.errors[1], err.cause)
+    t.eq(err.errors[1].cause, err.cause)
     local _, n = tostring(err):gsub("Invalid response", "")
     t.eq(n, 1, "the problem shown once: " .. tostring(err))
 end)
