@@ -179,7 +179,8 @@ class Env(Procs):
             self.spawn("webroot", [
                 sys.executable, "-u",
                 os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                             "webroot.py"), "127.0.0.1", str(http), webroot])
+                             "webroot.py"), "127.0.0.1", str(http), webroot,
+                str(o.webroot_delay)])
 
         ctx = ssl.create_default_context(cafile=cert)
         deadline = time.monotonic() + o.ready_timeout
@@ -285,6 +286,10 @@ def parse(argv):
     ap.add_argument("--no-webroot", action="store_true",
                     help="start no webroot HTTP server, leaving Pebble's "
                          "httpPort free for the scenario's own responder")
+    ap.add_argument("--webroot-delay", type=float, default=0.0,
+                    metavar="SECONDS", help="the webroot server holds each "
+                    "challenge reply this long: a CA that takes that long "
+                    "to validate http-01, without Pebble's random sleep")
     ap.add_argument("--ready-timeout", type=float, default=60.0,
                     metavar="SECONDS", help="bring-up deadline")
     ap.add_argument("--keep", action="store_true",
