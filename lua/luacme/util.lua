@@ -1,6 +1,6 @@
 -- Small pure helpers of the protocol client: header access, Link and
 -- Retry-After parsing, URI resolution, dates, a deterministic JSON
--- encoder, PEM splitting and the one polling backoff.
+-- encoder, PEM splitting and the one polling schedule.
 local core = require "luacme.core"
 local errors = require "luacme.errors"
 
@@ -425,16 +425,52 @@ function M.der_to_pem(der)
 end
 
 ---------------------------------------------------------------------------
--- Polling: the one backoff. Returns next(hint) giving the seconds to wait
--- before the next attempt, or nil when waiting would cross `deadline`
--- (in the clock of `now`). Delays start at `first` and double up to
--- `cap`; a server hint (Retry-After) replaces the computed delay.
+-- Polling: the one schedule, as times since the wait began (the reply
+-- to the last accept, or to the finalize). A CA near by is done within
+-- tens of milliseconds (Pebble: 4-20 ms for 1 to 100 names), so the
+-- first poll comes at 15 ms and the next ones stay close; further out
+-- the polls spread, so that a CA taking 2 s is polled no more often
+-- than by the doubling schedule this replaces (0.05, 0.15, 0.35, 0.75,
+-- 1.55, 3.15 s: five misses, then the hit), only sooner after it is
+-- done. Five polls before 2 s is that budget; spent geometrically from
+-- 15 ms they would be 2.7x apart, so they sit closer where a validation
+-- usually ends and the last step before 2 s is the long one.
+M.POLL_AT = { 0.015, 0.05, 0.15, 0.45, 1.1, 2.1 }
+-- After the table each wait is the time waited so far (the schedule
+-- doubles), at least POLL_SLOW_GAP (never more than 2 polls a second
+-- once POLL_FAST_FOR has passed) and at most the caller's cap.
+M.POLL_FAST_FOR = 2
+M.POLL_SLOW_GAP = 0.5
+
+-- backoff(first, cap, deadline, now) -> next(hint): the seconds to wait
+-- before the next poll, or nil when waiting would cross `deadline` (in
+-- the clock of `now`). `first` scales POLL_AT (its first entry becomes
+-- `first`); times a slow reply has already passed are skipped, and no
+-- wait is shorter than `first`, nor than POLL_SLOW_GAP after
+-- POLL_FAST_FOR, so slow replies do not bunch the polls. A
+-- server hint (Retry-After) replaces the computed wait; the schedule
+-- goes on from wherever that leaves it.
 function M.backoff(first, cap, deadline, now)
-    local d = first
+    local start = now()
+    local scale = first / M.POLL_AT[1]
+    local k, at = 0, 0
     return function(hint)
-        local wait = hint or d
+        local elapsed = now() - start
+        local wait = hint
+        if not wait then
+            local gap = elapsed >= M.POLL_FAST_FOR * scale and
+                M.POLL_SLOW_GAP or first
+            repeat
+                k = k + 1
+                if M.POLL_AT[k] then
+                    at = M.POLL_AT[k] * scale
+                else
+                    at = at + math.min(cap, math.max(at, M.POLL_SLOW_GAP))
+                end
+            until at > elapsed
+            wait = math.max(at - elapsed, gap)
+        end
         if now() + wait > deadline then return nil end
-        d = math.min(d * 2, cap)
         return wait
     end
 end
