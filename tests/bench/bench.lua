@@ -216,6 +216,45 @@ local function issue_cases(slow, rounds)
   time_row("100 names, http-01", r, "median", 0.40)
 end
 
+-- Resident KiB by owner, from /proc/self/smaps: OpenSSL, libcurl and
+-- what it pulls in, the C library and loader, this executable, and the
+-- process's own memory (heap and anonymous maps: the Lua heap, OpenSSL's
+-- and libcurl's allocations, the expanded embedded modules).
+local SYSTEM = { ["libc.so.6"] = true, ["libm.so.6"] = true,
+  ["ld-linux-x86-64.so.2"] = true, ["libresolv.so.2"] = true,
+  ["libz.so.1"] = true }
+local function by_owner()
+  local f = assert(io.open("/proc/self/smaps"))
+  local s = f:read("a")
+  f:close()
+  local out = { openssl = 0, curl = 0, system = 0, exe = 0, own = 0 }
+  local owner
+  for line in s:gmatch("[^\n]+") do
+    local path = line:match("^%x+%-%x+ %S+ %x+ %S+ %d+%s*(.*)$")
+    if path then
+      local base = path:match("[^/]*$")
+      local soname = base:match("^(.-%.so%.%d+)") or base
+      if path == "" or path:find("^%[heap%]") or path:find("^%[stack") then
+        owner = "own"
+      elseif path:find("^%[") then
+        owner = nil
+      elseif soname == "libcrypto.so.3" or soname == "libssl.so.3" then
+        owner = "openssl"
+      elseif SYSTEM[soname] then
+        owner = "system"
+      elseif base == "luacme" then
+        owner = "exe"
+      else
+        owner = "curl"
+      end
+    else
+      local kb = line:match("^Rss:%s+(%d+)")
+      if kb and owner then out[owner] = out[owner] + tonumber(kb) end
+    end
+  end
+  return out
+end
+
 -- One issuance in a fresh process, with where its memory goes:
 -- VmRSS before and after each stage and the Lua heap beside it.
 local function one()
@@ -237,6 +276,7 @@ local function one()
   local lua3 = collectgarbage("count")
   local rss3 = status_kb("VmRSS")
   local hwm = status_kb("VmHWM")
+  for k, v in pairs(by_owner()) do print(string.format("rss by_%s %d", k, v)) end
   print(string.format("rss base %d", rss0))
   print(string.format("rss lua_start %d", math.floor(lua0)))
   print(string.format("rss modules %d", rss1 - rss0))
@@ -290,19 +330,28 @@ local function rss_rows(exe, script)
   for k, n in res.stdout:gmatch("rss (%S+) (%d+)") do v[k] = tonumber(n) end
   row{ case = "peak RSS of one issuance (embedded modules)", value = string.format("%.1f",
     v.peak / 1024), unit = "MiB", target = "<= 12" }
-  local function part(label, kb, lua)
+  local function part(label, kb, note)
     row{ case = "  " .. label, value = string.format("%.0f", kb),
-      unit = "KiB", note = lua and string.format("of it Lua heap %d KiB",
-        lua) or nil }
+      unit = "KiB", note = note }
   end
-  part("process at start (exe, libc, libcrypto/libssl/libcurl mapped)",
-    v.base, v.lua_start)
-  part("Lua modules loaded (parsed sources)", v.modules, v.modules_lua)
-  part("first HTTPS exchange (OpenSSL CA store, TLS, libcurl)", v.tls,
-    v.tls_lua)
-  part("account + issuance (keys, JSON, JWS)", v.issuance, v.issuance_lua)
-  part("peak above end (transient)", v.peak - v["end"])
-  row{ case = "  Lua heap at end", value = tostring(v.lua_end), unit = "KiB" }
+  -- where the peak goes (the peak is at the end of the issuance)
+  part("OpenSSL (libcrypto, libssl: code, tables, relocations)",
+    v.by_openssl)
+  part("libcurl and the libraries it links (gnutls, krb5, ldap, ...)",
+    v.by_curl)
+  part("libc, libm, ld.so, libz, libresolv", v.by_system)
+  part("luacme executable (code, compressed modules)", v.by_exe)
+  part("heap, stack and anonymous memory", v.by_own, string.format(
+    "of it the Lua heap %d KiB", v.lua_end))
+  -- what each step adds
+  part("step: start (libraries loaded, OpenSSL and libcurl initialised)",
+    v.base, string.format("Lua heap %d KiB", v.lua_start))
+  part("step: Lua modules loaded", v.modules, string.format(
+    "Lua heap +%d KiB", v.modules_lua))
+  part("step: first HTTPS exchange (TLS context, handshake, HTTP/2)",
+    v.tls, string.format("Lua heap +%d KiB", v.tls_lua))
+  part("step: account + issuance (keys, JSON, JWS)", v.issuance,
+    string.format("Lua heap +%d KiB", v.issuance_lua))
 end
 
 local function print_table(files)
