@@ -15,7 +15,7 @@
 #include <lualib.h>
 
 #include <curl/curl.h>
-#include <zlib.h>
+#include <zstd.h>
 
 #include "embedded.h"
 #include "err.h"
@@ -78,15 +78,15 @@ msghandler(lua_State *L)
 }
 
 /* The expanded blob: the compiled-in data itself when stored, else
- * inflated once on first use and kept (about 200 KB) until exit. NULL
- * when inflating fails (out of memory, or a corrupt build). */
+ * expanded once on first use and kept (about 200 KB) until exit. NULL
+ * when that fails (out of memory, or a corrupt build). */
 static unsigned char *embedded_raw = NULL;
 
 static const unsigned char *
 embedded_data(void)
 {
     const struct luacme_embedded_blob *b = &luacme_embedded_blob;
-    uLongf len = (uLongf)b->raw_size;
+    size_t n;
 
     if (!b->compressed)
         return b->data;
@@ -95,8 +95,8 @@ embedded_data(void)
     embedded_raw = malloc(b->raw_size ? b->raw_size : 1);
     if (embedded_raw == NULL)
         return NULL;
-    if (uncompress(embedded_raw, &len, b->data, (uLong)b->size) != Z_OK ||
-        len != (uLongf)b->raw_size) {
+    n = ZSTD_decompress(embedded_raw, b->raw_size, b->data, b->size);
+    if (ZSTD_isError(n) || n != b->raw_size) {
         free(embedded_raw);
         embedded_raw = NULL;
     }
