@@ -456,10 +456,10 @@ function M.backoff(first, cap, deadline, now)
     local k, at = 0, 0
     return function(hint)
         local elapsed = now() - start
-        local wait = hint
+        local gap = elapsed >= M.POLL_FAST_FOR * scale and
+            M.POLL_SLOW_GAP or first
+        local wait = hint and math.max(hint, gap)
         if not wait then
-            local gap = elapsed >= M.POLL_FAST_FOR * scale and
-                M.POLL_SLOW_GAP or first
             repeat
                 k = k + 1
                 if M.POLL_AT[k] then

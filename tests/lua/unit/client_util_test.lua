@@ -190,9 +190,11 @@ end)
 t.test("backoff: a hint replaces the wait; the deadline ends it", function()
     local clock = 0
     local next_wait = util.backoff(0.015, 5, 10, function() return clock end)
+    t.eq(next_wait(0), 0.015, "a hint of 0: still the first wait")
     t.eq(next_wait(3), 3)
     clock = 3
     t.ok(math.abs(next_wait() - 1.2) < 1e-9, "on from 3 s: the 4.2 s poll")
+    t.eq(next_wait(0), 0.5, "a hint of 0 after 2 s: the 0.5 s floor")
     t.eq(next_wait(11), nil) -- a hint past the deadline ends the wait
     clock = 9.5
     t.eq(next_wait(), nil) -- so does a computed wait past it
