@@ -428,13 +428,12 @@ end
 -- Polling: the one schedule, as times since the wait began (the reply
 -- to the last accept, or to the finalize). A CA near by is done within
 -- tens of milliseconds (Pebble: 4-20 ms for 1 to 100 names), so the
--- first poll comes at 15 ms and the next ones stay close; further out
--- the polls spread, so that a CA taking 2 s is polled no more often
--- than by the doubling schedule this replaces (0.05, 0.15, 0.35, 0.75,
--- 1.55, 3.15 s: five misses, then the hit), only sooner after it is
--- done. Five polls before 2 s is that budget; spent geometrically from
--- 15 ms they would be 2.7x apart, so they sit closer where a validation
--- usually ends and the last step before 2 s is the long one.
+-- first poll comes at 15 ms. A CA taking 2 s must not be polled more
+-- often than by the doubling schedule this replaces (0.05, 0.15, 0.35,
+-- 0.75, 1.55, 3.15 s: five misses, then the hit), which leaves five
+-- polls before 2 s: from 15 ms they cannot be closer than 2.7x apart on
+-- average. They are 3x apart in the first half second, where a step
+-- costs little time, and 2x after, the last one just past 2 s.
 M.POLL_AT = { 0.015, 0.05, 0.15, 0.45, 1.1, 2.1 }
 -- After the table each wait is the time waited so far (the schedule
 -- doubles), at least POLL_SLOW_GAP (never more than 2 polls a second
@@ -447,9 +446,10 @@ M.POLL_SLOW_GAP = 0.5
 -- the clock of `now`). `first` scales POLL_AT (its first entry becomes
 -- `first`); times a slow reply has already passed are skipped, and no
 -- wait is shorter than `first`, nor than POLL_SLOW_GAP after
--- POLL_FAST_FOR, so slow replies do not bunch the polls. A
--- server hint (Retry-After) replaces the computed wait; the schedule
--- goes on from wherever that leaves it.
+-- POLL_FAST_FOR, so slow replies do not bunch the polls. A server
+-- hint (Retry-After) replaces the computed wait but is held to the same
+-- floors (a hint of 0 makes no busy loop); the schedule goes on from
+-- wherever the hint leaves it.
 function M.backoff(first, cap, deadline, now)
     local start = now()
     local scale = first / M.POLL_AT[1]
