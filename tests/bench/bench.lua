@@ -328,7 +328,7 @@ local function rss_rows(exe, script)
   assert(res.status == 0, res.stderr)
   local v = {}
   for k, n in res.stdout:gmatch("rss (%S+) (%d+)") do v[k] = tonumber(n) end
-  row{ case = "peak RSS of one issuance (embedded modules)", value = string.format("%.1f",
+  row{ case = "peak RSS of one issuance (embedded modules; +-0.3)", value = string.format("%.1f",
     v.peak / 1024), unit = "MiB", target = "<= 12" }
   local function part(label, kb, note)
     row{ case = "  " .. label, value = string.format("%.0f", kb),
@@ -344,11 +344,11 @@ local function rss_rows(exe, script)
   part("heap, stack and anonymous memory", v.by_own, string.format(
     "of it the Lua heap %d KiB", v.lua_end))
   -- what each step adds
-  part("step: start (libraries loaded, OpenSSL and libcurl initialised)",
+  part("step: start (libraries loaded; libcurl initialised if eager)",
     v.base, string.format("Lua heap %d KiB", v.lua_start))
   part("step: Lua modules loaded", v.modules, string.format(
     "Lua heap +%d KiB", v.modules_lua))
-  part("step: first HTTPS exchange (TLS context, handshake, HTTP/2)",
+  part("step: first HTTPS exchange (libcurl/OpenSSL TLS init, handshake)",
     v.tls, string.format("Lua heap +%d KiB", v.tls_lua))
   part("step: account + issuance (keys, JSON, JWS)", v.issuance,
     string.format("Lua heap +%d KiB", v.issuance_lua))
