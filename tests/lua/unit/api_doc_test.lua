@@ -205,6 +205,53 @@ for _, page in ipairs(PAGES) do
     end)
 end
 
+-- The parameters a heading shows: "(a, b[, c])" gives { "a", "b", "c" }
+-- and whether "..." is among them.
+local function heading_params(heading)
+  local inner = heading:match("%((.*)%)")
+  local out, vararg = {}, false
+  for p in (inner or ""):gsub("[%[%]]", ""):gmatch("[^,]+") do
+    p = p:match("^%s*(.-)%s*$")
+    if p == "..." then vararg = true elseif p ~= "" then out[#out + 1] = p end
+  end
+  return out, vararg
+end
+
+-- A Lua function's parameter count (self not counted for a method) and
+-- whether it takes "...": what the heading must show, so an argument
+-- added or dropped in the code shows up here.
+local function lua_params(f, method)
+  local info = debug.getinfo(f, "u")
+  local n = info.nparams
+  -- A method's first parameter is the receiver (self, or c for a plain
+  -- function installed as a method, as client:issue is).
+  if method and n > 0 then n = n - 1 end
+  return n, info.isvararg
+end
+
+for _, page in ipairs(PAGES) do
+  t.test(page.file .. ": headings show as many arguments as the Lua " ..
+    "functions take", function()
+      local want = exported(page)
+      local have = entries(read(page.file))
+      local problems = {}
+      for _, name in ipairs(sorted(have)) do
+        local f = want[name]
+        if type(f) == "function" and debug.getinfo(f, "S").what == "Lua" then
+          local n, vararg = lua_params(f, name:find(":", 1, true) ~= nil)
+          local shown_params, shown_vararg = heading_params(have[name].heading)
+          if #shown_params ~= n or shown_vararg ~= vararg then
+            problems[#problems + 1] = name .. " takes " .. n ..
+              " argument(s)" .. (vararg and " and ..." or "") ..
+              "; the heading shows " .. have[name].heading
+          end
+        end
+      end
+      t.ok(#problems == 0, page.file .. ":\n  " ..
+        table.concat(problems, "\n  "))
+    end)
+end
+
 t.test("the index links every page and the project README links it",
   function()
     local index = read("lua/doc/README.md")
@@ -215,6 +262,55 @@ t.test("the index links every page and the project README links it",
     end
     t.ok(read("README.md"):find("lua/doc/", 1, true),
       "README.md points to lua/doc/")
+  end)
+
+-- Anchors as GitHub makes them from headings: lower case, punctuation
+-- but "-" and "_" dropped, spaces as "-", a repeated one suffixed -1, -2.
+local function anchors(text)
+  local out, seen = {}, {}
+  local in_code = false
+  for line in text:gmatch("[^\n]*") do
+    if line:find("^```") then in_code = not in_code end
+    local h = not in_code and line:match("^#+%s+(.-)%s*$")
+    if h then
+      local a = h:lower():gsub("[^%w%s_-]", ""):gsub("%s", "-")
+      if seen[a] then
+        seen[a] = seen[a] + 1
+        a = a .. "-" .. seen[a]
+      else
+        seen[a] = 0
+      end
+      out[a] = true
+    end
+  end
+  return out
+end
+
+t.test("every link between the pages names a file and heading that exist",
+  function()
+    local files = { "lua/doc/README.md" }
+    for _, page in ipairs(PAGES) do files[#files + 1] = page.file end
+    local problems = {}
+    for _, file in ipairs(files) do
+      local text = read(file)
+      for target in text:gmatch("%]%(([^)%s]+)%)") do
+        if not target:find("^%a+://") then
+          local path, frag = target:match("^([^#]*)#?(.*)$")
+          local dest = path == "" and file or
+            (file:match("^(.*/)") .. path)
+          local body = core.read_file(dest)
+          if not body then
+            problems[#problems + 1] = file .. ": " .. target ..
+              ": no file " .. dest
+          elseif frag ~= "" and dest:find("%.md$") and
+            not anchors(body)[frag] then
+            problems[#problems + 1] = file .. ": " .. target ..
+              ": no such heading in " .. dest
+          end
+        end
+      end
+    end
+    t.ok(#problems == 0, table.concat(problems, "\n  "))
   end)
 
 -- The checker itself: a missing entry, a stale one and a wrong constant
