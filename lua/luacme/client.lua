@@ -955,7 +955,8 @@ local function order_error(o)
     local e = errors.new("order", "order " .. tostring(o.uri) .. " is " ..
         tostring(o.status), { uri = o.uri, order = o, cause = o.error })
     if o.error then
-        e.detail = e.detail .. ": " .. tostring(o.error)
+        e.detail = e.detail .. ": " .. errors.printable(o.error.detail or
+            errors.short_type(o.error.type) or "(no detail)")
         e.type = o.error.type
         e.subproblems = o.error.subproblems
     end
@@ -1026,27 +1027,30 @@ function Client:get_authorization(url)
 end
 
 -- authz_error(authz): the error for an authorization that did not
--- become valid: kind "authorization", identifier, uri, and the
--- challenges' problems in err.errors (the first also as err.cause /
--- type).
+-- become valid: kind "authorization", identifier, wildcard, uri, authz,
+-- the first challenge's problem as cause (and its type), and errors: the
+-- per-identifier list, here the one entry for this identifier, as an
+-- order with several failing names lists one per name.
 local function authz_error(a)
     local id = a.identifier or {}
-    local errs = {}
+    local cause
     for _, ch in ipairs(a.challenges or {}) do
-        if ch.error then errs[#errs + 1] = ch.error end
+        if ch.error then cause = ch.error break end
     end
     local name = (a.wildcard and "*." or "") .. tostring(id.value)
-    local e = errors.new("authorization", "authorization for " ..
-        errors.printable(name) .. " is " .. tostring(a.status),
-        { uri = a.uri, identifier = a.identifier, wildcard = a.wildcard,
-            authz = a })
-    if errs[1] then
-        e.detail = e.detail .. ": " .. tostring(errs[1])
-        e.type = errs[1].type
-        e.cause = errs[1]
-        e.errors = #errs > 1 and errs or nil
+    local fields = { uri = a.uri, identifier = a.identifier,
+        wildcard = a.wildcard, authz = a }
+    local detail = "authorization for " .. errors.printable(name) ..
+        " is " .. tostring(a.status)
+    if cause then
+        detail = detail .. ": " .. errors.printable(cause.detail or
+            errors.short_type(cause.type) or "(no detail)")
+        fields.type, fields.cause = cause.type, cause
     end
-    return e
+    local one = {}
+    for k, v in pairs(fields) do one[k] = v end
+    fields.errors = { errors.new("authorization", detail, one) }
+    return errors.new("authorization", detail, fields)
 end
 M.authz_error = authz_error
 
