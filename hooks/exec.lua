@@ -29,8 +29,15 @@ local M = {
           help = "challenge types it solves, e.g. http-01,dns-01 " ..
               "(default http-01)" },
         { name = "timeout", help = "seconds one call may take (default 300)" },
+        { name = "wellknown",
+          help = "http-01: write the token file into this directory " ..
+              "first and remove it after clean_challenge, as dehydrated " ..
+              "does with WELLKNOWN (the script is then told only)" },
     },
 }
+
+-- Token files this run wrote into wellknown directories.
+local written = {}
 
 function M.types(opts)
     local out = {}
@@ -50,6 +57,12 @@ function M.setup(opts)
     end
     local _, err = hooks.seconds(opts.timeout, 300)
     if err then return nil, err end
+    if opts.wellknown then
+        local w = core.stat(opts.wellknown)
+        if not w or w.type ~= "dir" then
+            return nil, "wellknown " .. opts.wellknown .. " is not a directory"
+        end
+    end
     return true
 end
 
@@ -67,14 +80,45 @@ local function token_value(ch)
     return ch.key_authorization
 end
 
+-- The token file in opts.wellknown for an http-01 challenge, or nil.
+local function wellknown_file(ch, opts)
+    if not opts.wellknown or ch.type ~= "http-01" then return nil end
+    if type(ch.token) ~= "string" or #ch.token > 256 or
+        not ch.token:find("^[A-Za-z0-9_-]+$") then
+        return nil, "refusing a token that is not [A-Za-z0-9_-]+"
+    end
+    return opts.wellknown:gsub("(.)/+$", "%1") .. "/" .. ch.token
+end
+
 function M.deploy(ch, opts)
+    local file, err = wellknown_file(ch, opts)
+    if err then return nil, err end
+    if file then
+        if core.lstat(file) and not written[file] then
+            return nil, file .. " exists and was not created by luacme; " ..
+                "refusing to replace it"
+        end
+        local ok, msg = core.write_file(file, ch.key_authorization, 420)
+        if not ok then return nil, msg end
+        written[file] = true
+    end
     return run(opts, "deploy_challenge", ch.domain, ch.token,
         token_value(ch))
 end
 
 function M.cleanup(ch, opts)
-    return run(opts, "clean_challenge", ch.domain, ch.token,
+    local ok, err = run(opts, "clean_challenge", ch.domain, ch.token,
         token_value(ch))
+    local file = wellknown_file(ch, opts)
+    if file and written[file] then
+        local done, msg, kind = core.unlink(file)
+        if done or kind == "not_found" then
+            written[file] = nil
+        elseif ok then
+            ok, err = nil, msg
+        end
+    end
+    return ok, err
 end
 
 function M.deploy_cert(cert, opts)
