@@ -347,6 +347,7 @@ local function issue_cert(ctx, s, existing, why, csr)
     if #chooks == 0 then
         raise("usage", "no challenge hook given", { option = "hook" })
     end
+    if not csr then dhooks = hooks.deploy_list(chooks, dhooks) end
     local c, acct = accounts.open(ctx, s.directory, true,
         { ca_file = s.ca_bundle })
     local key
@@ -474,17 +475,23 @@ end
 
 -- unchanged_cert() of the deploy hooks of a certificate not due.
 local function tell_unchanged(ctx, name, s)
+    local dlist, clist = {}, {}
     for _, spec in ipairs(s.deploy_hooks) do
         local h, lerr = hooks.load(spec, "deploy")
-        if h and h.unchanged_cert then
+        dlist[#dlist + 1] = h
+        if not h then ctx.out:warn(lerr.detail) end
+    end
+    for _, spec in ipairs(s.hooks) do
+        clist[#clist + 1] = hooks.load(spec, "challenge")
+    end
+    for _, h in ipairs(hooks.deploy_list(clist, dlist)) do
+        if h.unchanged_cert then
             local hok, herr = ctx:session():add({ h })
             if hok then
                 hok, herr = hooks.call(h, "unchanged_cert",
                     cert_arg(ctx, name, s, false))
             end
             if not hok then ctx.out:warn(herr.detail) end
-        elseif not h then
-            ctx.out:warn(lerr.detail)
         end
     end
 end
