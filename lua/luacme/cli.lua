@@ -439,6 +439,65 @@ local function cmd_list(p, out, env)
     return 0
 end
 
+-- import TOOL [DIR]: read the plan (the source is only read), tell it,
+-- and apply it unless --dry-run.
+local function cmd_import(p, out, env)
+    local import = require "luacme.import"
+    local output = require "luacme.output"
+    local m <close> = context(p.opts, out, env)
+    local plan = import.read(p.args[1], p.args[2], env)
+    local dry = p.opts.dry_run
+    local res = { accounts = {}, certs = {} }
+    if not dry then res = import.apply(m, plan) end
+    local verb = dry and "would import" or "imported"
+    local new = 0
+    for i, a in ipairs(plan.accounts) do
+        local status = res.accounts[i] and res.accounts[i].status or verb
+        if status == "imported" or status == verb then new = new + 1 end
+        local text = "account " .. a.uri .. " for " ..
+            tostring(require("luacme.state").ca_host(a.directory)) ..
+            ": " .. status
+        if status == "conflict" then
+            text = text .. " (the state has another account for this CA: " ..
+                tostring(res.accounts[i].existing) .. "; kept)"
+        end
+        out:event("import_account", { directory = a.directory, uri = a.uri,
+            key_type = a.key_type, from = a.from, status = status }, text)
+    end
+    for i, e in ipairs(plan.certs) do
+        local status = res.certs[i] and res.certs[i].status or verb
+        if status == "imported" or status == verb then new = new + 1 end
+        local names = util.array(e.names)
+        for _, ip in ipairs(e.ips) do names[#names + 1] = ip end
+        local lines = { "certificate " .. e.name .. " (" ..
+            table.concat(names, ", ") .. "; " .. e.key_type .. "; expires " ..
+            output.date(e.not_after) .. "): " .. status }
+        for _, h in ipairs(e.hooks) do
+            lines[#lines + 1] = "  hook: " .. h
+        end
+        for _, h in ipairs(e.deploy_hooks) do
+            lines[#lines + 1] = "  deploy hook: " .. h
+        end
+        out:event("import_cert", { name = e.name, names = names,
+            key_type = e.key_type, directory = e.directory,
+            hooks = util.array(e.hooks),
+            deploy_hooks = util.array(e.deploy_hooks),
+            not_after = output.time(e.not_after), from = e.from,
+            status = status }, lines[1])
+        if #lines > 1 then say(out, table.concat(lines, "\n", 2)) end
+    end
+    for _, u in ipairs(plan.unmapped) do
+        out:event("unmapped", { name = u.name, what = u.what },
+            "not mapped" .. (u.name and (" (" .. u.name .. ")") or "") ..
+            ": " .. u.what)
+    end
+    local code = new > 0 and 0 or 2
+    out:result{ ok = true, command = "import", tool = plan.tool,
+        dry_run = dry or false, accounts = #plan.accounts,
+        certs = #plan.certs, unmapped = #plan.unmapped, exit = code }
+    return code
+end
+
 -- The only one that needs neither the state nor the CA.
 local function cmd_hooks(_, out)
     local list = require("luacme.hooks").list_builtin()
@@ -597,6 +656,25 @@ certificate key when there is no account) or a certificate file.]],
 Every stored certificate: names, expiry, when it is due, and the last
 error. With --json one "cert" event per certificate.]],
         run = cmd_list,
+    },
+    import = {
+        usage = "luacme import certbot|dehydrated|acme.sh [DIR] [--dry-run]",
+        positional = { min = 1, max = 2 },
+        opts = {
+            { "dry-run", help = "show what would be imported; write nothing" },
+        },
+        help = [[
+Takes over the accounts and certificates of another ACME client, from DIR
+(default: certbot /etc/letsencrypt, dehydrated /etc/dehydrated (its
+BASEDIR, or its config file), acme.sh ~/.acme.sh). Accounts are reused
+(never registered again), one per CA; each certificate keeps its key,
+chain and names, and its challenge method and deploy/reload command
+become luacme hook specs, so luacme renew carries on as the old tool
+would have. What cannot be mapped is listed ("not mapped"), never
+guessed. The source is only read; what luacme's state holds already is
+kept. Exit 0 when something was (or with --dry-run would be) imported,
+2 when everything was there already.]],
+        run = cmd_import,
     },
     hooks = {
         usage = "luacme hooks",
@@ -897,6 +975,7 @@ Commands:
   renew [CERTNAME...]            renew what is due (all when none given)
   revoke CERTNAME|--cert FILE    revoke a certificate
   list                           certificates, expiry, when due, last error
+  import certbot|dehydrated|acme.sh [DIR]   take over another client's state
   account new|show|update|deactivate|rollover
   hooks                          the built-in hooks and their options
   run RECIPE.lua [ARGS...]       run a Lua recipe with the whole API

@@ -1,0 +1,318 @@
+-- luacme import: the state the real certbot and dehydrated made against
+-- this Pebble (and an acme.sh layout built from its documented format)
+-- taken over; the source left as it was; `luacme renew --force` then
+-- renews with the same account (no newAccount reaches Pebble), the same
+-- names, and runs the imported deploy command. Also dehydrated's own
+-- example hook and a script in its documented style through the exec
+-- hook's wellknown= (the script only told, luacme writes the token).
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
+local t = require "testlib"
+local core = require "luacme.core"
+local util = require "luacme.util"
+local cjson = require "cjson"
+local E = require "e2e"
+local L = require "cli_lib"
+
+local q = E.q
+local challenge_dir = E.env.webroot .. "/.well-known/acme-challenge"
+
+-- Every file under dir with its size, mode, mtime and content hash:
+-- equal snapshots mean nothing there was written, renamed or removed.
+local function snapshot(dir)
+  return E.must("cd " .. q(dir) .. " && find . -printf '%p %s %m %T@ %l\\n'" ..
+    " | sort && find . -type f -print0 | sort -z | xargs -0 sha256sum")
+end
+
+local function new_accounts()
+  return E.pebble_count("POST /sign%-me%-up")
+end
+
+local function meta(state, name)
+  local data = assert(E.readfile(state .. "/certs/" .. name ..
+    "/meta.json"), "no meta.json for " .. name)
+  return cjson.decode(data)
+end
+
+local function sans_of(pem)
+  return E.sans((assert(util.pem_certs(pem)))[1])
+end
+
+local function dns(list)
+  local out = {}
+  for _, n in ipairs(list) do out[#out + 1] = "DNS:" .. n end
+  table.sort(out)
+  return out
+end
+
+local function same(a, b, what)
+  t.eq(table.concat(a, " "), table.concat(b, " "), what)
+end
+
+local function by_event(out, name)
+  return L.events(L.json(out), name)
+end
+
+local env_tools = "REQUESTS_CA_BUNDLE=" .. q(E.env.ca_file) ..
+  " CURL_CA_BUNDLE=" .. q(E.env.ca_file) .. " "
+
+t.test("certbot: import, dry run, renew with the same account", function()
+  local src = E.scratch()
+  local a, b = E.name("cb"), E.name("cb")
+  local mark = src .. "/deployed"
+  E.must(env_tools .. "certbot certonly --non-interactive --agree-tos " ..
+    "-m me@example.test --server " .. q(E.env.directory) ..
+    " --config-dir " .. q(src .. "/le") .. " --work-dir " ..
+    q(src .. "/work") .. " --logs-dir " .. q(src .. "/logs") ..
+    " --webroot -w " .. q(E.env.webroot) .. " -d " .. a .. " -d " .. b ..
+    " --key-type ecdsa --deploy-hook " .. q("touch " .. mark) ..
+    " --pre-hook true")
+  local le = src .. "/le"
+  local acct_dir = E.must("find " .. q(le .. "/accounts") ..
+    " -name regr.json"):match("^(.-)/regr.json")
+  local regr = cjson.decode(E.readfile(acct_dir .. "/regr.json"))
+  t.match(regr.uri, "^https://")
+  os.remove(mark)
+  local before = snapshot(le)
+  local state = L.state()
+
+  -- --dry-run: the plan told, nothing written.
+  local out = L.must(state, { "--json", "import", "certbot", le,
+    "--dry-run" })
+  local certs = by_event(out, "import_cert")
+  t.eq(#certs, 1)
+  t.eq(certs[1].name, a)
+  t.eq(certs[1].status, "would import")
+  t.eq(certs[1].key_type, "ec256")
+  same(certs[1].hooks, { "webroot:root=" .. E.env.webroot }, "hooks")
+  same(certs[1].deploy_hooks, { "command:sh=1,cmd=touch " .. mark },
+    "deploy hooks")
+  local accts = by_event(out, "import_account")
+  t.eq(#accts, 1)
+  t.eq(accts[1].uri, regr.uri)
+  local un = by_event(out, "unmapped")
+  t.eq(#un, 1, "the pre hook is listed")
+  t.match(un[1].what, "^pre%-hook 'true'")
+  t.eq(E.readfile(state .. "/certs/" .. a .. "/meta.json"), nil,
+    "dry run writes no certificate")
+  t.ok(not core.stat(state .. "/accounts/" .. require("luacme.state")
+    .ca_host(E.env.directory) .. "/account.key"), "nor an account")
+
+  -- The import.
+  out = L.must(state, { "import", "certbot", le })
+  t.match(out, "certificate " .. a:gsub("%p", "%%%0") .. " .*: imported")
+  t.match(out, "not mapped %(" .. a:gsub("%p", "%%%0") .. "%): pre%-hook")
+  local set = L.files(state, a)
+  L.check_set(set, "imported")
+  t.eq(set["privkey.pem"] ~= nil, true)
+  same(sans_of(set["cert.pem"]), dns({ a, b }), "names")
+  t.eq(set["cert.pem"], E.readfile(le .. "/live/" .. a .. "/cert.pem"))
+  t.eq(snapshot(le), before, "the certbot directory is only read")
+  L.must(state, { "import", "certbot", le }, 2)   -- all there already
+
+  -- renew --force: the certbot account, the same names, the deploy hook.
+  local n0 = new_accounts()
+  L.must(state, { "renew", "--force", a })
+  t.eq(new_accounts(), n0, "no newAccount at Pebble")
+  local m = meta(state, a)
+  t.eq(m.account, regr.uri, "renewed with certbot's account")
+  local renewed = L.files(state, a)
+  t.ok(renewed["cert.pem"] ~= set["cert.pem"], "a new certificate")
+  same(sans_of(renewed["cert.pem"]), dns({ a, b }), "the same names")
+  t.ok(E.readfile(mark) ~= nil, "certbot's deploy hook ran")
+  t.eq(snapshot(le), before, "still untouched")
+end)
+
+-- A hook in dehydrated's documented style: one handler per event,
+-- unknown ones ignored; it logs each call.
+local function style_hook(dir)
+  local log = dir .. "/events.log"
+  local script = dir .. "/hook.sh"
+  E.writefile(script, ([==[#!/usr/bin/env bash
+deploy_challenge() { echo "deploy_challenge $1 $2" >> '%s'; }
+clean_challenge() { echo "clean_challenge $1 $2" >> '%s'; }
+deploy_cert() { echo "deploy_cert $1 $2" >> '%s'; }
+unchanged_cert() { echo "unchanged_cert $1" >> '%s'; }
+startup_hook() { echo startup_hook >> '%s'; }
+exit_hook() { echo exit_hook >> '%s'; }
+HANDLER="$1"; shift
+if [[ "${HANDLER}" =~ ^(deploy_challenge|clean_challenge|deploy_cert|unchanged_cert|startup_hook|exit_hook)$ ]]; then
+  "$HANDLER" "$@"
+fi
+]==]):format(log, log, log, log, log, log))
+  assert(core.chmod(script, 493))
+  return script, log
+end
+
+local function count(log, prefix)
+  local n = 0
+  for l in (E.readfile(log) or ""):gmatch("[^\n]+") do
+    if l:sub(1, #prefix) == prefix then n = n + 1 end
+  end
+  return n
+end
+
+t.test("dehydrated: import with its hook, renew with the same account",
+  function()
+  local base = E.scratch() .. "/dh"
+  E.must("mkdir -p " .. q(base))
+  local script, log = style_hook(E.scratch())
+  local a, b, c = E.name("dh"), E.name("dh"), E.name("dh")
+  E.writefile(base .. "/config", table.concat({
+    "CA=" .. q(E.env.directory),
+    'BASEDIR="' .. base .. '"',
+    'WELLKNOWN="' .. challenge_dir .. '"',
+    "HOOK=" .. q(script),
+    "CONTACT_EMAIL=me@example.test",
+    "KEY_ALGO=prime256v1",
+    "" }, "\n"))
+  E.writefile(base .. "/domains.txt", a .. " " .. b .. "\n" .. c ..
+    " > other\n")
+  E.must(env_tools .. "dehydrated -f " .. q(base .. "/config") ..
+    " --register --accept-terms")
+  E.must(env_tools .. "dehydrated -f " .. q(base .. "/config") .. " -c")
+  t.eq(count(log, "deploy_cert " .. a), 1, "dehydrated called the hook")
+  local acct_id = E.must("cat " .. q(base) .. "/accounts/*/account_id.json")
+  local uri = cjson.decode(acct_id).url
+  t.match(uri, "^https://")
+  local before = snapshot(base)
+  local state = L.state()
+
+  local out = L.must(state, { "--json", "import", "dehydrated", base })
+  local certs = by_event(out, "import_cert")
+  t.eq(#certs, 2)
+  t.eq(certs[1].name, a)
+  t.eq(certs[2].name, "other", "the alias names the certificate")
+  t.eq(certs[1].key_type, "ec256")
+  same(certs[1].hooks, { "exec:script=" .. script ..
+    ",types=http-01,wellknown=" .. challenge_dir }, "the hook")
+  t.eq(by_event(out, "import_account")[1].uri, uri)
+  t.eq(#by_event(out, "unmapped"), 0)
+  t.eq(snapshot(base), before, "the dehydrated directory is only read")
+
+  -- renew --force: dehydrated's account; the script gets every event
+  -- once, deploy_cert included, and luacme put the token where
+  -- WELLKNOWN pointed (the script does not write it).
+  E.writefile(log, "")
+  local n0 = new_accounts()
+  L.must(state, { "renew", "--force" })
+  t.eq(new_accounts(), n0, "no newAccount at Pebble")
+  t.eq(meta(state, a).account, uri)
+  t.eq(meta(state, "other").account, uri)
+  same(sans_of(L.files(state, a)["cert.pem"]), dns({ a, b }), "names")
+  same(sans_of(L.files(state, "other")["cert.pem"]), dns({ c }), "names")
+  t.eq(count(log, "startup_hook"), 1)
+  t.eq(count(log, "exit_hook"), 1)
+  t.eq(count(log, "deploy_challenge " .. a .. " "), 1)
+  t.eq(count(log, "clean_challenge " .. a .. " "), 1)
+  t.eq(count(log, "deploy_cert " .. a .. " " .. state .. "/certs/" .. a ..
+    "/privkey.pem"), 1, "the reload a dehydrated hook does still happens")
+  t.eq(count(log, "deploy_cert other "), 1)
+  t.eq(#E.webroot_files(), 0, "token files removed")
+  t.eq(snapshot(base), before, "still untouched")
+
+  -- Not due: unchanged_cert, as dehydrated -c calls it.
+  E.writefile(log, "")
+  L.must(state, { "renew" }, 2)
+  t.eq(count(log, "unchanged_cert " .. a), 1)
+  t.eq(count(log, "deploy_cert"), 0)
+end)
+
+t.test("dehydrated's example hook with wellknown= answers http-01",
+  function()
+  local example = "/usr/share/doc/dehydrated/examples/hook.sh"
+  t.ok(core.stat(example), "dehydrated's example hook is installed")
+  local state = L.state()
+  local n = E.name("dhex")
+  L.must(state, { "issue", "-d", n, "--agree-tos", "--hook",
+    "exec:script=" .. example .. ",wellknown=" .. challenge_dir })
+  t.ok(#E.http_log_lines("/.well-known/acme-challenge/") > 0)
+  L.check_set((L.files(state, n)))
+  t.eq(#E.webroot_files(), 0)
+  -- Without wellknown the example writes nothing: Pebble gets a 404.
+  local st = L.run(state, { "issue", "-d", E.name("dhex"), "--hook",
+    "exec:script=" .. example })
+  t.eq(st, 1)
+end)
+
+-- acme.sh keeps base64 values as __ACME_BASE64__START_..._END_.
+local function acmesh_b64(s)
+  local b = core.b64url_encode(s):gsub("[-_]", { ["-"] = "+", ["_"] = "/" })
+  return "__ACME_BASE64__START_" .. b .. string.rep("=", (4 - #b % 4) % 4) ..
+    "__ACME_BASE64__END_"
+end
+
+t.test("acme.sh: its documented layout imported and renewed", function()
+  -- An account and a certificate at Pebble, made by luacme in a state
+  -- of its own, laid out as acme.sh keeps them.
+  local made = L.state()
+  local a, b = E.name("ash"), E.name("ash")
+  L.must(made, { "issue", "-d", a, "-d", b, "--hook", L.webroot(),
+    "--agree-tos" })
+  local host = require("luacme.state").ca_host(E.env.directory)
+  local acct = cjson.decode(E.readfile(made .. "/accounts/" .. host ..
+    "/account.json"))
+  local set = L.files(made, a)
+
+  local home = E.scratch() .. "/.acme.sh"
+  local hp, path = E.env.directory:match("^https://([^/:]+)[^/]*/(.*)$")
+  local cadir = home .. "/ca/" .. hp .. "/" .. path
+  E.must("mkdir -p " .. q(cadir) .. " " .. q(home .. "/" .. a .. "_ecc"))
+  E.writefile(cadir .. "/account.key", E.readfile(made .. "/accounts/" ..
+    host .. "/account.key"))
+  E.writefile(cadir .. "/account.json", '{"contact":[],"status":"valid"}')
+  E.writefile(cadir .. "/ca.conf", "ACCOUNT_URL='" .. acct.uri .. "'\n" ..
+    "CA_KEY_HASH='x'\n")
+  local d = home .. "/" .. a .. "_ecc/" .. a
+  E.writefile(d .. ".key", set["privkey.pem"])
+  E.writefile(d .. ".cer", set["cert.pem"])
+  E.writefile(home .. "/" .. a .. "_ecc/ca.cer", set["chain.pem"])
+  E.writefile(home .. "/" .. a .. "_ecc/fullchain.cer", set["fullchain.pem"])
+  local mark = E.scratch() .. "/reloaded"
+  E.writefile(d .. ".conf", table.concat({
+    "Le_Domain='" .. a .. "'",
+    "Le_Alt='" .. b .. "'",
+    "Le_Webroot='" .. E.env.webroot .. "'",
+    "Le_PreHook=''",
+    "Le_PostHook='" .. acmesh_b64("systemctl start nginx") .. "'",
+    "Le_RenewHook=''",
+    "Le_API='" .. E.env.directory .. "'",
+    "Le_Keylength='ec-256'",
+    "Le_ReloadCmd='" .. acmesh_b64("echo $CERT_PATH > " .. mark) .. "'",
+    "" }, "\n"))
+  local before = snapshot(home)
+
+  local state = L.state()
+  local out = L.must(state, { "--json", "import", "acme.sh", home })
+  local certs = by_event(out, "import_cert")
+  t.eq(#certs, 1)
+  t.eq(certs[1].name, a)
+  same(certs[1].hooks, { "webroot:root=" .. E.env.webroot }, "hooks")
+  same(certs[1].deploy_hooks, { "command:sh=1,cmd=echo $CERT_PATH > " ..
+    mark }, "the reload command")
+  t.eq(by_event(out, "import_account")[1].directory, E.env.directory,
+    "the port comes back from Le_API")
+  local un = by_event(out, "unmapped")
+  t.eq(#un, 1)
+  t.match(un[1].what, "^Le_PostHook 'systemctl start nginx'")
+  t.eq(snapshot(home), before, "the acme.sh directory is only read")
+
+  local n0 = new_accounts()
+  L.must(state, { "renew", "--force" })
+  t.eq(new_accounts(), n0, "no newAccount at Pebble")
+  t.eq(meta(state, a).account, acct.uri)
+  same(sans_of(L.files(state, a)["cert.pem"]), dns({ a, b }), "names")
+  t.eq(E.readfile(mark), state .. "/certs/" .. a .. "/cert.pem\n",
+    "the reload command ran with acme.sh's variables")
+end)
+
+t.test("import refuses what is not the tool's state", function()
+  local state = L.state()
+  local empty = E.scratch()
+  local st, _, err = L.run(state, { "import", "certbot", empty })
+  t.eq(st, 1)
+  t.match(err, "holds no certbot state")
+  st, _, err = L.run(state, { "import", "lego", empty })
+  t.eq(st, 1)
+  t.match(err, "import knows certbot, dehydrated, acme.sh")
+end)
