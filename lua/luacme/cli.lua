@@ -175,6 +175,55 @@ local GLOBAL = {
 
 local KEY_TYPE_HELP = "ec256 (default), ec384, rsa2048, rsa3072, rsa4096"
 
+-- Key types as certbot, acme.sh and dehydrated write them.
+local KEY_TYPE_WORDS = {
+    ["ec-256"] = "ec256", ["ec-384"] = "ec384", ecdsa = "ec256",
+    prime256v1 = "ec256", secp256r1 = "ec256", ["p-256"] = "ec256",
+    secp384r1 = "ec384", ["p-384"] = "ec384", rsa = "rsa2048",
+    ["2048"] = "rsa2048", ["3072"] = "rsa3072", ["4096"] = "rsa4096",
+}
+
+-- The key type for --key-type v (luacme's names or the other clients'),
+-- with certbot's --elliptic-curve / --rsa-key-size refining ecdsa / rsa.
+-- Unknown values pass through for accounts.check_key_type to refuse.
+function M.key_type(v, curve, rsa_size)
+    if v == nil and curve == nil and rsa_size == nil then return nil end
+    local k = v and tostring(v):lower()
+    if (k == nil or k == "ecdsa") and curve then
+        return KEY_TYPE_WORDS[tostring(curve):lower()] or curve
+    end
+    if (k == nil or k == "rsa") and rsa_size then
+        return KEY_TYPE_WORDS[tostring(rsa_size)] or ("rsa" .. rsa_size)
+    end
+    return KEY_TYPE_WORDS[k] or v
+end
+
+-- Spellings people type from habit (certbot, acme.sh, dehydrated), each
+-- meaning one of luacme's options: { long, short, arg, to = the option
+-- it stands for, value = function(v) -> that option's value }. Shown in
+-- help under "also accepted".
+local function webroot_spec(v) return "webroot:root=" .. v end
+local GLOBAL_ALIASES = {
+    { "email", short = "m", arg = "EMAIL", to = "contact" },
+    { "server", arg = "URL", to = "directory" },
+    { "accept-tos", to = "agree-tos" },
+}
+local ISSUE_ALIASES = {
+    { "cert-name", arg = "CERTNAME", to = "name" },
+    { "webroot", short = "w", arg = "PATH", to = "hook",
+      value = webroot_spec, shows = "--hook webroot:root=PATH" },
+    { "webroot-path", arg = "PATH", to = "hook", value = webroot_spec,
+      shows = "--hook webroot:root=PATH" },
+    { "standalone", to = "hook", value = function() return "standalone" end,
+      shows = "--hook standalone" },
+    { "keylength", short = "k", arg = "LENGTH", to = "key-type",
+      shows = "--key-type (2048, 3072, 4096, ec-256, ec-384)" },
+    { "elliptic-curve", arg = "CURVE",
+      shows = "with --key-type ecdsa: secp256r1 = ec256, secp384r1 = ec384" },
+    { "rsa-key-size", arg = "BITS",
+      shows = "with --key-type rsa: 2048, 3072, 4096 = rsa2048, ..." },
+}
+
 --
 -- What commands share
 --
@@ -332,7 +381,7 @@ end
 -- The account subcommands: sub(m, opts, out) returns manage's result.
 local ACCOUNT = {
     new = function(m, o)
-        return check(m:account_new{ key_type = o.key_type })
+        return check(m:account_new{ key_type = M.key_type(o.key_type) })
     end,
     show = function(m, _, out)
         local res = check(m:account_show())
@@ -353,7 +402,7 @@ local ACCOUNT = {
         return check(m:account_deactivate())
     end,
     rollover = function(m, o)
-        return check(m:account_rollover{ key_type = o.key_type })
+        return check(m:account_rollover{ key_type = M.key_type(o.key_type) })
     end,
 }
 
@@ -371,6 +420,24 @@ local function cmd_account(p, out, env)
     return res.code
 end
 
+-- --deploy-hook values: a hook spec, or a command line as certbot takes
+-- it (--deploy-hook "systemctl reload nginx"), run by the shell as
+-- certbot runs it. A command the spec syntax cannot carry stays as
+-- given, and its error says what is wrong.
+local function deploy_specs(list)
+    local out = {}
+    for i, v in ipairs(list or {}) do
+        out[i] = v
+        local head = v:match("^([^:]*)")
+        if head:find("%s") and not core.stat(head) then
+            local spec = "command:sh=1,cmd=" .. v
+            local p = require("luacme.hooks").parse_spec(spec)
+            if p and p.opts.cmd == v then out[i] = spec end
+        end
+    end
+    return out
+end
+
 local function cmd_issue(p, out, env)
     local output = require "luacme.output"
     local o = p.opts
@@ -386,11 +453,12 @@ local function cmd_issue(p, out, env)
     if o.out and not o.csr then usage("--out goes with --csr") end
     local res = check(m:issue({
         names = o.domain, ips = o.ip, name = o.name,
-        key_type = o.key_type, reuse_key = o.reuse_key,
+        key_type = M.key_type(o.key_type, o.elliptic_curve, o.rsa_key_size),
+        reuse_key = o.reuse_key,
         must_staple = o.must_staple, csr = o.csr, out_file = o.out,
         preferred_chain = o.preferred_chain, profile = o.profile,
         valid_for = valid_for, hooks = o.hook,
-        deploy_hooks = o.deploy_hook,
+        deploy_hooks = deploy_specs(o.deploy_hook),
         dns_wait = number_opt(o.dns_wait, "--dns-wait", 0, 3600),
     }, { force = o.force }))
     out:result{ ok = true, command = "issue", name = res.name,
@@ -608,6 +676,14 @@ Nothing happens when a valid certificate with the same names exists
 (exit 2) unless --force. The account for the CA is created when missing
 (add --agree-tos, and --contact). The previous certificate stays in place
 until the new one is complete, then remains as *.prev.]],
+        aliases = ISSUE_ALIASES,
+        also = {
+            { "key-type", arg = "TYPE", help = "also as ecdsa, rsa, " ..
+                "ec-256, ec-384, 2048, 3072, 4096, prime256v1, secp384r1" },
+            { "deploy-hook", arg = '"CMD ARGS"', help = "a command line " ..
+                "instead of a hook spec runs with /bin/sh -c, as certbot " ..
+                "runs it (= command:sh=1,cmd=CMD ARGS)" },
+        },
         run = cmd_issue,
     },
     renew = {
@@ -743,7 +819,48 @@ local COMMA = { domain = true, ip = true }
 local function lookup(s, long, short)
     local cmd = COMMANDS[s.p.command or ""]
     return find_opt(cmd and cmd.opts, long, short) or
-        find_opt(GLOBAL, long, short)
+        find_opt(GLOBAL, long, short) or
+        find_opt(cmd and cmd.aliases, long, short) or
+        find_opt(GLOBAL_ALIASES, long, short)
+end
+
+-- Every long option known where the scan stands (for "did you mean").
+local function known_longs(s)
+    local cmd = COMMANDS[s.p.command or ""]
+    local out = {}
+    for _, l in ipairs({ cmd and cmd.opts or {}, GLOBAL,
+        cmd and cmd.aliases or {}, GLOBAL_ALIASES }) do
+        for _, o in ipairs(l) do out[#out + 1] = o[1] end
+    end
+    return out
+end
+
+-- Edit distance of a and b (Levenshtein), for "did you mean".
+local function distance(a, b)
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+        local cur = { [0] = i }
+        for j = 1, #b do
+            local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+            cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+        end
+        prev = cur
+    end
+    return prev[#b]
+end
+
+-- "; did you mean --X?" for the known option closest to long, or "".
+local function did_you_mean(s, long)
+    local best, bd
+    for _, k in ipairs(known_longs(s)) do
+        local d = distance(long, k)
+        if not bd or d < bd then best, bd = k, d end
+    end
+    if best and bd <= math.max(2, #long // 3) then
+        return "; did you mean --" .. best .. "?"
+    end
+    return ""
 end
 
 local function for_command(s)
@@ -753,6 +870,12 @@ end
 -- Record option o with value val (nil for a flag). Returns true or nil,
 -- message.
 local function store(s, o, val)
+    if o.to then
+        local target = lookup(s, o.to) or { o.to, arg = o.arg }
+        if o.value then val = o.value(val) end
+        if target.arg and val == nil then val = "" end
+        o = target
+    end
     local opts, k = s.p.opts, key_of(o[1])
     if o.arg == nil then
         opts[k] = true
@@ -796,7 +919,8 @@ local function long_option(s, a)
                 "taken on the command line (others can read it there); " ..
                 "use LUACME_EAB_HMAC_KEY or --eab-hmac-key-file FILE"
         end
-        return nil, "unknown option --" .. long .. for_command(s)
+        return nil, "unknown option --" .. long .. for_command(s) ..
+            did_you_mean(s, long)
     end
     if o.arg then
         local err
@@ -955,6 +1079,15 @@ local function opt_lines(list)
     return table.concat(lines, "\n")
 end
 
+-- Help lines for aliases: "also accepted" and what each means.
+local function alias_lines(list)
+    for _, o in ipairs(list) do
+        o.help = o.help or "= " .. (o.shows or ("--" .. o.to .. (o.arg and
+            (" " .. o.arg) or "")))
+    end
+    return opt_lines(list)
+end
+
 M.HELP_EXIT = [[
 Exit codes:
   0    done: a certificate was issued or renewed, an account created, ...
@@ -1083,7 +1216,9 @@ end
 -- The help text for topic (nil: the overview).
 function M.help(topic)
     if topic == nil or topic == "" then
-        return string.format(M.HELP_MAIN, opt_lines(GLOBAL), M.HELP_EXIT)
+        return string.format(M.HELP_MAIN, opt_lines(GLOBAL) ..
+            "\n\nAlso accepted (as certbot and acme.sh spell them):\n" ..
+            alias_lines(GLOBAL_ALIASES), M.HELP_EXIT)
     end
     if topic == "json" then return M.HELP_JSON end
     if topic == "exit-codes" or topic == "exit" then return M.HELP_EXIT end
@@ -1096,6 +1231,15 @@ function M.help(topic)
     if cmd.help then text = text .. "\n\n" .. cmd.help end
     if #cmd.opts > 0 then
         text = text .. "\n\nOptions:\n" .. opt_lines(cmd.opts)
+    end
+    if cmd.aliases then
+        local all = {}
+        for _, l in ipairs({ cmd.aliases, GLOBAL_ALIASES }) do
+            for _, o in ipairs(l) do all[#all + 1] = o end
+        end
+        for _, o in ipairs(cmd.also or {}) do all[#all + 1] = o end
+        text = text .. "\n\nAlso accepted (as certbot, acme.sh and " ..
+            "dehydrated users type them):\n" .. alias_lines(all)
     end
     -- After run FILE everything is the recipe's: no global options.
     if topic == "run" then return text end
@@ -1169,6 +1313,19 @@ function M.main(arg)
     for i = 1, #arg do argv[i] = arg[i] end
     local p, perr = M.parse(argv)
     if not p then
+        -- --json asked for JSON: a usage error is one too.
+        for _, a in ipairs(argv) do
+            if a == "--" then break end
+            if a == "--json" then
+                local output = require "luacme.output"
+                local out = output.new{ json = true, level = 0 }
+                local err = errors.new("usage", perr)
+                out:error(err)
+                out:result{ ok = false, error = output.error_fields(err),
+                    exit = 1 }
+                return 1
+            end
+        end
         io.stderr:write("luacme: ", perr, "\n(luacme help shows the " ..
             "commands and options)\n")
         return 1

@@ -316,3 +316,31 @@ t.test("import refuses what is not the tool's state", function()
   t.eq(st, 1)
   t.match(err, "import knows certbot, dehydrated, acme.sh")
 end)
+
+t.test("a certbot command line works as typed", function()
+  local state = L.state()
+  local a, b = E.name("flags"), E.name("flags")
+  local mark = E.scratch() .. "/reloaded"
+  local out = L.must(nil, { "--state", state, "--ca-bundle", E.env.ca_file,
+    "issue",
+    "--server", E.env.directory, "-m", "me@example.test", "--accept-tos",
+    "--cert-name", "site", "-w", E.env.webroot, "-d", a, "-d", b,
+    "--key-type", "ecdsa", "--elliptic-curve", "secp384r1",
+    "--deploy-hook", "touch " .. mark })
+  t.match(out, "issued site")
+  local m = meta(state, "site")
+  t.eq(m.key_type, "ec384")
+  same(m.hooks, { "webroot:root=" .. E.env.webroot }, "-w is the webroot hook")
+  same(m.deploy_hooks, { "command:sh=1,cmd=touch " .. mark },
+    "a command line is a shell command, as certbot runs it")
+  t.ok(E.readfile(mark) ~= nil, "the deploy command ran")
+  same(sans_of(L.files(state, "site")["cert.pem"]), dns({ a, b }), "names")
+  local host = require("luacme.state").ca_host(E.env.directory)
+  local acct = cjson.decode(E.readfile(state .. "/accounts/" .. host ..
+    "/account.json"))
+  t.eq(acct.contact[1], "mailto:me@example.test", "-m is the contact")
+  os.remove(mark)
+  L.must(nil, { "--state", state, "--ca-bundle", E.env.ca_file, "renew",
+    "--force", "--server", E.env.directory })
+  t.ok(E.readfile(mark) ~= nil, "and again on renewal")
+end)
