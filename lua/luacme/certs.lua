@@ -226,8 +226,9 @@ local function refresh_ari(ctx, url, ca_file, cert_pem, meta, c)
         return false
     end
     c = c or ctx:client(url, nil, nil, ca_file)
-    local dir = c:discover()
-    if not dir or not dir.renewal_info then return false end
+    local dir, derr = c:discover()
+    if not dir then return false, derr end
+    if not dir.renewal_info then return false end
     local info, err = c:get_renewal_info(cert_pem)
     ari = type(ari) == "table" and ari or {}
     if info then
@@ -240,7 +241,7 @@ local function refresh_ari(ctx, url, ca_file, cert_pem, meta, c)
         ctx.out:debug("renewal information: " .. tostring(err))
     end
     meta.ari = ari
-    return true
+    return true, err
 end
 
 -- The deploy_cert / unchanged_cert argument for certificate name.
@@ -496,10 +497,135 @@ local function tell_unchanged(ctx, name, s)
     end
 end
 
+--
+-- A CA that is down
+--
+-- A run that finds a CA down (its server unreachable after the client's
+-- retries, or answering 502/503/504) tries none of that CA's other
+-- certificates: one timeout per run, not one per certificate. The CAs
+-- a run found down are ctx.ca_down[directory URL] = { since, retry_at,
+-- reason }, one table for the whole run. A Retry-After that came with
+-- the failure is kept in the state (the CA's ca.json; a 429's in the
+-- certificate's meta.hold), so later runs leave the CA alone until then.
+
+local DOWN_KINDS = { connect = true, timeout = true, tls = true }
+local DOWN_STATUS = { [502] = true, [503] = true, [504] = true }
+-- A remembered wait is capped: a CA's word must not stop renewals for
+-- good, and asking again once a day is polite enough.
+local HOLD_MAX = 86400
+
+local function ca_down(ctx)
+    ctx.ca_down = ctx.ca_down or {}
+    return ctx.ca_down
+end
+
+-- The first error in err and its causes for which pred holds, or nil.
+local function find_cause(err, pred)
+    for _ = 1, 8 do
+        if type(err) ~= "table" then return nil end
+        if pred(err) then return err end
+        err = err.cause
+    end
+    return nil
+end
+
+-- The error (err or a cause) saying its CA (err.ca) is down, or nil.
+local function outage(err)
+    return find_cause(err, function(e)
+        return e.ca ~= nil and (DOWN_KINDS[e.kind] or
+            DOWN_STATUS[e.status]) and true or false
+    end)
+end
+
+local function clock(t)
+    return os.date("!%H:%M:%S UTC", math.floor(t))
+end
+
+local function short(err)
+    return (output.error_lines(err))[1]
+end
+
+-- Remember in this run (and, with a Retry-After, in the state) that the
+-- CA at url is down; err is the outage error.
+local function mark_down(ctx, url, err)
+    local now = ctx.now()
+    local down = ca_down(ctx)
+    if down[url] then return end
+    local rec = { since = now, reason = short(err) }
+    local ra = tonumber(err.retry_after)
+    if ra and ra > 0 then
+        rec.retry_at = now + math.min(math.ceil(ra), HOLD_MAX)
+        local ok, werr = state.write_ca(ctx.st, url, { directory = url,
+            retry_at = rec.retry_at, time = now, reason = rec.reason,
+            status = err.status })
+        if not ok then
+            ctx.out:warn("cannot remember the CA's Retry-After: " ..
+                tostring(werr))
+        end
+    end
+    down[url] = rec
+end
+
+-- Why the CA must not be asked for certificate name (settings s, meta)
+-- now: a text, or nil. Looks at this run's findings, the CA's
+-- remembered Retry-After and the certificate's hold.
+local function held(ctx, s, meta)
+    local url, now = s.directory, ctx.now()
+    local down = ca_down(ctx)
+    if not down[url] then
+        local rec = state.read_ca(ctx.st, url)
+        if rec and rec.directory == url and tonumber(rec.retry_at) and
+            rec.retry_at > now then
+            down[url] = { since = tonumber(rec.time) or now,
+                retry_at = rec.retry_at, reason = rec.reason,
+                remembered = true }
+        end
+    end
+    local d = down[url]
+    if d and d.remembered then
+        return "CA " .. url .. " asked to be left alone until " ..
+            output.time(d.retry_at) .. " (" .. tostring(d.reason) ..
+            "); not contacted"
+    elseif d then
+        return "CA " .. url .. " unreachable since " .. clock(d.since)
+    end
+    local h = meta.hold
+    if type(h) == "table" and tonumber(h.retry_at) and h.retry_at > now then
+        return "the CA asked not to be asked for it before " ..
+            output.time(h.retry_at) .. " (" .. tostring(h.reason) ..
+            "); not contacted"
+    end
+    return nil
+end
+
+-- After a failed renewal of certificate name: mark its CA down, or
+-- keep a 429's Retry-After in meta.hold.
+local function note_failure(ctx, name, s, err)
+    local o = outage(err)
+    if o then return mark_down(ctx, s.directory, o) end
+    local limited = find_cause(err, function(e)
+        return e.ca ~= nil and e.status == 429 and
+            (tonumber(e.retry_after) or 0) > 0
+    end)
+    if not limited then return end
+    local meta = state.read_meta(ctx.st, name)
+    if not meta then return end
+    local now = ctx.now()
+    meta.hold = { retry_at = now + math.min(math.ceil(
+        limited.retry_after), HOLD_MAX), time = now,
+        reason = short(limited), status = 429 }
+    local ok, werr = state.write_meta(ctx.st, name, meta)
+    if not ok then
+        ctx.out:warn("cannot remember the CA's Retry-After: " ..
+            tostring(werr))
+    end
+end
+
 -- Is certificate name (settings s, meta) due? Fetches ARI first unless
--- forced; saves meta when ARI changed it. Returns due, when, reason,
--- info (the certificate's cert_info or nil).
-local function due(ctx, name, s, meta, force)
+-- forced or the CA is not to be asked (no_ari); saves meta when ARI
+-- changed it. Returns due, when, reason, info (the certificate's
+-- cert_info or nil).
+local function due(ctx, name, s, meta, no_ari)
     local set, rerr = state.read_cert(ctx.st, name)
     local info = set and core.cert_info(set.cert_pem)
     if not set then
@@ -508,12 +634,24 @@ local function due(ctx, name, s, meta, force)
     end
     local ari_before = meta.ari and meta.ari.renew_at
     local changed = false
-    if not force then
-        local rok, r = pcall(refresh_ari, ctx, s.directory, s.ca_bundle,
-            set.cert_pem, meta)
-        if rok then changed = r
+    if not no_ari then
+        local rok, r, aerr = pcall(refresh_ari, ctx, s.directory,
+            s.ca_bundle, set.cert_pem, meta)
+        if rok then
+            changed = r
         elseif type(r) == "table" and r.kind == "interrupted" then
             error(r, 0)
+        else
+            aerr = r
+        end
+        local o = outage(aerr)
+        if o then
+            -- Not due by what is known: only a warning, once a CA.
+            if not ca_down(ctx)[s.directory] then
+                ctx.out:warn("renewal information not refreshed: " ..
+                    short(o))
+            end
+            mark_down(ctx, s.directory, o)
         end
     end
     local is_due, when, reason = renew.due(info, meta, ctx.now(), ctx.rand)
@@ -542,7 +680,11 @@ local function renew_one(ctx, name, opts)
     if ctx.directory_given then s.directory = ctx.directory end
     s.directory = s.directory or ctx.directory
     if ctx.ca_file then s.ca_bundle = ctx.ca_file end
-    local is_due, when, reason, info = due(ctx, name, s, meta, opts.force)
+    local hold = held(ctx, s, meta)
+    local is_due, when, reason, info = due(ctx, name, s, meta,
+        opts.force or hold ~= nil)
+    -- due() may have found the CA down just now.
+    hold = hold or held(ctx, s, meta)
     if not is_due and not opts.force then
         ctx:emit("not_due", { name = name, due_at = output.time(when),
             reason = reason }, name .. ": not due (" .. reason .. ")")
@@ -550,12 +692,23 @@ local function renew_one(ctx, name, opts)
         return { code = 2, name = name, due = false,
             due_at = when, not_after = info and info.not_after }
     end
+    if hold then
+        local skip = errors.new("ca_down", "skipped: " .. hold,
+            { skipped = true })
+        record_error(ctx, name, skip)
+        error(skip, 0)
+    end
     local why = opts.force and "forced" or reason
     ctx:emit("due", { name = name, reason = why }, name ..
         ": renewing (" .. why .. ")", { verbose = true })
     local set = M.settings(ctx, s)
     set.name = name
-    local r = issue_locked(ctx, set, { force = true, reason = why })
+    local ok, r = pcall(issue_locked, ctx, set, { force = true,
+        reason = why })
+    if not ok then
+        note_failure(ctx, name, s, r)
+        error(r, 0)
+    end
     r.renewed = true
     return r
 end
@@ -575,6 +728,8 @@ function M.renew(ctx, opts)
     end
     local names = opts.names
     if not names or #names == 0 then names = cert_names(ctx) end
+    -- What a run finds of its CAs holds for that run only.
+    ctx.ca_down = {}
     local res = { renewed = {}, not_due = {}, failed = {}, errors = {} }
     if #names == 0 then
         ctx:emit("nothing", {}, "no certificates to renew")

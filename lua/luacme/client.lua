@@ -157,7 +157,10 @@ function Client:_send(method, url, headers, body)
     local status, rh, rb = t:request{ method = method, url = url,
         headers = h, body = body }
     if not status then
-        return nil, errors.new(rb or "transport", tostring(rh), { url = url })
+        -- ca= names the CA whose server failed (luacme.certs skips the
+        -- rest of a run's certificates of a CA that is down).
+        return nil, errors.new(rb or "transport", tostring(rh),
+            { url = url, ca = self.directory_url })
     end
     rh = rh or {}
     local nonce = util.header(rh, "replay-nonce")
@@ -178,7 +181,7 @@ function Client:_error(resp)
         if type(doc) == "table" and (mt == "application/problem+json" or
             type(doc.type) == "string") then
             local e = errors.problem(resp.status, doc, resp.headers, ra)
-            e.url = resp.url
+            e.url, e.ca = resp.url, self.directory_url
             e.terms_of_service = util.link(resp.headers, "terms-of-service",
                 resp.url)[1]
             if e.detail == nil then
@@ -189,7 +192,7 @@ function Client:_error(resp)
     end
     return errors.new("http", "HTTP " .. resp.status .. " from " .. resp.url,
         { status = resp.status, headers = resp.headers, retry_after = ra,
-            url = resp.url })
+            url = resp.url, ca = self.directory_url })
 end
 
 -- Decode a successful reply's JSON body into resp.json; Location and

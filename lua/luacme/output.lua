@@ -301,7 +301,8 @@ function M.error_lines(err)
     end
     local head = typ and short_type(typ) or err.kind or "error"
     detail = errors.printable(detail or "(no detail)")
-    local first = head .. ": " .. detail
+    -- A certificate skipped says why in its detail alone.
+    local first = err.skipped and detail or (head .. ": " .. detail)
     if who and (cause or not detail:find(who, 1, true)) then
         first = who .. ": " .. first
     end

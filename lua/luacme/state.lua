@@ -1,6 +1,7 @@
 -- The layout of luacme's state on top of a store (luacme.store):
 --
---   accounts/<CA host>/account.json, account.key (0600), .lock
+--   accounts/<CA host>/account.json, account.key (0600), .lock,
+--                      ca.json (the CA's remembered Retry-After)
 --   certs/<CERTNAME>/privkey.pem (0600), cert.pem, chain.pem,
 --                    fullchain.pem, meta.json (0600), .lock
 --                    and the previous set as *.prev
@@ -19,7 +20,10 @@
 --                         renewal information; times in unix seconds
 --                         (renew_at: see luacme.renew)
 --   issued_at, not_before, not_after   unix seconds
---   last_error = { time, message }
+--   last_error = { time, message, kind, type, identifier }
+--   hold = { retry_at, time, reason, status }
+--                         the CA asked (429/503 + Retry-After) not to be
+--                         asked for this certificate before retry_at
 -- Unknown members are kept as they are.
 local core = require "luacme.core"
 local cjson = require "cjson.safe"
@@ -213,6 +217,25 @@ function M.account_key_path(st, url)
     local rel, err = account_file(url, "account.key")
     if not rel then return nil, err end
     return st:path(rel)
+end
+
+-- ca.json beside the account: what luacme remembers of the CA itself
+-- across runs, e.g. { directory, retry_at, time, reason, status } when
+-- the CA asked to be left alone until retry_at (luacme.certs). A table,
+-- or nil, err ("not_found" when there is none).
+function M.read_ca(st, url)
+    local rel, err = account_file(url, "ca.json")
+    if not rel then return nil, err end
+    return read_json(st, rel)
+end
+
+function M.write_ca(st, url, rec)
+    local rel, err = account_file(url, "ca.json")
+    if not rel then return nil, err end
+    local data
+    data, err = encode(rec)
+    if not data then return nil, err end
+    return st:put(rel, data)
 end
 
 -- Lock the account of the CA at url (see store:lock).
