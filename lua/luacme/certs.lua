@@ -383,6 +383,24 @@ local function issue_cert(ctx, s, existing, why, csr)
     return install(ctx, s, res, key, acct, c, dhooks)
 end
 
+-- Hooks given to issue for a certificate that is valid already are
+-- stored for its renewals, never dropped: a list given and different
+-- from the stored one replaces it (lock held). Returns what changed
+-- ("hooks", "deploy hooks", "hooks and deploy hooks") or nil.
+local function keep_hooks(ctx, s, meta)
+    local what = {}
+    for _, k in ipairs({ "hooks", "deploy_hooks" }) do
+        local new, old = s[k] or {}, meta[k] or {}
+        if #new > 0 and table.concat(new, "\n") ~= table.concat(old, "\n") then
+            meta[k] = util.array(new)
+            what[#what + 1] = (k:gsub("_", " "))
+        end
+    end
+    if #what == 0 then return nil end
+    must(state.write_meta(ctx.st, s.name, meta))
+    return table.concat(what, " and ")
+end
+
 -- Issue with settings s under the certificate lock (held). opts.force
 -- skips the "a valid one exists" check; opts.reason says why.
 local function issue_locked(ctx, s, opts)
@@ -397,10 +415,14 @@ local function issue_locked(ctx, s, opts)
         if info and ctx.now() < info.not_after and
             same_set(info.names, s.names) and same_set(info.ips, s.ips) and
             not existing.meta.revoked then
+            local kept = keep_hooks(ctx, s, existing.meta)
             ctx:emit("unchanged", { name = s.name,
-                not_after = output.time(info.not_after) }, s.name ..
+                not_after = output.time(info.not_after),
+                settings_updated = kept or nil }, s.name ..
                 ": a valid certificate with these names exists (expires " ..
-                output.date(info.not_after) .. "); nothing to do")
+                output.date(info.not_after) .. "); " .. (kept and
+                ("not issued again; its " .. kept .. " now apply to " ..
+                "renewals (--force issues now)") or "nothing to do"))
             return { code = 2, name = s.name, not_after = info.not_after,
                 unchanged = true, names = all_names(s) }
         end
@@ -666,7 +688,7 @@ end
 
 -- Renew one certificate when due (lock held inside). Returns the result
 -- table: code 0 renewed, 2 not due.
-local function renew_one(ctx, name, opts)
+local function renew_one(ctx, name, opts, named)
     local lk <close> = lock_cert(ctx, name)
     local meta, err = state.read_meta(ctx.st, name)
     if not meta then
@@ -680,6 +702,14 @@ local function renew_one(ctx, name, opts)
     if ctx.directory_given then s.directory = ctx.directory end
     s.directory = s.directory or ctx.directory
     if ctx.ca_file then s.ca_bundle = ctx.ca_file end
+    -- A revoked certificate was retired on purpose: a run over all
+    -- certificates (cron) must not bring it back; naming it does.
+    if meta.revoked and not opts.force and not named then
+        ctx:emit("not_due", { name = name, reason = "revoked" }, name ..
+            ": revoked, not renewed (luacme renew " .. name ..
+            " gets a new one)")
+        return { code = 2, name = name, due = false }
+    end
     local hold = held(ctx, s, meta)
     local is_due, when, reason, info = due(ctx, name, s, meta,
         opts.force or hold ~= nil)
@@ -735,7 +765,8 @@ function M.renew(ctx, opts)
         ctx:emit("nothing", {}, "no certificates to renew")
     end
     for _, name in ipairs(names) do
-        local r, err = errors.protect(renew_one, ctx, name, opts)
+        local r, err = errors.protect(renew_one, ctx, name, opts,
+            opts.names ~= nil and #opts.names > 0)
         if not r then
             res.failed[#res.failed + 1] = name
             res.errors[#res.errors + 1] = { name = name, err = err }

@@ -344,3 +344,39 @@ t.test("a certbot command line works as typed", function()
     "--force", "--server", E.env.directory })
   t.ok(E.readfile(mark) ~= nil, "and again on renewal")
 end)
+
+t.test("a deploy hook given for an existing certificate is kept",
+  function()
+  local state = L.state()
+  local n = E.name("keep")
+  L.must(state, { "issue", "-d", n, "--hook", L.webroot(), "--agree-tos" })
+  local serial = meta(state, n).serial
+  local mark = E.scratch() .. "/reloaded"
+  local out = L.must(state, { "issue", "-d", n, "--hook", L.webroot(),
+    "--deploy-hook", "touch " .. mark }, 2)
+  t.match(out, "its deploy hooks now apply to renewals")
+  local m = meta(state, n)
+  t.eq(m.serial, serial, "not issued again")
+  same(m.deploy_hooks, { "command:sh=1,cmd=touch " .. mark }, "stored")
+  -- Given nothing, the stored hooks stay.
+  L.must(state, { "issue", "-d", n, "--hook", L.webroot() }, 2)
+  same(meta(state, n).deploy_hooks, { "command:sh=1,cmd=touch " .. mark },
+    "still stored")
+  L.must(state, { "renew", "--force" })
+  t.ok(E.readfile(mark) ~= nil, "the renewal ran it")
+end)
+
+t.test("a revoked certificate is not re-issued from cron", function()
+  local state = L.state()
+  local n, keep = E.name("retired"), E.name("kept")
+  L.must(state, { "issue", "-d", n, "--hook", L.webroot(), "--agree-tos" })
+  L.must(state, { "issue", "-d", keep, "--hook", L.webroot() })
+  local serial = meta(state, n).serial
+  L.must(state, { "revoke", n, "--reason", "cessationOfOperation" })
+  local out = L.must(state, { "renew" }, 2)
+  t.match(out, n:gsub("%p", "%%%0") .. ": revoked, not renewed")
+  t.eq(meta(state, n).serial, serial, "not re-issued")
+  -- Naming it asks for it.
+  L.must(state, { "renew", n })
+  t.ok(meta(state, n).serial ~= serial, "renew NAME re-issues it")
+end)
