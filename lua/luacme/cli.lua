@@ -702,7 +702,9 @@ the CA's renewal window when the CA offers ARI (a random moment in it),
 otherwise once a third of the lifetime remains (half for certificates
 valid under 10 days). Uses the settings the certificate was issued with.
 Exit 0 when something was renewed, 2 when nothing was due, 1 on any error
-(the others are still tried).]],
+(the others are still tried). A revoked certificate is renewed only when
+named (luacme renew NAME) or with --force, so cron does not bring back a
+retired domain.]],
         run = cmd_renew,
     },
     revoke = {
@@ -1096,7 +1098,13 @@ Exit codes:
        certificate with the same names, account new found an account
   130  interrupted (Ctrl-C or SIGTERM); hooks were cleaned up
 
-So from cron:  luacme renew -q && systemctl reload nginx]]
+So from cron:  luacme renew -q && systemctl reload nginx
+With several certificates one failure makes it 1 even when another was
+renewed: give each its reload as --deploy-hook "systemctl reload nginx"
+(run right after that certificate is installed). certbot's renew exits 0
+when nothing is due; where only 0 counts as success use
+  luacme renew -q || [ $? -eq 2 ]
+A revoked certificate is left alone by renew unless named.]]
 
 M.HELP_MAIN = [[
 luacme: an ACME (RFC 8555) certificate client
@@ -1108,7 +1116,8 @@ Commands:
   renew [CERTNAME...]            renew what is due (all when none given)
   revoke CERTNAME|--cert FILE    revoke a certificate
   list                           certificates, expiry, when due, last error
-  import certbot|dehydrated|acme.sh [DIR]   take over another client's state
+  import certbot|dehydrated|acme.sh [DIR]
+                                 take over another client's state
   account new|show|update|deactivate|rollover
   hooks                          the built-in hooks and their options
   run RECIPE.lua [ARGS...]       run a Lua recipe with the whole API
@@ -1151,6 +1160,12 @@ Events ("event": NAME):
                due_at, reason, last_error {time, message, kind, type},
                revoked, error           (list)
   hook         name, types, deploy, description, options [..]  (hooks)
+  import_account  directory, uri, key_type, from, status (imported,
+               exists, conflict, would import)              (import)
+  import_cert  name, names, key_type, directory, hooks, deploy_hooks,
+               not_after, from, status                      (import)
+  unmapped     name, what: a setting of the old client luacme cannot
+               carry over the same way (import)
   account_updated, account_deactivated, account_rollover: ca, uri, ...
   warning      message
   debug        message                  (with -v)
@@ -1161,6 +1176,7 @@ Events ("event": NAME):
                issue: name, names, serial, not_after, unchanged
                renew: renewed [..], not_due [..], failed [..]
                revoke: name, serial
+               import: tool, dry_run, accounts, certs, unmapped (counts)
                list: count;  account: action, account {ca, uri, status,
                contact, key_type, thumbprint}
                on failure: error {as above}]]
