@@ -86,9 +86,20 @@ end
 
 -- Check and normalise settings s (a fresh table back). ctx gives the
 -- defaults (directory, CA bundle).
+-- A DNS name a CA can issue for: ident.domain's checks, and at least
+-- two labels (a single label is no name in the public DNS).
+local function cert_domain(n)
+    local v, why = ident.domain(n)
+    if v and not v:gsub("^%*%.", ""):find(".", 1, true) then
+        return nil, "a single label; CAs issue only for names with a " ..
+            "dot (e.g. host.example.com)"
+    end
+    return v, why
+end
+
 function M.settings(ctx, s)
     local out, seen = {}, {}
-    out.names = unique_names(s.names or s.domains, ident.domain,
+    out.names = unique_names(s.names or s.domains, cert_domain,
         "domain name", seen)
     out.ips = unique_names(s.ips, ident.ip, "IP address", seen)
     if #out.names + #out.ips == 0 then
@@ -479,6 +490,17 @@ end
 function M.issue(ctx, s, opts)
     if s.csr or s.csr_pem then return issue_for_csr(ctx, s) end
     local set = M.settings(ctx, s)
+    if not s.name then
+        -- The same names in another order are the same certificate.
+        for _, n in ipairs(must(state.list_certs(ctx.st))) do
+            local meta = state.read_meta(ctx.st, n)
+            if meta and same_set(meta.names, set.names) and
+                same_set(meta.ips, set.ips) then
+                set.name = n
+                break
+            end
+        end
+    end
     local lk <close> = lock_cert(ctx, set.name)
     return issue_locked(ctx, set, opts)
 end

@@ -884,8 +884,11 @@ local function store(s, o, val)
     elseif o.multi then
         opts[k] = opts[k] or {}
         if COMMA[o[1]] then
-            for piece in val:gmatch("[^,%s]+") do
-                table.insert(opts[k], piece)
+            -- Commas only: "exa mple.test" is one (bad) name, refused
+            -- later with its reason, not two names.
+            for piece in val:gmatch("[^,]+") do
+                piece = trim(piece)
+                if piece ~= "" then table.insert(opts[k], piece) end
             end
         else
             table.insert(opts[k], val)

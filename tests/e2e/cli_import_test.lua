@@ -380,3 +380,25 @@ t.test("a revoked certificate is not re-issued from cron", function()
   L.must(state, { "renew", n })
   t.ok(meta(state, n).serial ~= serial, "renew NAME re-issues it")
 end)
+
+t.test("names: a space is no separator, one label is refused, order is "
+  .. "no new certificate", function()
+  local state = L.state()
+  local st, _, err = L.run(state, { "issue", "-d", "exa mple.test", "--hook",
+    L.webroot(), "--agree-tos" })
+  t.eq(st, 1)
+  t.match(err, "bad domain name 'exa mple%.test'")
+  st, _, err = L.run(state, { "issue", "-d", "intranet", "--hook",
+    L.webroot(), "--agree-tos" })
+  t.eq(st, 1)
+  t.match(err, "bad domain name 'intranet': a single label")
+  local a, b = E.name("order"), E.name("order")
+  L.must(state, { "issue", "-d", a, "-d", b, "--hook", L.webroot(),
+    "--agree-tos" })
+  local out = L.must(state, { "issue", "-d", b, "-d", a, "--hook",
+    L.webroot() }, 2)
+  t.match(out, a:gsub("%p", "%%%0") .. ": a valid certificate with these " ..
+    "names exists")
+  local lines = L.json(L.must(state, { "--json", "list" }))
+  t.eq(#L.events(lines, "cert"), 1, "found, not duplicated")
+end)

@@ -435,3 +435,11 @@ t.test("help issue lists what is also accepted", function()
   end
   t.match(cli.help(), "%-m, %-%-email EMAIL +%= %-%-contact")
 end)
+
+t.test("parse: -d splits on commas, never on spaces", function()
+  local p = assert(cli.parse{ "issue", "-d", "exa mple.test", "-d",
+    "a.example, b.example" })
+  t.eq(#p.opts.domain, 3)
+  t.eq(p.opts.domain[1], "exa mple.test", "kept whole, to be refused")
+  t.eq(p.opts.domain[3], "b.example")
+end)
