@@ -916,4 +916,108 @@ function M.list(ctx)
     return { code = 0, certs = out }
 end
 
+--
+-- Changing and retiring a certificate
+--
+
+local function stored_meta(ctx, name)
+    local meta, err = state.read_meta(ctx.st, name)
+    if not meta then
+        if err.kind == "not_found" then
+            raise("not_found", "no certificate named " .. name,
+                { what = "certificate" })
+        end
+        error(err, 0)
+    end
+    return meta
+end
+
+-- reconfigure(ctx, name, s): new settings for certificate name's
+-- renewals, without issuing. s.hooks, s.deploy_hooks (lists that
+-- replace the stored ones), s.key_type, s.reuse_key (true/false),
+-- s.preferred_chain, s.profile, s.dns_wait; what is nil stays. Every
+-- hook is loaded now, so a spec that cannot work is refused here and
+-- not by the next renewal from cron. Returns { code = 0 (changed) | 2
+-- (nothing to change), name, changed = { setting names } }.
+function M.reconfigure(ctx, name, s)
+    local lk <close> = lock_cert(ctx, name)
+    local meta = stored_meta(ctx, name)
+    local env = core.environ()
+    local new = {}
+    if s.hooks and #s.hooks > 0 then
+        new.hooks = {}
+        for _, h in ipairs(s.hooks) do
+            h = absolute_spec(h, env)
+            if s.dns_wait then h = with_dns_wait(h, s.dns_wait, {}) end
+            must(hooks.load(h, "challenge"))
+            new.hooks[#new.hooks + 1] = h
+        end
+    end
+    if s.deploy_hooks and #s.deploy_hooks > 0 then
+        new.deploy_hooks = {}
+        for _, h in ipairs(s.deploy_hooks) do
+            h = absolute_spec(h, env)
+            must(hooks.load(h, "deploy"))
+            new.deploy_hooks[#new.deploy_hooks + 1] = h
+        end
+    end
+    if s.key_type then new.key_type = accounts.check_key_type(s.key_type) end
+    new.reuse_key = s.reuse_key
+    new.preferred_chain = s.preferred_chain
+    new.profile = s.profile
+    local changed = {}
+    for _, k in ipairs(M.SETTINGS) do
+        local v = new[k]
+        if v ~= nil then
+            local same = v == meta[k]
+            if type(v) == "table" then
+                same = table.concat(v, "\n") ==
+                    table.concat(meta[k] or {}, "\n")
+                v = util.array(v)
+            end
+            if not same then
+                meta[k] = v
+                changed[#changed + 1] = k
+            end
+        end
+    end
+    if #changed == 0 then
+        ctx:emit("reconfigured", { name = name, changed = util.array({}) },
+            name .. ": these are its settings already; nothing to change")
+        return { code = 2, name = name, changed = changed }
+    end
+    must(state.write_meta(ctx.st, name, meta))
+    ctx:emit("reconfigured", { name = name, changed = util.array(changed) },
+        name .. ": " .. table.concat(changed, ", "):gsub("_", " ") ..
+        " changed; they apply from its next renewal (not issued now)")
+    return { code = 0, name = name, changed = changed }
+end
+
+-- delete(ctx, name, purge): certificate name is renewed no more. Its
+-- files stay where servers read them (meta.json, the record that makes
+-- it a certificate luacme renews, becomes meta.json.deleted), or with
+-- purge are removed. Returns { code = 0, name, purged }.
+function M.delete(ctx, name, purge)
+    local lk = lock_cert(ctx, name)
+    stored_meta(ctx, name)
+    local dir = must(state.cert_dir(name))
+    must(ctx.st:rename(dir .. "/" .. state.META, dir .. "/" ..
+        state.META .. ".deleted"))
+    if purge then
+        for _, f in ipairs(must(ctx.st:list(dir))) do
+            if f ~= ".lock" then must(ctx.st:delete(dir .. "/" .. f)) end
+        end
+    end
+    lk:unlock()
+    if purge then
+        ctx.st:delete(dir .. "/.lock")
+        ctx.st:rmdir(dir)
+    end
+    ctx:emit("deleted", { name = name, purged = purge or false },
+        name .. ": deleted; not renewed any more" .. (purge and
+        ", its files removed" or ("; its files stay in " ..
+        ctx.st:path(dir))))
+    return { code = 0, name = name, purged = purge or false }
+end
+
 return M

@@ -507,6 +507,33 @@ local function cmd_list(p, out, env)
     return 0
 end
 
+local function cmd_reconfigure(p, out, env)
+    local o = p.opts
+    local m <close> = context(o, out, env)
+    if o.reuse_key and o.no_reuse_key then
+        usage("--reuse-key or --no-reuse-key, not both")
+    end
+    local reuse
+    if o.reuse_key then reuse = true elseif o.no_reuse_key then reuse = false end
+    local res = check(m:reconfigure(p.args[1], {
+        hooks = o.hook, deploy_hooks = deploy_specs(o.deploy_hook),
+        key_type = M.key_type(o.key_type), reuse_key = reuse,
+        preferred_chain = o.preferred_chain, profile = o.profile,
+        dns_wait = number_opt(o.dns_wait, "--dns-wait", 0, 3600),
+    }))
+    out:result{ ok = true, command = "reconfigure", name = res.name,
+        changed = util.array(res.changed), exit = res.code }
+    return res.code
+end
+
+local function cmd_delete(p, out, env)
+    local m <close> = context(p.opts, out, env)
+    local res = check(m:delete(p.args[1], p.opts.purge))
+    out:result{ ok = true, command = "delete", name = res.name,
+        purged = res.purged, exit = res.code }
+    return res.code
+end
+
 -- import TOOL [DIR]: read the plan (the source is only read), tell it,
 -- and apply it unless --dry-run.
 local function cmd_import(p, out, env)
@@ -734,6 +761,43 @@ certificate key when there is no account) or a certificate file.]],
 Every stored certificate: names, expiry, when it is due, and the last
 error. With --json one "cert" event per certificate.]],
         run = cmd_list,
+    },
+    reconfigure = {
+        usage = "luacme reconfigure CERTNAME [--hook SPEC ...] " ..
+            "[--deploy-hook SPEC ...] [--key-type TYPE] [options]",
+        positional = { min = 1, max = 1 },
+        opts = {
+            { "hook", arg = "SPEC", multi = true, help = "challenge hooks " ..
+                "(replace the stored ones)" },
+            { "deploy-hook", arg = "SPEC", multi = true, help = "deploy " ..
+                "hooks (replace the stored ones); a command line works too" },
+            { "key-type", arg = "TYPE", help = KEY_TYPE_HELP },
+            { "reuse-key", help = "keep the private key on renewal" },
+            { "no-reuse-key", help = "a new key on each renewal" },
+            { "preferred-chain", arg = "ISSUER", help = "pick the chain " ..
+                "whose top issuer has this common name" },
+            { "profile", arg = "NAME", help = "certificate profile" },
+            { "dns-wait", arg = "SECONDS", help = "with --hook: dns-01 " ..
+                "hooks wait this long" },
+        },
+        help = [[
+Changes the settings a stored certificate is renewed with, without
+issuing now: what is given replaces what is stored, the rest stays.
+Hooks are checked at once. Exit 2 when nothing changed.]],
+        run = cmd_reconfigure,
+    },
+    delete = {
+        usage = "luacme delete CERTNAME [--purge]",
+        positional = { min = 1, max = 1 },
+        opts = {
+            { "purge", help = "also remove its files (key, certificate, " ..
+                "chain)" },
+        },
+        help = [[
+Stops renewing a certificate. Its files stay where your servers read them
+(meta.json becomes meta.json.deleted) unless --purge. It is not revoked:
+luacme revoke CERTNAME first for that.]],
+        run = cmd_delete,
     },
     import = {
         usage = "luacme import certbot|dehydrated|acme.sh [DIR] [--dry-run]",
@@ -1119,6 +1183,9 @@ Commands:
   renew [CERTNAME...]            renew what is due (all when none given)
   revoke CERTNAME|--cert FILE    revoke a certificate
   list                           certificates, expiry, when due, last error
+  reconfigure CERTNAME [--hook SPEC] [--deploy-hook SPEC] [--key-type T]
+                                 change how it is renewed, without issuing
+  delete CERTNAME [--purge]      stop renewing it (files kept unless --purge)
   import certbot|dehydrated|acme.sh [DIR]
                                  take over another client's state
   account new|show|update|deactivate|rollover
@@ -1163,6 +1230,8 @@ Events ("event": NAME):
                due_at, reason, last_error {time, message, kind, type},
                revoked, error           (list)
   hook         name, types, deploy, description, options [..]  (hooks)
+  reconfigured name, changed [..]        (reconfigure)
+  deleted      name, purged              (delete)
   import_account  directory, uri, key_type, from, status (imported,
                exists, conflict, would import)              (import)
   import_cert  name, names, key_type, directory, hooks, deploy_hooks,

@@ -123,6 +123,8 @@ Ctx.issue = op(certs.issue)                      -- (settings, {force})
 Ctx.renew = op(certs.renew)                      -- {names, force, jitter}
 Ctx.revoke = op(certs.revoke)    -- {name | cert_file, reason, cert_key_file}
 Ctx.list = op(certs.list)
+Ctx.reconfigure = op(certs.reconfigure)         -- (name, settings)
+Ctx.delete = op(certs.delete)                   -- (name, purge)
 
 M.Ctx = Ctx
 return M

@@ -402,3 +402,43 @@ t.test("names: a space is no separator, one label is refused, order is "
   local lines = L.json(L.must(state, { "--json", "list" }))
   t.eq(#L.events(lines, "cert"), 1, "found, not duplicated")
 end)
+
+t.test("reconfigure changes the renewal settings; delete stops renewals",
+  function()
+  local state = L.state()
+  local n = E.name("reconf")
+  L.must(state, { "issue", "-d", n, "--hook", L.webroot(), "--agree-tos" })
+  local serial = meta(state, n).serial
+  local mark = E.scratch() .. "/reloaded"
+  local out = L.must(state, { "reconfigure", n, "--deploy-hook",
+    "touch " .. mark, "--key-type", "rsa2048" })
+  t.match(out, "key type, deploy hooks changed")
+  local m = meta(state, n)
+  t.eq(m.serial, serial, "not issued")
+  t.eq(m.key_type, "rsa2048")
+  same(m.deploy_hooks, { "command:sh=1,cmd=touch " .. mark }, "stored")
+  same(m.hooks, { L.webroot() }, "what is not given stays")
+  L.must(state, { "reconfigure", n, "--key-type", "rsa2048" }, 2)
+  local st, _, err = L.run(state, { "reconfigure", n, "--hook",
+    "webroot:root=relative" })
+  t.eq(st, 1, "a hook that cannot work is refused now")
+  t.match(err, "absolute")
+  t.eq(meta(state, n).hooks[1], L.webroot(), "and nothing changed")
+  L.must(state, { "renew", "--force", n })
+  t.ok(E.readfile(mark) ~= nil, "the new deploy hook ran")
+  t.match(E.must("openssl pkey -noout -text -in " .. q(state .. "/certs/" ..
+    n .. "/privkey.pem")), "2048 bit", "the new key type was used")
+
+  local dir = state .. "/certs/" .. n
+  out = L.must(state, { "delete", n })
+  t.match(out, "not renewed any more")
+  t.ok(E.readfile(dir .. "/fullchain.pem") ~= nil, "files kept")
+  L.must(state, { "renew", "--force" }, 2)
+  local lines = L.json(L.must(state, { "--json", "list" }))
+  t.eq(#L.events(lines, "cert"), 0, "not listed")
+  L.must(state, { "delete", n }, 1)
+  -- Issued again, then purged.
+  L.must(state, { "issue", "-d", n, "--hook", L.webroot() })
+  L.must(state, { "delete", n, "--purge" })
+  t.ok(not core.stat(dir), "purged")
+end)
