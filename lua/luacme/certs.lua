@@ -32,7 +32,8 @@ local M = {}
 -- reused by renew.
 M.SETTINGS = { "names", "ips", "key_type", "reuse_key", "must_staple",
     "hooks", "deploy_hooks", "preferred_chain", "profile", "valid_for",
-    "directory", "ca_bundle" }
+    "directory", "ca_bundle", "renew_days", "challenge_types",
+    "pre_hooks", "post_hooks" }
 
 -- Hook paths made absolute, so a renewal from cron (another working
 -- directory) still finds them.
@@ -114,6 +115,25 @@ function M.settings(ctx, s)
     out.preferred_chain = s.preferred_chain
     out.profile = s.profile
     out.valid_for = s.valid_for
+    out.renew_days = s.renew_days
+    if s.challenge_types and #s.challenge_types > 0 then
+        out.challenge_types = {}
+        local known = {}
+        for _, ty in ipairs(hooks.TYPES) do known[ty] = true end
+        for _, ty in ipairs(s.challenge_types) do
+            if not known[ty] then
+                raise("usage", "unknown challenge type " ..
+                    errors.printable(ty) .. " (one of: " ..
+                    table.concat(hooks.TYPES, ", ") .. ")")
+            end
+            out.challenge_types[#out.challenge_types + 1] = ty
+        end
+    end
+    -- Commands run once per run around all orders (certbot's pre and
+    -- post hooks), only when something is ordered.
+    out.pre_hooks = s.pre_hooks and #s.pre_hooks > 0 and s.pre_hooks or nil
+    out.post_hooks = s.post_hooks and #s.post_hooks > 0 and s.post_hooks or
+        nil
     out.directory = s.directory or ctx.directory
     out.ca_bundle = s.ca_bundle or ctx.ca_file
     local env = core.environ()
@@ -297,6 +317,9 @@ local function install(ctx, s, res, key, acct, c, dhooks)
     end
     local meta = {}
     for _, k in ipairs(M.SETTINGS) do meta[k] = s[k] end
+    for _, k in ipairs({ "challenge_types", "pre_hooks", "post_hooks" }) do
+        if meta[k] then meta[k] = util.array(meta[k]) end
+    end
     meta.names, meta.ips = util.array(s.names), util.array(s.ips)
     meta.hooks = util.array(s.hooks)
     meta.deploy_hooks = util.array(s.deploy_hooks)
@@ -374,6 +397,7 @@ local function issue_cert(ctx, s, existing, why, csr)
     for _, h in ipairs(dhooks) do all[#all + 1] = h end
     local sess = ctx:session()
     must(sess:add(all))
+    ctx:around(s.pre_hooks, s.post_hooks)
     local names = all_names(s)
     ctx:emit("order", { name = s.name, identifiers = util.array(names),
         reason = why }, s.name .. ": ordering a certificate for " ..
@@ -384,6 +408,7 @@ local function issue_cert(ctx, s, existing, why, csr)
         timeout = ctx.timeout,
         not_after = s.valid_for and (ctx.now() + s.valid_for) or nil,
         profile = s.profile, replaces = replaces,
+        types = s.challenge_types,
         preferred_chain = s.preferred_chain,
     })
     if not res then
@@ -400,7 +425,8 @@ end
 -- ("hooks", "deploy hooks", "hooks and deploy hooks") or nil.
 local function keep_hooks(ctx, s, meta)
     local what = {}
-    for _, k in ipairs({ "hooks", "deploy_hooks" }) do
+    for _, k in ipairs({ "hooks", "deploy_hooks", "pre_hooks",
+        "post_hooks" }) do
         local new, old = s[k] or {}, meta[k] or {}
         if #new > 0 and table.concat(new, "\n") ~= table.concat(old, "\n") then
             meta[k] = util.array(new)
@@ -665,6 +691,26 @@ local function note_failure(ctx, name, s, err)
     end
 end
 
+-- renew.due's answer (is_due, when, reason) with meta.renew_days, the
+-- "renew when fewer than N days are left" of --days: without a renewal
+-- window from the CA it replaces the lifetime rule; with one, it can only
+-- make the renewal earlier.
+local function with_days(info, meta, now, is_due, when, reason)
+    local days = math.tointeger(meta.renew_days)
+    if not days or not info or not info.not_after then
+        return is_due, when, reason
+    end
+    local at = info.not_after - days * 86400
+    if now >= at then
+        if is_due and when <= at then return is_due, when, reason end
+        return true, at, string.format("fewer than %d days left", days)
+    end
+    local ari = type(meta.ari) == "table" and meta.ari.window_start
+    if ari or now >= info.not_after then return is_due, when, reason end
+    return false, at, string.format("due at %s, %d days before expiry",
+        output.date(at), days)
+end
+
 -- Is certificate name (settings s, meta) due? Fetches ARI first unless
 -- forced or the CA is not to be asked (no_ari); saves meta when ARI
 -- changed it. Returns due, when, reason, info (the certificate's
@@ -698,7 +744,8 @@ local function due(ctx, name, s, meta, no_ari)
             mark_down(ctx, s.directory, o)
         end
     end
-    local is_due, when, reason = renew.due(info, meta, ctx.now(), ctx.rand)
+    local is_due, when, reason = with_days(info, meta, ctx.now(),
+        renew.due(info, meta, ctx.now(), ctx.rand))
     if meta.revoked then
         is_due, reason = true, "it was revoked"
     end
@@ -906,8 +953,8 @@ function M.list(ctx)
                 e.error = err and err.detail or "unreadable certificate"
             end
             -- Without a stored moment the ARI window's start shows.
-            local is_due, when, reason = renew.due(info, meta, ctx.now(),
-                function() return 0 end)
+            local is_due, when, reason = with_days(info, meta, ctx.now(),
+                renew.due(info, meta, ctx.now(), function() return 0 end))
             if meta.revoked then is_due, reason = true, "revoked" end
             e.due, e.due_at, e.reason = is_due, when, reason
             out[#out + 1] = e
@@ -965,6 +1012,13 @@ function M.reconfigure(ctx, name, s)
     new.reuse_key = s.reuse_key
     new.preferred_chain = s.preferred_chain
     new.profile = s.profile
+    local checked = M.settings(ctx, { names = meta.names, ips = meta.ips,
+        name = name, challenge_types = s.challenge_types })
+    new.challenge_types = checked.challenge_types
+    new.renew_days = s.renew_days
+    new.pre_hooks = s.pre_hooks and #s.pre_hooks > 0 and s.pre_hooks or nil
+    new.post_hooks = s.post_hooks and #s.post_hooks > 0 and s.post_hooks or
+        nil
     local changed = {}
     for _, k in ipairs(M.SETTINGS) do
         local v = new[k]

@@ -420,6 +420,33 @@ local function cmd_account(p, out, env)
     return res.code
 end
 
+-- --preferred-challenges values (certbot's http, dns, or the full
+-- names), commas allowed, as challenge types.
+local CHALLENGE_WORDS = { http = "http-01", dns = "dns-01",
+    ["tls-alpn"] = "tls-alpn-01", ["http01"] = "http-01",
+    ["dns01"] = "dns-01", ["tls-alpn01"] = "tls-alpn-01" }
+local function challenge_types(list)
+    if not list then return nil end
+    local out = {}
+    for _, v in ipairs(list) do
+        for w in v:gmatch("[^,%s]+") do
+            w = w:lower()
+            out[#out + 1] = CHALLENGE_WORDS[w] or w
+        end
+    end
+    return out
+end
+
+-- Settings that issue and reconfigure share: --days, challenge types,
+-- pre and post hooks.
+local function renewal_opts(o, into)
+    into.renew_days = number_opt(o.days, "--days", 1, 3650)
+    into.challenge_types = challenge_types(o.preferred_challenges)
+    into.pre_hooks = o.pre_hook
+    into.post_hooks = o.post_hook
+    return into
+end
+
 -- --deploy-hook values: a hook spec, or a command line as certbot takes
 -- it (--deploy-hook "systemctl reload nginx"), run by the shell as
 -- certbot runs it. A command the spec syntax cannot carry stays as
@@ -451,7 +478,7 @@ local function cmd_issue(p, out, env)
             COMMANDS.issue.usage)
     end
     if o.out and not o.csr then usage("--out goes with --csr") end
-    local res = check(m:issue({
+    local res = check(m:issue(renewal_opts(o, {
         names = o.domain, ips = o.ip, name = o.name,
         key_type = M.key_type(o.key_type, o.elliptic_curve, o.rsa_key_size),
         reuse_key = o.reuse_key,
@@ -460,7 +487,7 @@ local function cmd_issue(p, out, env)
         valid_for = valid_for, hooks = o.hook,
         deploy_hooks = deploy_specs(o.deploy_hook),
         dns_wait = number_opt(o.dns_wait, "--dns-wait", 0, 3600),
-    }, { force = o.force }))
+    }), { force = o.force }))
     out:result{ ok = true, command = "issue", name = res.name,
         names = util.array(res.names), serial = res.serial,
         not_after = output.time(res.not_after),
@@ -515,12 +542,12 @@ local function cmd_reconfigure(p, out, env)
     end
     local reuse
     if o.reuse_key then reuse = true elseif o.no_reuse_key then reuse = false end
-    local res = check(m:reconfigure(p.args[1], {
+    local res = check(m:reconfigure(p.args[1], renewal_opts(o, {
         hooks = o.hook, deploy_hooks = deploy_specs(o.deploy_hook),
         key_type = M.key_type(o.key_type), reuse_key = reuse,
         preferred_chain = o.preferred_chain, profile = o.profile,
         dns_wait = number_opt(o.dns_wait, "--dns-wait", 0, 3600),
-    }))
+    })))
     out:result{ ok = true, command = "reconfigure", name = res.name,
         changed = util.array(res.changed), exit = res.code }
     return res.code
@@ -573,10 +600,23 @@ local function cmd_import(p, out, env)
         for _, h in ipairs(e.deploy_hooks) do
             lines[#lines + 1] = "  deploy hook: " .. h
         end
+        for _, h in ipairs(e.pre_hooks or {}) do
+            lines[#lines + 1] = "  pre hook: " .. h
+        end
+        for _, h in ipairs(e.post_hooks or {}) do
+            lines[#lines + 1] = "  post hook: " .. h
+        end
+        if e.renew_days then
+            lines[#lines + 1] = "  renew " .. e.renew_days ..
+                " days before expiry"
+        end
         out:event("import_cert", { name = e.name, names = names,
             key_type = e.key_type, directory = e.directory,
             hooks = util.array(e.hooks),
             deploy_hooks = util.array(e.deploy_hooks),
+            pre_hooks = util.array(e.pre_hooks or {}),
+            post_hooks = util.array(e.post_hooks or {}),
+            renew_days = e.renew_days,
             not_after = output.time(e.not_after), from = e.from,
             status = status }, lines[1])
         if #lines > 1 then say(out, table.concat(lines, "\n", 2)) end
@@ -694,6 +734,19 @@ binding: --eab-kid KID with LUACME_EAB_HMAC_KEY or --eab-hmac-key-file.]],
                 "primaries); kept for renewals" },
             { "timeout", arg = "SECONDS", help = "limit for one issuance " ..
                 "(default 300)" },
+            { "days", arg = "N", help = "renew when fewer than N days " ..
+                "are left (default: a third of the lifetime, or the CA's " ..
+                "renewal window); kept for renewals" },
+            { "preferred-challenges", arg = "TYPE[,TYPE]", multi = true,
+              help = "use only these challenge types (http-01, dns-01, " ..
+                  "tls-alpn-01; certbot's http, dns) among those the " ..
+                  "hooks offer; kept for renewals" },
+            { "pre-hook", arg = "CMD", multi = true, help = "shell " ..
+                "command run once per run before the first order, only " ..
+                "when something is ordered; kept for renewals" },
+            { "post-hook", arg = "CMD", multi = true, help = "shell " ..
+                "command run once at the end of a run that ordered " ..
+                "something; kept for renewals" },
         },
         help = [[
 Gets a certificate for the names and stores it under STATE/certs/CERTNAME/
@@ -779,6 +832,19 @@ error. With --json one "cert" event per certificate.]],
             { "profile", arg = "NAME", help = "certificate profile" },
             { "dns-wait", arg = "SECONDS", help = "with --hook: dns-01 " ..
                 "hooks wait this long" },
+            { "days", arg = "N", help = "renew when fewer than N days " ..
+                "are left (default: a third of the lifetime, or the CA's " ..
+                "renewal window); kept for renewals" },
+            { "preferred-challenges", arg = "TYPE[,TYPE]", multi = true,
+              help = "use only these challenge types (http-01, dns-01, " ..
+                  "tls-alpn-01; certbot's http, dns) among those the " ..
+                  "hooks offer; kept for renewals" },
+            { "pre-hook", arg = "CMD", multi = true, help = "shell " ..
+                "command run once per run before the first order, only " ..
+                "when something is ordered; kept for renewals" },
+            { "post-hook", arg = "CMD", multi = true, help = "shell " ..
+                "command run once at the end of a run that ordered " ..
+                "something; kept for renewals" },
         },
         help = [[
 Changes the settings a stored certificate is renewed with, without

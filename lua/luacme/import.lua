@@ -378,6 +378,14 @@ local function certbot_challenge(plan, name, rp, map, names)
     return nil
 end
 
+-- Shell command lines: cmd (unless empty) and the files of list.
+local function shell_list(cmd, files)
+    local out = {}
+    if cmd and trim(cmd) ~= "" then out[1] = trim(cmd) end
+    for _, f in ipairs(files or {}) do out[#out + 1] = f end
+    return out
+end
+
 local function read_certbot(dir)
     local plan = new_plan("certbot", dir)
     if not is_dir(dir .. "/renewal") and not is_dir(dir .. "/accounts") then
@@ -386,13 +394,8 @@ local function read_certbot(dir)
     end
     local accts = certbot_accounts(dir)
     local hook_deploy = certbot_hook_dir(dir, "deploy")
-    for _, which in ipairs({ "pre", "post" }) do
-        for _, f in ipairs(certbot_hook_dir(dir, which)) do
-            unmapped(plan, nil, which .. " hook " .. f .. ": luacme runs " ..
-                "no " .. which .. "-renewal hooks; use a deploy hook per " ..
-                "certificate, or run it around luacme renew in cron")
-        end
-    end
+    local hook_pre = certbot_hook_dir(dir, "pre")
+    local hook_post = certbot_hook_dir(dir, "post")
     local used = {}
     for _, f in ipairs(list(dir .. "/renewal")) do
         local name = f:match("^(.+)%.conf$")
@@ -419,12 +422,16 @@ local function read_certbot(dir)
                     e.deploy_hooks[#e.deploy_hooks + 1] =
                         command_spec(plan, name, h, "deploy hook")
                 end
-                for _, k in ipairs({ "pre_hook", "post_hook" }) do
-                    if rp[k] and rp[k] ~= "" then
-                        unmapped(plan, name, k:gsub("_", "-") .. " '" ..
-                            errors.printable(rp[k]) .. "': luacme runs no " ..
-                            "pre/post hooks; run it around luacme renew")
-                    end
+                e.pre_hooks = shell_list(rp.pre_hook, hook_pre)
+                e.post_hooks = shell_list(rp.post_hook, hook_post)
+                local days = (conf.top.renew_before_expiry or ""):match(
+                    "^(%d+)%s*days?$")
+                if days then
+                    e.renew_days = math.tointeger(tonumber(days))
+                elseif conf.top.renew_before_expiry then
+                    unmapped(plan, name, "renew_before_expiry = " ..
+                        errors.printable(conf.top.renew_before_expiry) ..
+                        ": only N days maps (to --days)")
                 end
                 e.reuse_key = rp.reuse_key == "True"
                 e.must_staple = rp.must_staple == "True"
@@ -659,14 +666,20 @@ local function read_acmesh(dir)
                     acmesh_value(c.Le_ReloadCmd), "Le_ReloadCmd")
                 e.deploy_hooks[#e.deploy_hooks + 1] = command_spec(plan, name,
                     acmesh_value(c.Le_RenewHook), "Le_RenewHook")
-                for _, k in ipairs({ "Le_PreHook", "Le_PostHook",
-                    "Le_DeployHook" }) do
-                    local val = acmesh_value(c[k])
-                    if val and val ~= "" then
-                        unmapped(plan, name, k .. " '" ..
-                            errors.printable(val) .. "' has no luacme " ..
-                            "counterpart; give --deploy-hook yourself")
-                    end
+                e.pre_hooks = shell_list(acmesh_value(c.Le_PreHook))
+                e.post_hooks = shell_list(acmesh_value(c.Le_PostHook))
+                local dh = acmesh_value(c.Le_DeployHook)
+                if dh and dh ~= "" then
+                    unmapped(plan, name, "Le_DeployHook '" ..
+                        errors.printable(dh) .. "' (acme.sh's deploy " ..
+                        "scripts) has no luacme counterpart; give " ..
+                        "--deploy-hook yourself")
+                end
+                if c.Le_RenewalDays and c.Le_RenewalDays ~= "" then
+                    unmapped(plan, name, "Le_RenewalDays " ..
+                        errors.printable(c.Le_RenewalDays) .. " (renew N " ..
+                        "days after issue): luacme renews by what is left " ..
+                        "(--days N: fewer than N days left)")
                 end
                 e.reuse_key = c.Le_ReuseKey == "1"
                 if c.Le_Preferred_Chain and c.Le_Preferred_Chain ~= "" then
@@ -759,6 +772,11 @@ function M.apply(ctx, plan)
                 hooks = util.array(e.hooks),
                 deploy_hooks = util.array(e.deploy_hooks),
                 preferred_chain = e.preferred_chain, directory = e.directory,
+                pre_hooks = e.pre_hooks and #e.pre_hooks > 0 and
+                    util.array(e.pre_hooks) or nil,
+                post_hooks = e.post_hooks and #e.post_hooks > 0 and
+                    util.array(e.post_hooks) or nil,
+                renew_days = e.renew_days,
                 issued_at = info.not_before, not_before = info.not_before,
                 not_after = info.not_after, serial = info.serial,
                 issuer = info.issuer_cn or info.issuer,

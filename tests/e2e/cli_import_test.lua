@@ -66,7 +66,16 @@ t.test("certbot: import, dry run, renew with the same account", function()
     q(src .. "/work") .. " --logs-dir " .. q(src .. "/logs") ..
     " --webroot -w " .. q(E.env.webroot) .. " -d " .. a .. " -d " .. b ..
     " --key-type ecdsa --deploy-hook " .. q("touch " .. mark) ..
-    " --pre-hook true")
+    " --pre-hook " .. q("touch " .. src .. "/pre") .. " --post-hook " ..
+    q("touch " .. src .. "/post"))
+  -- A renewal-hooks/deploy script: certbot runs it for every certificate.
+  local lineage_log = src .. "/lineage"
+  E.must("mkdir -p " .. q(src .. "/le/renewal-hooks/deploy"))
+  E.writefile(src .. "/le/renewal-hooks/deploy/log.sh", "#!/bin/sh\n" ..
+    "echo \"$RENEWED_LINEAGE $RENEWED_DOMAINS\" > " .. lineage_log .. "\n")
+  assert(core.chmod(src .. "/le/renewal-hooks/deploy/log.sh", 493))
+  os.remove(src .. "/pre")
+  os.remove(src .. "/post")
   local le = src .. "/le"
   local acct_dir = E.must("find " .. q(le .. "/accounts") ..
     " -name regr.json"):match("^(.-)/regr.json")
@@ -85,14 +94,15 @@ t.test("certbot: import, dry run, renew with the same account", function()
   t.eq(certs[1].status, "would import")
   t.eq(certs[1].key_type, "ec256")
   same(certs[1].hooks, { "webroot:root=" .. E.env.webroot }, "hooks")
-  same(certs[1].deploy_hooks, { "command:sh=1,cmd=touch " .. mark },
+  same(certs[1].deploy_hooks, { "command:sh=1,cmd=touch " .. mark,
+    "command:sh=1,cmd=" .. le .. "/renewal-hooks/deploy/log.sh" },
     "deploy hooks")
+  same(certs[1].pre_hooks, { "touch " .. src .. "/pre" }, "pre hook")
+  same(certs[1].post_hooks, { "touch " .. src .. "/post" }, "post hook")
   local accts = by_event(out, "import_account")
   t.eq(#accts, 1)
   t.eq(accts[1].uri, regr.uri)
-  local un = by_event(out, "unmapped")
-  t.eq(#un, 1, "the pre hook is listed")
-  t.match(un[1].what, "^pre%-hook 'true'")
+  t.eq(#by_event(out, "unmapped"), 0, "everything maps")
   t.eq(E.readfile(state .. "/certs/" .. a .. "/meta.json"), nil,
     "dry run writes no certificate")
   t.ok(not core.stat(state .. "/accounts/" .. require("luacme.state")
@@ -101,7 +111,6 @@ t.test("certbot: import, dry run, renew with the same account", function()
   -- The import.
   out = L.must(state, { "import", "certbot", le })
   t.match(out, "certificate " .. a:gsub("%p", "%%%0") .. " .*: imported")
-  t.match(out, "not mapped %(" .. a:gsub("%p", "%%%0") .. "%): pre%-hook")
   local set = L.files(state, a)
   L.check_set(set, "imported")
   t.eq(set["privkey.pem"] ~= nil, true)
@@ -120,7 +129,17 @@ t.test("certbot: import, dry run, renew with the same account", function()
   t.ok(renewed["cert.pem"] ~= set["cert.pem"], "a new certificate")
   same(sans_of(renewed["cert.pem"]), dns({ a, b }), "the same names")
   t.ok(E.readfile(mark) ~= nil, "certbot's deploy hook ran")
+  t.eq(E.readfile(lineage_log), state .. "/certs/" .. a .. " " .. a .. " " ..
+    b .. "\n", "renewal-hooks/deploy with certbot's variables")
+  t.ok(E.readfile(src .. "/pre") and E.readfile(src .. "/post"),
+    "pre and post hooks ran")
   t.eq(snapshot(le), before, "still untouched")
+  -- Nothing due: no pre or post hook.
+  os.remove(src .. "/pre")
+  os.remove(src .. "/post")
+  L.must(state, { "renew" }, 2)
+  t.eq(E.readfile(src .. "/pre"), nil, "no pre hook when nothing is due")
+  t.eq(E.readfile(src .. "/post"), nil)
 end)
 
 -- A hook in dehydrated's documented style: one handler per event,
@@ -274,7 +293,8 @@ t.test("acme.sh: its documented layout imported and renewed", function()
     "Le_Alt='" .. b .. "'",
     "Le_Webroot='" .. E.env.webroot .. "'",
     "Le_PreHook=''",
-    "Le_PostHook='" .. acmesh_b64("systemctl start nginx") .. "'",
+    "Le_PostHook='" .. acmesh_b64("touch " .. mark .. ".post") .. "'",
+    "Le_DeployHook='haproxy'",
     "Le_RenewHook=''",
     "Le_API='" .. E.env.directory .. "'",
     "Le_Keylength='ec-256'",
@@ -294,7 +314,8 @@ t.test("acme.sh: its documented layout imported and renewed", function()
     "the port comes back from Le_API")
   local un = by_event(out, "unmapped")
   t.eq(#un, 1)
-  t.match(un[1].what, "^Le_PostHook 'systemctl start nginx'")
+  t.match(un[1].what, "^Le_DeployHook 'haproxy'")
+  same(certs[1].post_hooks, { "touch " .. mark .. ".post" }, "post hook")
   t.eq(snapshot(home), before, "the acme.sh directory is only read")
 
   local n0 = new_accounts()
@@ -304,6 +325,7 @@ t.test("acme.sh: its documented layout imported and renewed", function()
   same(sans_of(L.files(state, a)["cert.pem"]), dns({ a, b }), "names")
   t.eq(E.readfile(mark), state .. "/certs/" .. a .. "/cert.pem\n",
     "the reload command ran with acme.sh's variables")
+  t.ok(E.readfile(mark .. ".post"), "Le_PostHook ran")
 end)
 
 t.test("import refuses what is not the tool's state", function()
@@ -441,4 +463,46 @@ t.test("reconfigure changes the renewal settings; delete stops renewals",
   L.must(state, { "issue", "-d", n, "--hook", L.webroot() })
   L.must(state, { "delete", n, "--purge" })
   t.ok(not core.stat(dir), "purged")
+end)
+
+t.test("--pre-hook/--post-hook once per run; --days; --preferred-challenges",
+  function()
+  local state = L.state()
+  local dir = E.scratch()
+  local log = dir .. "/log"
+  local pre = "echo pre >> " .. log
+  local post = "echo post >> " .. log
+  local a, b = E.name("prepost"), E.name("prepost")
+  for _, n in ipairs({ a, b }) do
+    L.must(state, { "issue", "-d", n, "--hook", L.webroot(), "--agree-tos",
+      "--pre-hook", pre, "--post-hook", post, "--deploy-hook",
+      "echo deploy >> " .. log })
+  end
+  E.writefile(log, "")
+  L.must(state, { "renew", "--force" })
+  t.eq(E.readfile(log), "pre\ndeploy\ndeploy\npost\n",
+    "once per run, around all orders")
+
+  -- --days: Pebble's certificates live five years; 2000 days before
+  -- expiry is now, 10 days is far off.
+  local n = E.name("days")
+  L.must(state, { "issue", "-d", n, "--hook", L.webroot(), "--days", "10" })
+  local out = L.must(state, { "renew", n }, 2)
+  t.match(out, "10 days before expiry")
+  L.must(state, { "reconfigure", n, "--days", "2000" })
+  out = L.must(state, { "renew", "-v", n })
+  t.match(out, "fewer than 2000 days left")
+
+  -- challtestsrv offers http-01 first; dns-01 chosen for the base name
+  -- too, so a wildcard and its base name share one hook.
+  local base = E.name("pref")
+  local spec = "challtestsrv:url=" .. E.env.challtestsrv
+  out = L.must(state, { "--json", "issue", "-d", "*." .. base, "-d", base,
+    "--hook", spec, "--preferred-challenges", "dns" })
+  for _, d in ipairs(by_event(out, "deployed")) do
+    t.eq(d.type, "dns-01", "every challenge over dns-01")
+  end
+  t.eq(#by_event(out, "deployed") > 0, true)
+  same(meta(state, "_." .. base).challenge_types, { "dns-01" },
+    "kept for renewals")
 end)
