@@ -18,6 +18,7 @@
 -- the script's stderr.
 local core = require "luacme.core"
 local cjson = require "cjson.safe"
+local dns = require "luacme.dns"
 local hooks = require "luacme.hooks"
 
 local M = {
@@ -29,6 +30,10 @@ local M = {
           help = "challenge types it solves, e.g. http-01,dns-01 " ..
               "(default http-01)" },
         { name = "timeout", help = "seconds one call may take (default 300)" },
+        { name = "dns_wait",
+          help = "dns-01: seconds to wait after deploy_challenge before " ..
+              "the CA validates (for scripts that do not wait themselves; " ..
+              "also set by --dns-wait)" },
         { name = "wellknown",
           help = "http-01: write the token file into this directory " ..
               "first and remove it after clean_challenge, as dehydrated " ..
@@ -57,6 +62,12 @@ function M.setup(opts)
     end
     local _, err = hooks.seconds(opts.timeout, 300)
     if err then return nil, err end
+    if opts.dns_wait ~= nil then
+        local n = tonumber(opts.dns_wait)
+        if not n or n < 0 or n > 86400 then
+            return nil, "dns_wait must be seconds (0..86400)"
+        end
+    end
     if opts.wellknown then
         local w = core.stat(opts.wellknown)
         if not w or w.type ~= "dir" then
@@ -102,13 +113,24 @@ function M.deploy(ch, opts)
         if not ok then return nil, msg end
         written[file] = true
     end
-    return run(opts, "deploy_challenge", ch.domain, ch.token,
+    local ok, rerr = run(opts, "deploy_challenge", ch.domain, ch.token,
         token_value(ch))
+    if ok and ch.type == "dns-01" and opts.dns_wait then dns.deployed(ch) end
+    return ok, rerr
+end
+
+-- With dns_wait, a dns-01 record counts as visible that long after
+-- deploy_challenge returned; otherwise at once, as under dehydrated
+-- (whose scripts wait in deploy_challenge when they need to).
+function M.ready(ch, opts)
+    if ch.type ~= "dns-01" or not opts.dns_wait then return true end
+    return dns.ready(ch, { dns_wait = opts.dns_wait })
 end
 
 function M.cleanup(ch, opts)
     local ok, err = run(opts, "clean_challenge", ch.domain, ch.token,
         token_value(ch))
+    if ch.type == "dns-01" then dns.forget(ch) end
     local file = wellknown_file(ch, opts)
     if file and written[file] then
         local done, msg, kind = core.unlink(file)

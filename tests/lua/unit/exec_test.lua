@@ -199,3 +199,32 @@ t.test("the script's environment lacks luacme's secrets", function()
     local all = t.readfile(log)
     t.ok(not all:find("c2VjcmV0", 1, true), "secret value absent")
 end)
+
+t.test("dns_wait: a dns-01 script's record counts as visible that late",
+    function()
+    local dns = require "luacme.dns"
+    local _, _, spec = setup("dns-01")
+    local h = assert(hooks.load(spec .. ",dns_wait=30"))
+    local clock, slept = 1000, {}
+    local now0, sleep0 = dns.now, dns.sleep
+    dns.now = function() return clock end
+    dns.sleep = function(s) slept[#slept + 1] = s; clock = clock + s end
+    local ch = hooks.challenge({ type = "dns-01", token = "tok_2",
+        identifier = { type = "dns", value = "w.example" },
+        key_authorization = KA })
+    local ok, err = hooks.call(h, "deploy", ch)
+    t.ok(ok, tostring(err))
+    clock = clock + 10
+    ok = hooks.call(h, "ready", ch)
+    dns.now, dns.sleep = now0, sleep0
+    t.eq(ok, true)
+    t.eq(#slept, 1)
+    t.eq(slept[1], 20, "30 s after deploy_challenge, 10 of them gone")
+    t.ok(hooks.call(h, "cleanup", ch))
+    -- Without dns_wait ready is at once; a bad value is refused.
+    local plain = assert(hooks.load(spec))
+    t.eq(hooks.call(plain, "ready", ch), true)
+    local bad, berr = hooks.load(spec .. ",dns_wait=soon")
+    t.eq(bad, nil)
+    t.match(berr.detail, "dns_wait must be seconds")
+end)
