@@ -34,6 +34,11 @@ local M = {
           help = "dns-01: seconds to wait after deploy_challenge before " ..
               "the CA validates (for scripts that do not wait themselves; " ..
               "also set by --dns-wait)" },
+        { name = "chain",
+          help = "yes: one deploy_challenge (and one clean_challenge) " ..
+              "call with every challenge of the order, DOMAIN " ..
+              "TOKEN_FILENAME TOKEN_VALUE repeated, as dehydrated's " ..
+              "HOOK_CHAIN=yes" },
         { name = "wellknown",
           help = "http-01: write the token file into this directory " ..
               "first and remove it after clean_challenge, as dehydrated " ..
@@ -43,6 +48,13 @@ local M = {
 
 -- Token files this run wrote into wellknown directories.
 local written = {}
+
+-- chain=yes: challenges deployed but not yet handed to the script
+-- (pending), and those handed over, awaiting one clean_challenge
+-- (chained); each a list of { DOMAIN, TOKEN_FILENAME, TOKEN_VALUE } by
+-- script. The engine deploys every challenge before it asks ready(), so
+-- the first ready() sends them all in one call.
+local pending, chained = {}, {}
 
 function M.types(opts)
     local out = {}
@@ -113,23 +125,69 @@ function M.deploy(ch, opts)
         if not ok then return nil, msg end
         written[file] = true
     end
+    if hooks.truthy(opts.chain) then
+        local list = pending[opts.script] or {}
+        pending[opts.script] = list
+        list[#list + 1] = { ch.domain, ch.token, token_value(ch) }
+        return true
+    end
     local ok, rerr = run(opts, "deploy_challenge", ch.domain, ch.token,
         token_value(ch))
     if ok and ch.type == "dns-01" and opts.dns_wait then dns.deployed(ch) end
     return ok, rerr
 end
 
--- With dns_wait, a dns-01 record counts as visible that long after
--- deploy_challenge returned; otherwise at once, as under dehydrated
--- (whose scripts wait in deploy_challenge when they need to).
+-- One call of the script for every triple of list.
+local function run_chain(opts, handler, list)
+    local args = {}
+    for _, c in ipairs(list) do
+        args[#args + 1], args[#args + 2], args[#args + 3] = c[1], c[2], c[3]
+    end
+    return run(opts, handler, table.unpack(args))
+end
+
+-- With chain=yes the first ready() makes the one deploy_challenge call
+-- (raising when it fails: the order cannot go on). With dns_wait, a
+-- dns-01 record counts as visible that long after deploy_challenge;
+-- otherwise at once, as under dehydrated (whose scripts wait in
+-- deploy_challenge when they need to).
 function M.ready(ch, opts)
+    if hooks.truthy(opts.chain) and pending[opts.script] then
+        local list = pending[opts.script]
+        pending[opts.script] = nil
+        local done = chained[opts.script] or {}
+        chained[opts.script] = done
+        for _, c in ipairs(list) do done[#done + 1] = c end
+        local ok, err = run_chain(opts, "deploy_challenge", list)
+        if not ok then error(err, 0) end
+    end
     if ch.type ~= "dns-01" or not opts.dns_wait then return true end
     return dns.ready(ch, { dns_wait = opts.dns_wait })
 end
 
+-- chain=yes: the one clean_challenge call for everything handed over;
+-- a challenge never handed over is only dropped.
+local function cleanup_chain(ch, opts)
+    local list = pending[opts.script] or {}
+    for i = #list, 1, -1 do
+        if list[i][2] == ch.token then table.remove(list, i) end
+    end
+    local done = chained[opts.script]
+    chained[opts.script] = nil
+    if done and #done > 0 then
+        return run_chain(opts, "clean_challenge", done)
+    end
+    return true
+end
+
 function M.cleanup(ch, opts)
-    local ok, err = run(opts, "clean_challenge", ch.domain, ch.token,
-        token_value(ch))
+    local ok, err
+    if hooks.truthy(opts.chain) then
+        ok, err = cleanup_chain(ch, opts)
+    else
+        ok, err = run(opts, "clean_challenge", ch.domain, ch.token,
+            token_value(ch))
+    end
     if ch.type == "dns-01" then dns.forget(ch) end
     local file = wellknown_file(ch, opts)
     if file and written[file] then

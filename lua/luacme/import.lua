@@ -462,11 +462,7 @@ end
 
 local function dehydrated_challenge(plan, name, v)
     local ty = v.CHALLENGETYPE or "http-01"
-    local chain = ""
-    if v.HOOK_CHAIN == "yes" then
-        unmapped(plan, name, "HOOK_CHAIN=yes: luacme calls the hook " ..
-            "once per challenge, as with HOOK_CHAIN=no")
-    end
+    local chain = v.HOOK_CHAIN == "yes" and ",chain=yes" or ""
     if ty == "http-01" then
         local wk = v.WELLKNOWN or "/var/www/dehydrated"
         if v.HOOK and v.HOOK ~= "" then

@@ -506,3 +506,31 @@ t.test("--pre-hook/--post-hook once per run; --days; --preferred-challenges",
   same(meta(state, "_." .. base).challenge_types, { "dns-01" },
     "kept for renewals")
 end)
+
+t.test("HOOK_CHAIN: a chained dehydrated script gets all challenges at once",
+  function()
+  local dir = E.scratch()
+  local log = dir .. "/chain.log"
+  local script = dir .. "/chain.sh"
+  -- dehydrated's documented HOOK_CHAIN style: loop over the triples.
+  E.writefile(script, ([==[#!/usr/bin/env bash
+deploy_challenge() {
+  echo "deploy_challenge $#" >> '%s'
+  while (( "$#" >= 3 )); do shift 3; done
+}
+clean_challenge() { echo "clean_challenge $#" >> '%s'; }
+HANDLER="$1"; shift
+if [[ "${HANDLER}" =~ ^(deploy_challenge|clean_challenge)$ ]]; then
+  "$HANDLER" "$@"
+fi
+]==]):format(log, log))
+  assert(core.chmod(script, 493))
+  local state = L.state()
+  local a, b = E.name("chain"), E.name("chain")
+  L.must(state, { "issue", "-d", a, "-d", b, "--agree-tos", "--hook",
+    "exec:script=" .. script .. ",wellknown=" .. challenge_dir ..
+    ",chain=yes" })
+  t.eq(E.readfile(log), "deploy_challenge 6\nclean_challenge 6\n",
+    "one call each, with both challenges")
+  t.eq(#E.webroot_files(), 0)
+end)

@@ -228,3 +228,29 @@ t.test("dns_wait: a dns-01 script's record counts as visible that late",
     t.eq(bad, nil)
     t.match(berr.detail, "dns_wait must be seconds")
 end)
+
+t.test("chain=yes: one deploy_challenge and one clean_challenge for all",
+    function()
+    local _, log, spec = setup("http-01")
+    local h = assert(hooks.load(spec .. ",chain=yes"))
+    local a, b = http_ch("a.example", "tok_a"), http_ch("b.example", "tok_b")
+    t.ok(hooks.call(h, "deploy", a))
+    t.ok(hooks.call(h, "deploy", b))
+    t.eq(#calls(log), 0, "nothing before ready()")
+    t.ok(hooks.call(h, "ready", a))
+    t.ok(hooks.call(h, "ready", b))
+    local c = calls(log)
+    t.eq(#c, 1, "one call")
+    t.eq(table.concat(c[1].args, " "), "deploy_challenge a.example tok_a " ..
+      KA .. " b.example tok_b " .. KA)
+    t.ok(hooks.call(h, "cleanup", a))
+    t.ok(hooks.call(h, "cleanup", b))
+    c = calls(log)
+    t.eq(#c, 2, "one clean call")
+    t.eq(table.concat(c[2].args, " "), "clean_challenge a.example tok_a " ..
+      KA .. " b.example tok_b " .. KA)
+    -- A chain never handed over (another hook failed first): no calls.
+    t.ok(hooks.call(h, "deploy", a))
+    t.ok(hooks.call(h, "cleanup", a))
+    t.eq(#calls(log), 2)
+end)
