@@ -243,10 +243,16 @@ local function trim(s)
 end
 
 -- The manage context from the global options o.
-local function context(o, out, env)
+local function context(o, out, env, dry)
     local manage = require "luacme.manage"
     local url, err = M.directory_url(o.directory, o.staging)
     if not url then error(err, 0) end
+    if dry and not (o.directory or ""):find("^[Hh][Tt][Tt][Pp][Ss]://") then
+        -- A dry run talks to the preset's staging CA; a URL given is
+        -- taken as the test CA it is.
+        url, err = M.directory_url(o.directory, true)
+        if not url then error(err, 0) end
+    end
     local contact
     if o.contact then
         contact = {}
@@ -278,9 +284,9 @@ local function context(o, out, env)
     end
     local m
     m, err = manage.open{
-        state = o.state, env = env, out = out,
+        state = dry and dry.state or o.state, env = env, out = out,
         directory = url, directory_given = o.directory ~= nil or
-            o.staging == true,
+            o.staging == true or dry ~= nil,
         ca_file = o.ca_bundle, contact = contact,
         agree_tos = o.agree_tos, eab = eab,
         lock_timeout = number_opt(o.lock_timeout, "--lock-timeout", 0,
@@ -465,6 +471,48 @@ local function deploy_specs(list)
     return out
 end
 
+-- Remove dir and everything under it (a dry run's throwaway state).
+local function remove_tree(dir)
+    for _, n in ipairs(core.listdir(dir) or {}) do
+        local path = dir .. "/" .. n
+        local st = core.lstat(path)
+        if st and st.type == "dir" then remove_tree(path)
+        else core.unlink(path) end
+    end
+    core.rmdir(dir)
+end
+
+-- --dry-run (certbot's meaning): run(m, real) with m a context on a
+-- throwaway state and the CA's staging directory (or the CA given),
+-- holding a copy of the real state's account for that CA when there is
+-- one; real is the context of the real state, which is only read. No
+-- deploy hooks run (the callers leave them out). The throwaway state is
+-- removed afterwards, also on failure.
+local function dry_run(o, out, env, run)
+    local state = require "luacme.state"
+    local real <close> = context(o, out, env)
+    local tmp = os.tmpname()
+    os.remove(tmp)
+    check(core.mkdir(tmp, 448))
+    local ok, res = pcall(function()
+        local m <close> = context(o, out, env, { state = tmp })
+        local key = state.read_account_key(real.st, m.directory)
+        local acct = state.read_account(real.st, m.directory)
+        if key and acct then
+            local lk <close> = check(state.lock_account(m.st, m.directory, 5))
+            check(state.write_account_key(m.st, m.directory, key))
+            check(state.write_account(m.st, m.directory, acct))
+        end
+        out:event("dry_run", { directory = m.directory }, "dry run " ..
+            "against " .. m.directory .. ": nothing is kept, no deploy " ..
+            "hook runs")
+        return run(m, real)
+    end)
+    remove_tree(tmp)
+    if not ok then error(res, 0) end
+    return res
+end
+
 local function cmd_issue(p, out, env)
     local output = require "luacme.output"
     local o = p.opts
@@ -478,7 +526,17 @@ local function cmd_issue(p, out, env)
             COMMANDS.issue.usage)
     end
     if o.out and not o.csr then usage("--out goes with --csr") end
-    local res = check(m:issue(renewal_opts(o, {
+    if o.dry_run and o.csr then usage("--dry-run goes without --csr") end
+    local issue = function(ctx, s, f) return ctx:issue(s, f) end
+    if o.dry_run then
+        issue = function(_, s)
+            s.deploy_hooks = {}
+            return dry_run(o, out, env, function(dm)
+                return dm:issue(s, { force = true })
+            end)
+        end
+    end
+    local res = check(issue(m, renewal_opts(o, {
         names = o.domain, ips = o.ip, name = o.name,
         key_type = M.key_type(o.key_type, o.elliptic_curve, o.rsa_key_size),
         reuse_key = o.reuse_key,
@@ -489,6 +547,7 @@ local function cmd_issue(p, out, env)
         dns_wait = number_opt(o.dns_wait, "--dns-wait", 0, 3600),
     }), { force = o.force }))
     out:result{ ok = true, command = "issue", name = res.name,
+        dry_run = o.dry_run or nil,
         names = util.array(res.names), serial = res.serial,
         not_after = output.time(res.not_after),
         unchanged = res.unchanged or false, file = res.file,
@@ -496,10 +555,56 @@ local function cmd_issue(p, out, env)
     return res.code
 end
 
+-- renew --dry-run: every stored certificate (or the ones named) is
+-- issued again at the staging CA with its settings, due or not, and
+-- without its deploy hooks; nothing is kept.
+local function renew_dry(p, out, env)
+    return dry_run(p.opts, out, env, function(m, real)
+        local state = require "luacme.state"
+        local res = { renewed = {}, not_due = {}, failed = {} }
+        local names = p.args
+        if #names == 0 then
+            names = {}
+            for _, c in ipairs(check(real:list()).certs) do
+                names[#names + 1] = c.name
+            end
+        end
+        for _, name in ipairs(names) do
+            local meta, err = state.read_meta(real.st, name)
+            local r
+            if meta then
+                local s = { name = name }
+                for _, k in ipairs(require("luacme.certs").SETTINGS) do
+                    s[k] = meta[k]
+                end
+                s.deploy_hooks, s.directory = {}, nil
+                if p.opts.ca_bundle then s.ca_bundle = p.opts.ca_bundle end
+                r, err = m:issue(s, { force = true })
+            end
+            if r then
+                res.renewed[#res.renewed + 1] = name
+            else
+                res.failed[#res.failed + 1] = name
+                out:error(err, name)
+            end
+        end
+        res.code = #res.failed > 0 and 1 or (#res.renewed > 0 and 0 or 2)
+        return res
+    end)
+end
+
 local function cmd_renew(p, out, env)
+    local res
+    if p.opts.dry_run then
+        res = renew_dry(p, out, env)
+        out:result{ ok = res.code ~= 1, command = "renew", dry_run = true,
+            renewed = util.array(res.renewed), not_due = util.array({}),
+            failed = util.array(res.failed), exit = res.code }
+        return res.code
+    end
     local m <close> = context(p.opts, out, env)
     local jitter = number_opt(p.opts.jitter, "--jitter", 0, 86400)
-    local res = check(m:renew{ names = p.args, force = p.opts.force,
+    res = check(m:renew{ names = p.args, force = p.opts.force,
         jitter = jitter })
     out:result{ ok = res.code ~= 1, command = "renew",
         renewed = util.array(res.renewed),
@@ -734,6 +839,9 @@ binding: --eab-kid KID with LUACME_EAB_HMAC_KEY or --eab-hmac-key-file.]],
                 "primaries); kept for renewals" },
             { "timeout", arg = "SECONDS", help = "limit for one issuance " ..
                 "(default 300)" },
+            { "dry-run", help = "the whole flow at the CA's staging " ..
+                "directory (or the --directory URL given), keeping " ..
+                "nothing and running no deploy hook" },
             { "days", arg = "N", help = "renew when fewer than N days " ..
                 "are left (default: a third of the lifetime, or the CA's " ..
                 "renewal window); kept for renewals" },
@@ -773,6 +881,9 @@ until the new one is complete, then remains as *.prev.]],
             { "force", help = "renew even when not due" },
             { "jitter", arg = "SECONDS", help = "first wait a random time " ..
                 "up to SECONDS (for cron and timers)" },
+            { "dry-run", help = "the whole flow at the CA's staging " ..
+                "directory (or the --directory URL given), keeping " ..
+                "nothing and running no deploy hook" },
             { "timeout", arg = "SECONDS", help = "limit for one issuance " ..
                 "(default 300)" },
         },

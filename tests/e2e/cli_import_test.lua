@@ -534,3 +534,36 @@ fi
     "one call each, with both challenges")
   t.eq(#E.webroot_files(), 0)
 end)
+
+t.test("--dry-run: the whole flow, nothing kept, no deploy hook", function()
+  local state = L.state()
+  local mark = E.scratch() .. "/deployed"
+  local n = E.name("dry")
+  local orders = E.pebble_count("POST /order%-plz")
+  local out = L.must(state, { "issue", "-d", n, "--hook", L.webroot(),
+    "--agree-tos", "--deploy-hook", "touch " .. mark, "--dry-run" })
+  t.match(out, "dry run against ")
+  t.match(out, "issued " .. n:gsub("%p", "%%%0"))
+  t.ok(E.pebble_count("POST /order%-plz") > orders, "an order was made")
+  t.eq(E.readfile(mark), nil, "no deploy hook")
+  t.ok(not core.stat(state .. "/certs/" .. n), "no certificate kept")
+  t.ok(not core.stat(state .. "/accounts"), "no account kept")
+
+  -- renew --dry-run on a real certificate: its account is used, its
+  -- files and meta.json stay as they are, its deploy hook does not run.
+  L.must(state, { "issue", "-d", n, "--hook", L.webroot(), "--agree-tos",
+    "--deploy-hook", "touch " .. mark })
+  os.remove(mark)
+  local before = L.files(state, n)
+  local accounts0 = new_accounts()
+  orders = E.pebble_count("POST /order%-plz")
+  local json = L.json(L.must(state, { "--json", "renew", "--dry-run" }))
+  local res = L.events(json, "result")[1]
+  t.eq(res.dry_run, true)
+  same(res.renewed, { n }, "renewed in the dry run")
+  t.ok(E.pebble_count("POST /order%-plz") > orders)
+  t.eq(new_accounts(), accounts0, "the stored account was used")
+  local after = L.files(state, n)
+  for _, f in ipairs(L.FILES) do t.eq(after[f], before[f], f .. " kept") end
+  t.eq(E.readfile(mark), nil, "no deploy hook")
+end)
