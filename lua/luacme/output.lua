@@ -303,6 +303,8 @@ function M.error_lines(err)
     detail = errors.printable(detail or "(no detail)")
     -- A certificate skipped says why in its detail alone.
     local first = err.skipped and detail or (head .. ": " .. detail)
+    -- "hook webroot: ..." says its kind already: no "hook: hook".
+    if detail:sub(1, #head + 1) == head .. " " then first = detail end
     if who and (cause or not detail:find(who, 1, true)) then
         first = who .. ": " .. first
     end

@@ -208,3 +208,14 @@ t.test("userActionRequired shows the instance URL and the terms", function()
   t.eq(f.terms_of_service, "https://ca.test/tos-v2")
   t.match(f.hint, "visit https://ca%.test/agree")
 end)
+
+t.test("a hook's error says \"hook\" once", function()
+  local hooks = require "luacme.hooks"
+  local h = { name = "webroot", opts = {},
+    deploy = function() return nil, "root /nope is not a directory" end }
+  local _, err = hooks.call(h, "deploy", {})
+  local lines = output.error_lines(err)
+  t.eq(lines[1], "hook webroot: deploy: root /nope is not a directory")
+  t.eq(output.error_lines(errors.new("hook", "a script failed"))[1],
+    "hook: a script failed", "other details keep their kind")
+end)
