@@ -352,7 +352,9 @@ local function failure(run, order, work)
     for _, w in ipairs(work) do
         local a = run.client:get_authorization(w.authz.uri)
         if a and a.status ~= "valid" then
-            errs[#errs + 1] = client_mod.authz_error(a)
+            local e = client_mod.authz_error(a)
+            e.hook = w.hook.name          -- hints fit the hook used
+            errs[#errs + 1] = e
         end
     end
     if #errs == 0 then return client_mod.order_error(order) end
