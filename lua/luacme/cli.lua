@@ -1391,7 +1391,8 @@ Events ("event": NAME):
   account      ca, uri, created (bool)
   order        name, identifiers [..], reason
   deployed     identifier, wildcard, type (http-01, ...), hook
-  ready_wait   pending [identifier..], elapsed, timeout
+  ready_wait   pending [identifier..], elapsed, timeout, reason (what
+               the hook's ready() said)
   validating   count
   waiting      pending (count), elapsed, timeout, finalizing (bool)
   finalize     (no fields)
