@@ -62,6 +62,20 @@ function M.setup(opts)
     return root_of(opts)
 end
 
+-- Once before the first order: a root that is not there fails now,
+-- not after the CA was asked (hooks/README promises it).
+function M.startup(opts)
+    local root, err = root_of(opts)
+    if not root then return nil, err end
+    local st = core.stat(root)
+    if not st or st.type ~= "dir" then
+        return nil, "root " .. root .. " is not a directory" ..
+            (hooks.truthy(opts.flat) and "" or " (the web server's " ..
+            "document root, which must exist)")
+    end
+    return true
+end
+
 -- Make dir unless it is there (a directory, or a link to one).
 local function ensure_dir(dir)
     local st, msg, kind = core.lstat(dir)

@@ -567,3 +567,15 @@ t.test("--dry-run: the whole flow, nothing kept, no deploy hook", function()
   for _, f in ipairs(L.FILES) do t.eq(after[f], before[f], f .. " kept") end
   t.eq(E.readfile(mark), nil, "no deploy hook")
 end)
+
+t.test("webroot: a missing root fails before any order", function()
+  local state = L.state()
+  local orders = E.pebble_count("POST /order%-plz")
+  local st, _, err = L.run(state, { "issue", "-d", E.name("noroot"),
+    "--hook", "webroot:root=/nonexistent/www", "--agree-tos" })
+  t.eq(st, 1)
+  t.match(err, "hook webroot: startup: root /nonexistent/www is not a " ..
+    "directory")
+  t.ok(not err:find("hook: hook", 1, true), "no doubling")
+  t.eq(E.pebble_count("POST /order%-plz"), orders, "no order placed")
+end)
