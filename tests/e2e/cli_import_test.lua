@@ -222,7 +222,7 @@ t.test("dehydrated: import with its hook, renew with the same account",
   same(sans_of(L.files(state, "other")["cert.pem"]), dns({ c }), "names")
   t.eq(count(log, "startup_hook"), 1)
   t.eq(count(log, "exit_hook"), 1)
-  t.eq(count(log, "deploy_challenge " .. a .. " "), 1)
+  t.eq(count(log, "deploy_challenge " .. a .. " "), 1, E.readfile(log))
   t.eq(count(log, "clean_challenge " .. a .. " "), 1)
   t.eq(count(log, "deploy_cert " .. a .. " " .. state .. "/certs/" .. a ..
     "/privkey.pem"), 1, "the reload a dehydrated hook does still happens")
@@ -578,4 +578,44 @@ t.test("webroot: a missing root fails before any order", function()
     "directory")
   t.ok(not err:find("hook: hook", 1, true), "no doubling")
   t.eq(E.pebble_count("POST /order%-plz"), orders, "no order placed")
+end)
+
+t.test("a dns-01 script as --hook and --deploy-hook: each event once; "
+  .. "--dns-wait reaches it", function()
+  local dir = E.scratch()
+  local log = dir .. "/dns.log"
+  local script = dir .. "/dns.sh"
+  E.writefile(script, ([==[#!/usr/bin/env bash
+CTS='%s'
+deploy_challenge() {
+  echo "deploy_challenge $1" >> '%s'
+  curl -sS --fail -X POST -d "{\"host\":\"_acme-challenge.$1.\",\"value\":\"$3\"}" "$CTS/set-txt"
+}
+clean_challenge() {
+  echo "clean_challenge $1" >> '%s'
+  curl -sS --fail -X POST -d "{\"host\":\"_acme-challenge.$1.\"}" "$CTS/clear-txt"
+}
+deploy_cert() { echo "deploy_cert $1" >> '%s'; }
+startup_hook() { echo startup_hook >> '%s'; }
+exit_hook() { echo exit_hook >> '%s'; }
+HANDLER="$1"; shift
+if [[ "${HANDLER}" =~ ^(deploy_challenge|clean_challenge|deploy_cert|startup_hook|exit_hook)$ ]]; then
+  "$HANDLER" "$@"
+fi
+]==]):format(E.env.challtestsrv, log, log, log, log, log))
+  assert(core.chmod(script, 493))
+  local state = L.state()
+  local base = E.name("dnsx")
+  local t0 = core.monotonic()
+  L.must(state, { "issue", "-d", "*." .. base, "--agree-tos", "--hook",
+    "exec:script=" .. script .. ",types=dns-01", "--deploy-hook", script,
+    "--dns-wait", "2" })
+  t.ok(core.monotonic() - t0 >= 2, "waited dns_wait after deploy")
+  t.eq(count(log, "startup_hook"), 1, "one script, one startup")
+  t.eq(count(log, "exit_hook"), 1)
+  t.eq(count(log, "deploy_cert _." .. base), 1, "deploy_cert once")
+  t.eq(count(log, "deploy_challenge " .. base), 1)
+  t.eq(count(log, "clean_challenge " .. base), 1)
+  same(meta(state, "_." .. base).hooks, { "exec:script=" .. script ..
+    ",types=dns-01,dns_wait=2" }, "kept for renewals")
 end)
