@@ -46,7 +46,7 @@ function M.deploy_cert(cert, opts)
     env.LUACME_CERT_FILE = cert.cert_file
     env.LUACME_FULLCHAIN_FILE = cert.fullchain_file
     env.LUACME_CHAIN_FILE = cert.chain_file
-    env.LUACME_DOMAINS = table.concat(cert.domains or {}, " ")
+    env.LUACME_DOMAINS = table.concat(cert.names or cert.domains or {}, " ")
     -- What certbot's deploy hooks and acme.sh's reload commands read,
     -- so an imported one works unchanged.
     env.RENEWED_LINEAGE = cert.cert_file and cert.cert_file:match("^(.*)/")

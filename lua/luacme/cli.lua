@@ -315,7 +315,8 @@ local function list_text(certs)
         lines[#lines + 1] = head
         lines[#lines + 1] = "  names: " .. table.concat(c.names, ", ")
         if c.error then
-            lines[#lines + 1] = "  problem: " .. errors.printable(c.error)
+            lines[#lines + 1] = "  problem: " ..
+                errors.printable(c.error.detail or c.error.kind)
         end
         if c.last_error then
             lines[#lines + 1] = "  last error (" ..
@@ -340,7 +341,8 @@ local function cert_fields(c)
             type = c.last_error.type } or nil,
         revoked = c.revoked and { time = output.time(c.revoked.time),
             reason = c.revoked.reason } or nil,
-        error = c.error, directory = c.directory, key_type = c.key_type,
+        error = c.error and c.error.detail, directory = c.directory,
+        key_type = c.key_type,
     }
 end
 
@@ -434,10 +436,17 @@ local CHALLENGE_WORDS = { http = "http-01", dns = "dns-01",
 local function challenge_types(list)
     if not list then return nil end
     local out = {}
+    local known = {}
+    for _, ty in ipairs(require("luacme.hooks").TYPES) do known[ty] = true end
     for _, v in ipairs(list) do
         for w in v:gmatch("[^,%s]+") do
-            w = w:lower()
-            out[#out + 1] = CHALLENGE_WORDS[w] or w
+            local ty = CHALLENGE_WORDS[w:lower()] or w:lower()
+            if not known[ty] then
+                usage("--preferred-challenges: unknown challenge type '" ..
+                    errors.printable(w) .. "' (http-01, dns-01, " ..
+                    "tls-alpn-01; or http, dns, tls-alpn)")
+            end
+            out[#out + 1] = ty
         end
     end
     return out
@@ -447,7 +456,7 @@ end
 -- pre and post hooks.
 local function renewal_opts(o, into)
     into.renew_days = number_opt(o.days, "--days", 1, 3650)
-    into.challenge_types = challenge_types(o.preferred_challenges)
+    into.types = challenge_types(o.preferred_challenges)
     into.pre_hooks = o.pre_hook
     into.post_hooks = o.post_hook
     return into
@@ -606,6 +615,8 @@ local function cmd_renew(p, out, env)
     local jitter = number_opt(p.opts.jitter, "--jitter", 0, 86400)
     res = check(m:renew{ names = p.args, force = p.opts.force,
         jitter = jitter })
+    -- m:renew returns its failures; showing them is the command's part.
+    for _, e in ipairs(res.errors) do out:error(e.err, e.name) end
     out:result{ ok = res.code ~= 1, command = "renew",
         renewed = util.array(res.renewed),
         not_due = util.array(res.not_due),
@@ -972,8 +983,9 @@ Hooks are checked at once. Exit 2 when nothing changed.]],
         },
         help = [[
 Stops renewing a certificate. Its files stay where your servers read them
-(meta.json becomes meta.json.deleted) unless --purge. It is not revoked:
-luacme revoke CERTNAME first for that.]],
+(meta.json records the deletion; list and renew skip it) unless --purge.
+It is not revoked: luacme revoke CERTNAME first for that. Issuing its
+names again makes it a certificate luacme renews again.]],
         run = cmd_delete,
     },
     import = {

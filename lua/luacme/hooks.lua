@@ -572,13 +572,14 @@ end
 
 -- A hook's identity in a run: the script for script hooks (the same
 -- dehydrated script given as --hook ./hook.sh and as --deploy-hook
--- exec:script=./hook.sh is one hook: startup and exit once), else
--- the spec.
+-- exec:script=./hook.sh is one hook: startup and exit once); else a hook
+-- loaded from a spec is known by its spec, and a table given inline (a
+-- recipe's) by itself, so two inline hooks never share one startup.
 local function spec_key(h)
     if h.opts and type(h.opts.script) == "string" then
         return (h.file or "") .. "\0" .. h.opts.script
     end
-    return h.spec or h.name
+    return h.spec or h
 end
 M.identity = spec_key
 

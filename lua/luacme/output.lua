@@ -322,7 +322,7 @@ function M.error_lines(err)
     -- A certificate skipped says why in its detail alone.
     local first = err.skipped and detail or (head .. ": " .. detail)
     -- "hook webroot: ..." says its kind already: no "hook: hook".
-    if detail:sub(1, #head + 1) == head .. " " then first = detail end
+    if head == "hook" and detail:sub(1, 5) == "hook " then first = detail end
     if who and (cause or not detail:find(who, 1, true)) then
         first = who .. ": " .. first
     end
@@ -338,7 +338,8 @@ function M.error_lines(err)
             errors.printable(sp.detail or "(no detail)")
     end
     for _, sub in ipairs(type(err.errors) == "table" and err.errors or {}) do
-        local sub_lines = M.error_lines(sub)
+        local sub_lines = errors.repeats(err, sub) and {} or
+            M.error_lines(sub)
         for _, l in ipairs(sub_lines) do
             lines[#lines + 1] = "  " .. l
         end

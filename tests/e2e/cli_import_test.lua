@@ -503,7 +503,7 @@ t.test("--pre-hook/--post-hook once per run; --days; --preferred-challenges",
     t.eq(d.type, "dns-01", "every challenge over dns-01")
   end
   t.eq(#by_event(out, "deployed") > 0, true)
-  same(meta(state, "_." .. base).challenge_types, { "dns-01" },
+  same(meta(state, "_." .. base).types, { "dns-01" },
     "kept for renewals")
 end)
 
