@@ -130,14 +130,15 @@ local function is_file(path)
 end
 
 -- Built-in hooks compiled into the binary (an appliance has no hooks/
--- directory): site.embedded("hooks/x.lua") gives the source. Their
+-- directory): site.embedded("hooks/x.lua") gives the chunk (bytecode
+-- or source, loaded with mode site.embedded_mode). Their
 -- "file" is spelled EMBEDDED .. "hooks/x.lua".
 local EMBEDDED = "[embedded]/"
 
 local function site_embedded(rel)
     local ok, site = pcall(require, "luacme.site")
     if ok and type(site) == "table" and site.embedded then
-        return site.embedded(rel)
+        return site.embedded(rel), site.embedded_mode or "t"
     end
     return nil
 end
@@ -168,9 +169,9 @@ local function load_file(path, label)
     local env = setmetatable({}, { __index = _G })
     local chunk, err
     if path:sub(1, #EMBEDDED) == EMBEDDED then
-        local src = site_embedded(path:sub(#EMBEDDED + 1))
+        local src, mode = site_embedded(path:sub(#EMBEDDED + 1))
         if not src then return hook_error(label, "no such built-in " .. path) end
-        chunk, err = load(src, "@" .. path, "t", env)
+        chunk, err = load(src, "@" .. path, mode, env)
     else
         chunk, err = loadfile(path, "t", env)
     end
