@@ -25,7 +25,7 @@ local PEM_CHAIN = "application/pem-certificate-chain"
 
 -- Defaults; each is a client option of the same name.
 local DEFAULTS = {
-    poll_first = 0.05,      -- first wait when polling an order/authz
+    poll_first = 0.015,     -- first wait when polling (util.backoff)
     poll_cap = 5,           -- longest wait between polls
     poll_timeout = 300,     -- polling deadline when the caller gives none
     bad_nonce_retries = 20, -- Pebble at 50% rejection: 2^-20 per request
@@ -40,7 +40,7 @@ local OPTIONS = {
     transport = "table", sleep = "function", now = "function",
     poll_first = "number", poll_cap = "number", poll_timeout = "number",
     bad_nonce_retries = "number", max_retries = "number",
-    max_retry_wait = "number", allow_http = "boolean",
+    max_retry_wait = "number", allow_http = "boolean", deadline = "number",
 }
 
 local Client = {}
@@ -100,6 +100,7 @@ function M.new(opts)
         transport = opts.transport,
         sleep = opts.sleep or core.sleep,
         now = opts.now or core.time,
+        deadline = opts.deadline,   -- no retry waits past it (client clock)
         nonces = {},
         counters = { requests = 0, nonce_requests = 0, bad_nonces = 0,
             retries = 0 },
@@ -224,8 +225,18 @@ local function finish(resp)
 end
 
 -- Seconds to wait before retry n after a failed attempt (status nil for
--- a transport error), or nil to give up.
+-- a transport error), or nil to give up: also when the wait would end
+-- past self.deadline (an unreachable CA retried silently for 27 s under
+-- --timeout 5, A#9.4).
 function Client:_retry_wait(n, status, headers)
+    local w = self:_retry_delay(n, status, headers)
+    if w and self.deadline and self.now() + w > self.deadline then
+        return nil
+    end
+    return w
+end
+
+function Client:_retry_delay(n, status, headers)
     local w
     if self.retry_backoff then
         w = self.retry_backoff(n, status, headers)
@@ -999,6 +1010,7 @@ end
 function Client:poll(url, fetch, classify, opts)
     opts = opts or {}
     local deadline = opts.deadline or (self.now() + self.poll_timeout)
+    if self.deadline then deadline = math.min(deadline, self.deadline) end
     local next_wait = util.backoff(self.poll_first, self.poll_cap, deadline,
         self.now)
     local on_wait = opts.on_wait or function() end
@@ -1254,6 +1266,10 @@ function Client:fetch_cert(url, bundle)
         alternates = util.link(resp.headers, "alternate", url) }
 end
 
+-- Most alternate chains fetched for one certificate: a server listing
+-- endless alternates must not keep the client downloading (A#9.2).
+M.MAX_ALTERNATES = 10
+
 -- list_cert_alternates(url): URLs of the alternate chains of the
 -- certificate at url.
 function Client:list_cert_alternates(url)
@@ -1320,13 +1336,18 @@ function Client:create_order_cert(finalize_url, csr_der, bundle, opts)
     return ders, o.cert_url, meta, o
 end
 
--- revoke_cert(key_or_nil, cert_der, reason): revokes by the account key
+-- revoke_cert(key_or_nil, cert_der, reason[, opts]): revokes by the account key
 -- (key nil: kid) or by another key (the certificate's: jwk). reason is
--- an RFC 5280 code (acme.CRL_REASON_*), omitted when nil.
-function Client:revoke_cert(key, cert_der, reason)
+-- an RFC 5280 code (acme.CRL_REASON_*), omitted when nil. opts:
+-- { already_ok = true } takes alreadyRevoked as success.
+function Client:revoke_cert(key, cert_der, reason, opts)
     if key ~= nil and type(key) ~= "userdata" then
         error("revoke_cert: key or nil expected", 2)
     end
+    if opts ~= nil and type(opts) ~= "table" then
+        error("revoke_cert: options table or nil expected", 2)
+    end
+    local already_ok = opts and opts.already_ok
     if type(cert_der) ~= "string" then
         error("revoke_cert: DER certificate expected", 2)
     end
@@ -1353,7 +1374,13 @@ function Client:revoke_cert(key, cert_der, reason)
     if not resp and resent and errors.is(err, "alreadyRevoked") then
         return true
     end
-    if not resp then return nil, err end
+    if not resp then
+        -- Asked for: the goal (a revoked certificate) is reached.
+        if already_ok and errors.is(err, "alreadyRevoked") then
+            return true
+        end
+        return nil, err
+    end
     return true
 end
 
@@ -1397,7 +1424,7 @@ function Client:dns01_challenge_record(token)
 end
 
 -- tls_alpn01_challenge_cert(token, identifier[, key]): the self-signed
--- RFC 8737 certificate (PEM) and its key.
+-- RFC 8737 certificate (PEM), its key and the certificate's DER.
 function Client:tls_alpn01_challenge_cert(token, identifier, key)
     if type(identifier) ~= "string" then
         error("tls_alpn01_challenge_cert: identifier expected", 2)

@@ -130,9 +130,42 @@ function Ctx:session()
     return self.sess
 end
 
--- End the run: exit() of every hook started. Also on <close>.
+-- Before an order: run each command of pre (a list of shell command
+-- lines) not run yet in this run, and remember post's for the end of the
+-- run (certbot's --pre-hook and --post-hook: once per run, only when
+-- something is ordered). A failing one is a warning, as in certbot.
+function Ctx:around(pre, post)
+    self.pre_done = self.pre_done or {}
+    self.post_todo = self.post_todo or {}
+    for _, cmd in ipairs(pre or {}) do
+        if not self.pre_done[cmd] then
+            self.pre_done[cmd] = true
+            self:command("pre_hook", cmd)
+        end
+    end
+    for _, cmd in ipairs(post or {}) do
+        if not self.post_todo[cmd] then
+            self.post_todo[cmd] = true
+            self.post_todo[#self.post_todo + 1] = cmd
+        end
+    end
+end
+
+function Ctx:command(event, cmd)
+    local ok, err = hooks.run({ "/bin/sh", "-c", cmd })
+    self:emit(event, { command = cmd, ok = ok and true or false,
+        error = err }, not ok and (event:gsub("_", "-") .. " '" .. cmd ..
+        "' failed: " .. tostring(err)) or nil,
+        { warning = not ok or nil })
+end
+
+-- End the run: the post hooks, exit() of every hook started. Also on
+-- <close>.
 function Ctx:close()
     if self.fleet then self.fleet.b:close() end
+    local post = self.post_todo
+    self.post_todo = nil
+    for _, cmd in ipairs(post or {}) do self:command("post_hook", cmd) end
     if self.sess then
         self.sess:close()
         local e = self.sess.interrupted
@@ -142,12 +175,21 @@ function Ctx:close()
 end
 Ctx.__close = Ctx.close
 
+-- Longest single HTTP exchange and connect (seconds) of a client, as
+-- core.http's defaults; a shorter --timeout shortens them.
+M.HTTP_TIMEOUT, M.CONNECT_TIMEOUT = 30, 10
+
 -- A protocol client for the CA at url (ca_file: its bundle, default the
--- context's).
+-- context's). During an issuance (self.deadline set) it waits for
+-- nothing past the deadline.
 function Ctx:client(url, key, kid, ca_file)
+    local limit = self.deadline and math.max(1, self.deadline - self.now())
     return client.new{ directory = url, key = key, kid = kid,
         ca_file = ca_file or self.ca_file, transport = self.transport,
-        now = self.transport and self.now or nil, sleep = self.sleep }
+        now = self.transport and self.now or nil, sleep = self.sleep,
+        deadline = self.deadline,
+        timeout = limit and math.min(M.HTTP_TIMEOUT, limit) or nil,
+        connect_timeout = limit and math.min(M.CONNECT_TIMEOUT, limit) or nil }
 end
 
 -- The operations: each runs under errors.protect, so a failure is
@@ -167,6 +209,8 @@ Ctx.due = op(certs.due)                          -- (name, {renewal_info})
 Ctx.revoke = op(certs.revoke)    -- {name | cert_file, reason, cert_key_file}
 Ctx.list = op(certs.list)
 Ctx.sync = op(certs.sync)                        -- {names}
+Ctx.reconfigure = op(certs.reconfigure)         -- (name, settings)
+Ctx.delete = op(certs.delete)                   -- (name, purge)
 
 M.Ctx = Ctx
 return M

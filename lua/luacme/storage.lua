@@ -160,9 +160,18 @@ end
 local Lock = {}
 Lock.__index = Lock
 
--- The executable to start the keeper with.
-local function self_exe()
-    return core.readlink("/proc/self/exe")
+-- The keeper's command line. In the luacme executable (which preloads
+-- its own luacme.site) an internal command; in a Lua interpreter that
+-- loaded luacme as a library, that interpreter with our module paths.
+local function keeper_argv(spec, hjson)
+    local exe = core.readlink("/proc/self/exe")
+    if not exe then return nil end
+    if package.preload["luacme.site"] then
+        return { exe, "__lock-keeper", spec, hjson }
+    end
+    return { exe, "-e", string.format("package.path = %q " ..
+        "package.cpath = %q os.exit(require('luacme.storage')" ..
+        ".keeper_main(%q, %q))", package.path, package.cpath, spec, hjson) }
 end
 
 -- Take lock key on backend b (opened from spec), waiting up to timeout
@@ -180,11 +189,9 @@ function M.lock(b, spec, key, timeout, what, opts)
         if h == nil then return nil, err end
         if h then
             local lk = setmetatable({ b = b, h = h }, Lock)
-            local exe = not opts.no_keeper and self_exe()
-            if exe then
-                lk.pid = core.spawn_bg{ exe, "__lock-keeper", spec,
-                    assert(cjson.encode(h)) }
-            end
+            local argv = not opts.no_keeper and
+                keeper_argv(spec, assert(cjson.encode(h)))
+            if argv then lk.pid = core.spawn_bg(argv) end
             return lk
         end
         if core.monotonic() >= deadline then

@@ -89,6 +89,30 @@ t.test("server text is made printable, JSON stays valid UTF-8", function()
   t.match(l.detail, "\\xff\\xfe")
 end)
 
+-- A#9.5: every string from the server, not only the detail: an ESC in
+-- the problem type once reached the terminal through tostring(err).
+t.test("problem and subproblem types and identifiers are made printable",
+  function()
+  local esc = "\27[2J\27]0;pwned\7"
+  local e = errors.problem(400, { type = errors.PREFIX .. "x" .. esc,
+    detail = "d" .. esc, subproblems = {
+      { type = errors.PREFIX .. "y" .. esc, detail = "sub" .. esc,
+        identifier = { type = "dns" .. esc, value = "v" .. esc } } } })
+  local a = errors.new("authorization", "authorization failed",
+    { identifier = { type = "dns", value = "n" .. esc }, cause = e,
+      errors = { e } })
+  for _, err in ipairs({ e, a }) do
+    local texts = {}
+    for l in tostring(err):gmatch("[^\n]+") do texts[#texts + 1] = l end
+    for _, l in ipairs(output.error_lines(err)) do texts[#texts + 1] = l end
+    for _, s in ipairs(texts) do
+      t.ok(not s:find("[%c\127]"), "control character in " .. s:gsub("%c", "?"))
+    end
+  end
+  t.match(tostring(e), "^x\\x1b%[2J")
+  t.match(output.error_lines(a)[1], "x\\x1b%[2J")
+end)
+
 t.test("an ACME problem: type, detail, identifier, status, hint", function()
   local e = errors.problem(403, { type = errors.PREFIX .. "agreementRequired",
     detail = "Provided account did not agree to the terms of service" })
@@ -207,6 +231,35 @@ t.test("userActionRequired shows the instance URL and the terms", function()
   t.eq(f.instance, "https://ca.test/agree\27[2J")
   t.eq(f.terms_of_service, "https://ca.test/tos-v2")
   t.match(f.hint, "visit https://ca%.test/agree")
+end)
+
+t.test("a hook's error says \"hook\" once", function()
+  local hooks = require "luacme.hooks"
+  local h = { name = "webroot", opts = {},
+    deploy = function() return nil, "root /nope is not a directory" end }
+  local _, err = hooks.call(h, "deploy", {})
+  local lines = output.error_lines(err)
+  t.eq(lines[1], "hook webroot: deploy: root /nope is not a directory")
+  t.eq(output.error_lines(errors.new("hook", "a script failed"))[1],
+    "hook: a script failed", "other details keep their kind")
+end)
+
+t.test("hints fit the hook: standalone failures get standalone hints",
+  function()
+  local e = authz_err("www.example.com", "connection",
+    "dial tcp 127.0.0.1:80: connect: connection refused", "http-01")
+  e.hook = "standalone"
+  local h = output.hint(e)
+  t.match(h, "luacme's own answer on port 80")
+  t.ok(not h:find("webroot"), "no webroot hint for standalone")
+  e = authz_err("www.example.com", "unauthorized", "got 404", "http-01")
+  e.hook = "standalone"
+  t.ok(not output.hint(e):find("document root"))
+  local multi = errors.new("authorization", "2 authorizations failed",
+    { errors = { e, e } })
+  t.match(output.hint(multi), "luacme's own answer")
+  e.hook = "webroot"
+  t.match(output.hint(e), "document root", "webroot keeps its hint")
 end)
 
 -- Issue 16: one convention a recipe can branch on.

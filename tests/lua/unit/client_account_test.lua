@@ -263,6 +263,11 @@ t.test("revoke by account key (kid) and by certificate key (jwk)", function()
     t.eq(ca:find("POST", "/revoke-cert")[3].payload, '{"certificate":"Y2VydC1kZXItMw"}')
     local _, err = c:revoke_cert(nil, "cert-der-1", 0)
     t.ok(acme.is_error(err, "alreadyRevoked"))
+    -- Asked to: alreadyRevoked is the goal reached; other errors stay.
+    t.eq(c:revoke_cert(nil, "cert-der-1", 0, { already_ok = true }), true)
+    _, err = c:revoke_cert(nil, "cert-der-4", 7, { already_ok = true })
+    t.ok(acme.is_error(err, "badRevocationReason"))
+    t.raises(function() c:revoke_cert(nil, "x", 0, "yes") end, "options")
     _, err = c:revoke_cert(nil, "cert-der-4", 7)
     t.ok(acme.is_error(err, "badRevocationReason"))
     t.raises(function() c:revoke_cert(nil, "x", 4.5) end, "integer")
@@ -303,7 +308,9 @@ t.test("challenge helpers give Go's known answers", function()
     t.eq(c:dns01_challenge_record("xxx"),
         "8DERMexQ5VcdJ_prpPiA0mVdp7imgbCgjsG4SqqNMIo")
     local token = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
-    local pem, ckey = assert(c:tls_alpn01_challenge_cert(token, "example.com"))
+    local pem, ckey, der = assert(c:tls_alpn01_challenge_cert(token,
+        "example.com"))
+    t.eq(der, assert(core.pem_decode(pem)), "the DER of the same certificate")
     t.ok(ckey ~= key, "a fresh key, never the account key")
     t.eq(ckey:spec(), "ec256")
     local info = assert(core.cert_info(pem))
@@ -314,4 +321,30 @@ t.test("challenge helpers give Go's known answers", function()
         "dbbd5eefe7b4d06eb9d1d9f5acb4c7cda27d320e4b30332f0b6cb441734ad7b0")
     t.ok(info.der:find(ext, 1, true), "RFC 8737 extension with Go's digest")
     t.ok(core.cert_matches_key(pem, ckey))
+end)
+
+-- A#9.6: a thumbprint from what a person holds of someone else's key:
+-- its public PEM or its JWK.
+t.test("jwk_thumbprint accepts a public key PEM or a JWK table", function()
+    local key = assert(core.key_load(t.readfile(
+        "tests/fixtures/keys/go-testkey-ec256.pem")))
+    local tp = "zedj-Bd1Zshp8KLePv2MB-lJ_Hagp7wAwdkA0NUTniU"
+    t.eq(acme.jwk_thumbprint(key:public_pem()), tp, "public PEM")
+    t.eq(acme.jwk_thumbprint(key:jwk()), tp, "JWK table")
+    local jwk = key:jwk()
+    jwk.kid, jwk.use = "extra", "sig"
+    t.eq(acme.jwk_thumbprint(jwk), tp, "members beyond the required ignored")
+    for _, spec in ipairs({ "rsa2048", "ec384" }) do
+        local k = core.key_generate(spec)
+        t.eq(acme.jwk_thumbprint(k:public_pem()), k:thumbprint(), spec)
+        t.eq(acme.jwk_thumbprint(k:jwk()), k:thumbprint(), spec)
+    end
+    local v, err = acme.jwk_thumbprint("not a key")
+    t.eq(v, nil)
+    t.ok(acme.errors.iserror(err))
+    v, err = acme.jwk_thumbprint({ kty = "EC", crv = "P-256", x = "a" })
+    t.eq(v, nil)
+    t.eq(err.kind, "invalid")
+    v = acme.jwk_thumbprint({ kty = "oct", k = "abc" })
+    t.eq(v, nil)
 end)
