@@ -160,13 +160,22 @@ end
 local Lock = {}
 Lock.__index = Lock
 
--- The keeper's command line. In the luacme executable (which preloads
--- its own luacme.site) an internal command; in a Lua interpreter that
--- loaded luacme as a library, that interpreter with our module paths.
+-- In the luacme executable? Its luacme.site (core/main.c) serves the
+-- compiled-in files from C; the library's site.lua has none.
+local function in_executable()
+    local ok, site = pcall(require, "luacme.site")
+    return ok and type(site) == "table" and
+        type(site.embedded) == "function" and
+        debug.getinfo(site.embedded, "S").what == "C"
+end
+
+-- The keeper's command line: in the luacme executable an internal
+-- command; in a Lua interpreter that loaded luacme as a library, that
+-- interpreter with our module paths.
 local function keeper_argv(spec, hjson)
     local exe = core.readlink("/proc/self/exe")
     if not exe then return nil end
-    if package.preload["luacme.site"] then
+    if in_executable() then
         return { exe, "__lock-keeper", spec, hjson }
     end
     return { exe, "-e", string.format("package.path = %q " ..
