@@ -551,6 +551,7 @@ local function lock_cert(ctx, name)
     if ctx.fleet then
         local lk, changed = ctx.fleet:lock_cert(name, ctx.lock_timeout)
         if changed then
+            ctx.fleet_installed = (ctx.fleet_installed or 0) + 1
             local ok, err = pcall(deploy_synced, ctx, name)
             if not ok then
                 lk:unlock()
@@ -1042,6 +1043,7 @@ function M.renew(ctx, opts)
     if not names or #names == 0 then names = cert_names(ctx) end
     -- What a run finds of its CAs holds for that run only.
     ctx.ca_down = {}
+    ctx.fleet_installed = 0
     local res = { certs = {}, renewed = {}, not_due = {}, failed = {},
         errors = {} }
     if #names == 0 then
@@ -1062,8 +1064,12 @@ function M.renew(ctx, opts)
         res.certs[#res.certs + 1] = r
     end
     res.synced = synced and synced.installed
+    -- A node that installed what another renewed changed too: exit 0,
+    -- so `renew && reload` works on every node of a fleet.
+    local installed = (synced and #synced.installed or 0) +
+        (ctx.fleet_installed or 0)
     if #res.failed > 0 then res.code = 1
-    elseif #res.renewed > 0 then res.code = 0
+    elseif #res.renewed > 0 or installed > 0 then res.code = 0
     else res.code = 2 end
     return res
 end
