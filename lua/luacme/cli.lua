@@ -971,7 +971,9 @@ valid under 10 days). Uses the settings the certificate was issued with.
 Exit 0 when something was renewed, 2 when nothing was due, 1 on any error
 (the others are still tried). A revoked certificate is renewed only when
 named (luacme renew NAME) or with --force, so cron does not bring back a
-retired domain.]],
+retired domain. With a shared --storage it first installs what other
+nodes renewed and renews under a lock held fleet-wide; it exits 0 too
+when only such an install changed something.]],
         run = cmd_renew,
     },
     sync = {
