@@ -297,10 +297,18 @@ t.test("two requests on one client use one TCP connection", function()
   -- The test server speaks HTTP/1.1 only (Pebble offers h2, which the
   -- e2e tests see in the same field).
   t.eq(st.http_version, "1.1")
-  -- Control: two clients are two connections, so the count is real.
+  -- Clients share the process's one pool: a second client with the
+  -- same TLS settings reuses the connection too.
   local c2 <close> = client()
-  t.eq(json(c2, { url = srv.base .. "/conn?tag=reuse" }).count, 2)
-  t.eq(c2:stats().connects, 1)
+  t.eq(json(c2, { url = srv.base .. "/conn?tag=reuse" }).count, 1)
+  t.eq(c2:stats().connects, 0)
+  -- Control: other TLS settings (the same CA from another file) never
+  -- share a connection, so the count is real.
+  local copy = t.tmpdir() .. "/ca.crt"
+  assert(core.write_file(copy, assert(core.read_file(pki.good.crt)), 420))
+  local c3 <close> = client{ ca_file = copy }
+  t.eq(json(c3, { url = srv.base .. "/conn?tag=reuse" }).count, 2)
+  t.eq(c3:stats().connects, 1)
 end)
 
 t.test("repeated Link headers come back as a list in order", function()
