@@ -11,6 +11,7 @@ local core = require "luacme.core"
 local cjson = require "cjson.safe"
 local errors = require "luacme.errors"
 local util = require "luacme.util"
+local sched = require "luacme.sched"
 local ident = require "luacme.ident"
 local values = require "luacme.challenge"
 
@@ -98,7 +99,7 @@ function M.new(opts)
         allow_http = opts.allow_http,
         retry_backoff = opts.retry_backoff,
         transport = opts.transport,
-        sleep = opts.sleep or core.sleep,
+        sleep = opts.sleep or sched.sleep,
         now = opts.now or core.time,
         nonces = {},
         counters = { requests = 0, nonce_requests = 0, bad_nonces = 0,
@@ -154,8 +155,8 @@ function Client:_send(method, url, headers, body)
     self.ua = h["User-Agent"]
     for k, v in pairs(headers or {}) do h[k] = v end
     self.counters.requests = self.counters.requests + 1
-    local status, rh, rb = t:request{ method = method, url = url,
-        headers = h, body = body }
+    local status, rh, rb = sched.request(t, { method = method, url = url,
+        headers = h, body = body })
     if not status then
         return nil, errors.new(rb or "transport", tostring(rh), { url = url })
     end
