@@ -17,6 +17,7 @@ local ident = require "luacme.ident"
 local issuance = require "luacme.issuance"
 local output = require "luacme.output"
 local renew = require "luacme.renew"
+local sched = require "luacme.sched"
 local state = require "luacme.state"
 local util = require "luacme.util"
 
@@ -553,11 +554,26 @@ local function renew_one(ctx, name, opts)
     return r
 end
 
--- renew(ctx, { names = {...} (default all), force =, jitter = seconds }).
--- Returns { code = 0 (something renewed) | 2 (nothing due) | 1 (a
--- failure; errors = {{name=, err=}}), renewed = {}, not_due = {},
--- failed = {} }. Each certificate is tried, failures do not stop the
--- others.
+-- Certificates renewed at once by default, and at most.
+M.PARALLEL = 4
+M.PARALLEL_MAX = 64
+
+-- The context of one certificate among several renewed at once: its
+-- output lines say whose they are; everything else (state, the one
+-- hook session, the CA settings) is the run's.
+local function cert_ctx(ctx, name)
+    ctx:session()           -- made now, so every certificate shares it
+    return setmetatable({ out = ctx.out:prefixed(name) }, { __index = ctx })
+end
+
+-- renew(ctx, { names = {...} (default all), force =, jitter = seconds,
+-- parallel = N }). Returns { code = 0 (something renewed) | 2 (nothing
+-- due) | 1 (a failure; errors = {{name=, err=}}), renewed = {}, not_due
+-- = {}, failed = {} }. Each certificate is tried, failures do not stop
+-- the others. Up to parallel (default M.PARALLEL, at most
+-- M.PARALLEL_MAX) certificates are worked on at once, as luacme.sched
+-- tasks of this one process (one connection pool), each under its own
+-- lock, their output lines prefixed with the certificate name.
 function M.renew(ctx, opts)
     opts = opts or {}
     if opts.jitter and opts.jitter > 0 then
@@ -572,8 +588,31 @@ function M.renew(ctx, opts)
     if #names == 0 then
         ctx:emit("nothing", {}, "no certificates to renew")
     end
+    local parallel = opts.parallel or M.PARALLEL
+    if math.type(parallel) ~= "integer" or parallel < 1 or
+        parallel > M.PARALLEL_MAX then
+        raise("usage", "parallel must be a whole number from 1 to " ..
+            M.PARALLEL_MAX, { option = "parallel" })
+    end
+    -- A name given twice would be worked on twice at once.
+    local uniq, seen = {}, {}
     for _, name in ipairs(names) do
-        local r, err = errors.protect(renew_one, ctx, name, opts)
+        if not seen[name] then
+            seen[name] = true
+            uniq[#uniq + 1] = name
+        end
+    end
+    names = uniq
+    parallel = math.min(parallel, #names)
+    local fns = {}
+    for i, name in ipairs(names) do
+        fns[i] = function()
+            local c = parallel > 1 and cert_ctx(ctx, name) or ctx
+            return errors.protect(renew_one, c, name, opts)
+        end
+    end
+    for i, out in ipairs(sched.all(fns, parallel)) do
+        local name, r, err = names[i], out[1], out[2]
         if not r then
             res.failed[#res.failed + 1] = name
             res.errors[#res.errors + 1] = { name = name, err = err }

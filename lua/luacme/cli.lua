@@ -401,11 +401,24 @@ local function cmd_issue(p, out, env)
     return res.code
 end
 
+-- Most certificates renew --parallel works on at once (certs.lua has
+-- the same bound for recipes).
+local PARALLEL_MAX = 64
+
 local function cmd_renew(p, out, env)
     local m <close> = context(p.opts, out, env)
     local jitter = number_opt(p.opts.jitter, "--jitter", 0, 86400)
+    local parallel
+    if p.opts.parallel then
+        parallel = math.tointeger(util.number(p.opts.parallel, 1,
+            PARALLEL_MAX, true))
+        if not parallel then
+            error(errors.new("usage", "--parallel must be a whole number " ..
+                "1.." .. PARALLEL_MAX), 0)
+        end
+    end
     local res = check(m:renew{ names = p.args, force = p.opts.force,
-        jitter = jitter })
+        jitter = jitter, parallel = parallel })
     out:result{ ok = res.code ~= 1, command = "renew",
         renewed = util.array(res.renewed),
         not_due = util.array(res.not_due),
@@ -552,12 +565,15 @@ until the new one is complete, then remains as *.prev.]],
         run = cmd_issue,
     },
     renew = {
-        usage = "luacme renew [CERTNAME ...] [--force] [--jitter SECONDS]",
+        usage = "luacme renew [CERTNAME ...] [--force] [--jitter SECONDS] " ..
+            "[--parallel N]",
         positional = { min = 0, max = math.huge },
         opts = {
             { "force", help = "renew even when not due" },
             { "jitter", arg = "SECONDS", help = "first wait a random time " ..
                 "up to SECONDS (for cron and timers)" },
+            { "parallel", arg = "N", help = "work on up to N certificates " ..
+                "at once (default 4, at most 64)" },
             { "timeout", arg = "SECONDS", help = "limit for one issuance " ..
                 "(default 300)" },
         },
@@ -567,7 +583,9 @@ the CA's renewal window when the CA offers ARI (a random moment in it),
 otherwise once a third of the lifetime remains (half for certificates
 valid under 10 days). Uses the settings the certificate was issued with.
 Exit 0 when something was renewed, 2 when nothing was due, 1 on any error
-(the others are still tried).]],
+(the others are still tried). Several certificates are worked on at once
+(--parallel, default 4), each under its own lock, in one process with one
+connection pool; their output lines start with the certificate name.]],
         run = cmd_renew,
     },
     revoke = {

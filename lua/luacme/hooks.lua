@@ -608,6 +608,12 @@ end
 -- startup() of every hook of list not started yet. Returns true or
 -- nil, err (the first failure; hooks started so far still get exit()).
 function Session:add(list)
+    -- Certificates renewed at once: a hook used by several is started
+    -- once, and none goes on before its startup() is done.
+    return sched.serial(self, self._add, self, list)
+end
+
+function Session:_add(list)
     for _, h in ipairs(list or {}) do
         local k = spec_key(h)
         if not self.seen[k] then

@@ -90,8 +90,16 @@ function Loop:abort(err)
     error(err, 0)
 end
 
+-- The coroutine resumed last (a task of this or an outer loop), for the
+-- signal handler (core.set_running).
+local running = {}
+
 function Loop:step(task)
+    running[#running + 1] = task.co
+    core.set_running(task.co)
     local ok, what = coroutine.resume(task.co)
+    running[#running] = nil
+    core.set_running(running[#running])
     if not ok then self:abort(what) end
     if coroutine.status(task.co) == "dead" then
         self.alive = self.alive - 1
@@ -109,8 +117,14 @@ function Loop:step(task)
     end
 end
 
--- Run until every task is done.
+-- Run until every task is done. A raise (Ctrl-C arrives in the loop
+-- itself while it waits) closes every task too.
 function Loop:run()
+    local ok, err = pcall(self._run, self)
+    if not ok then self:abort(err) end
+end
+
+function Loop:_run()
     while self.alive > 0 do
         while #self.ready > 0 do
             self:step(table.remove(self.ready, 1))
