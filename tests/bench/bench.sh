@@ -29,3 +29,11 @@ if [ -s "$out" ]; then
     rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$out")
     echo "peak RSS of the luacme process (/usr/bin/time -v): ${rss} kB"
 fi
+
+# Many certificates: renew --force of 50 (one at a time and at once) and
+# of 500 in one process, with its file descriptors and peak RSS.
+# LUACME_BENCH_RENEW="N:P,..." picks other cases.
+python3 tests/e2e/pebble-env.py \
+    --env PEBBLE_WFE_NONCEREJECT=0 -- \
+    "$exe" run tests/bench/bench_renew.lua "$exe" \
+    "${LUACME_BENCH_RENEW:-50:1,50:4,50:8,500:8}"
