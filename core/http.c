@@ -37,6 +37,8 @@ struct xfer {
     int hdr_over;
     int nomem;
     sig_atomic_t start_int; /* luacme_interrupted when the request began */
+    const char *up;         /* a once request's body (see http_request) */
+    size_t up_len, up_pos;
 };
 
 /* The transfers of every client made with the same multi share its
@@ -72,6 +74,7 @@ struct http_xfer {
     struct xfer x;
     char *method;
     char *url;
+    char *up_copy;              /* a once request's body (x.up) */
     int added;                  /* in the multi */
     int done;
     CURLcode cc;
@@ -277,6 +280,33 @@ on_header(char *data, size_t size, size_t nmemb, void *ud)
         x->nomem = 1;
     /* Returning less than n makes libcurl abort with a write error. */
     return r == 0 ? n : 0;
+}
+
+/* The body of a request sent at most once, handed to libcurl as it
+ * asks. */
+static size_t
+on_upload(char *buf, size_t size, size_t nitems, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = size * nitems, left = x->up_len - x->up_pos;
+
+    if (n > left)
+        n = left;
+    memcpy(buf, x->up + x->up_pos, n);
+    x->up_pos += n;
+    return n;
+}
+
+/* libcurl rewinds the body only to send the request again (a retry on
+ * a fresh connection); a once request refuses once a byte went out. */
+static int
+on_upload_seek(void *ud, curl_off_t offset, int origin)
+{
+    struct xfer *x = ud;
+
+    if (x->up_pos == 0 && offset == 0 && origin == SEEK_SET)
+        return CURL_SEEKFUNC_OK;
+    return CURL_SEEKFUNC_FAIL;
 }
 
 /* The body cap holds here whether or not a Content-Length came. */
@@ -790,7 +820,17 @@ set_request(struct http_xfer *xf, const char *body, size_t body_len,
     SETOPT(cc, h, CURLOPT_MAXFILESIZE_LARGE, maxfile);
     if (head)
         SETOPT(cc, h, CURLOPT_NOBODY, 1L);
-    if (body != NULL) {
+    if (body != NULL && xf->x.up != NULL) {
+        /* Read through callbacks that refuse a rewind, so that libcurl
+         * cannot send it twice; the size still gives a Content-Length.
+         * xf owns the bytes (a copy) while the transfer runs. */
+        SETOPT(cc, h, CURLOPT_POST, 1L);
+        SETOPT(cc, h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        SETOPT(cc, h, CURLOPT_READFUNCTION, on_upload);
+        SETOPT(cc, h, CURLOPT_READDATA, &xf->x);
+        SETOPT(cc, h, CURLOPT_SEEKFUNCTION, on_upload_seek);
+        SETOPT(cc, h, CURLOPT_SEEKDATA, &xf->x);
+    } else if (body != NULL) {
         /* Size first, then the data: sent as is, with Content-Length,
          * never chunked. Copied, so the caller's buffer may go away
          * while the transfer runs. */
@@ -829,6 +869,10 @@ http_xfer_free(struct http_xfer *xf)
         curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)NULL);
         curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *)NULL);
         curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)NULL);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, (curl_read_callback)NULL);
+        curl_easy_setopt(h, CURLOPT_READDATA, (void *)NULL);
+        curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, (curl_seek_callback)NULL);
+        curl_easy_setopt(h, CURLOPT_SEEKDATA, (void *)NULL);
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
         curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)NULL);
         if (c->idle == NULL)
@@ -841,6 +885,7 @@ http_xfer_free(struct http_xfer *xf)
     free(xf->x.hdrs.p);
     free(xf->method);
     free(xf->url);
+    free(xf->up_copy);
     free(xf);
     client_unref(c);
 }
@@ -873,6 +918,17 @@ http_start(struct http_client *c, const struct http_request *req,
     if (xf->method == NULL || xf->url == NULL) {
         err_set(err, "protocol", "http: out of memory");
         goto out;
+    }
+    if (req->once && body != NULL) {
+        /* Read by on_upload while the transfer runs: a copy of ours. */
+        xf->up_copy = malloc(body_len > 0 ? body_len : 1);
+        if (xf->up_copy == NULL) {
+            err_set(err, "protocol", "http: out of memory");
+            goto out;
+        }
+        memcpy(xf->up_copy, body, body_len);
+        xf->x.up = xf->up_copy;
+        xf->x.up_len = body_len;
     }
     if (build_headers(req, body != NULL, &xf->hl, err) != 0)
         goto out;
@@ -987,6 +1043,12 @@ http_finish(struct http_xfer *xf, struct http_response *resp,
         CURLE_OK || status < 100)
         return err_set(err, "protocol", "http: %s %s: no HTTP status",
             xf->method, xf->url);
+    /* libcurl accepts a reply that ends after its status line or in
+     * its headers as complete; the server may have done the work, so
+     * this is a lost reply, not an empty success. */
+    if (!xf->x.hdr_done)
+        return err_set(err, "protocol", "http: %s %s: reply ended inside "
+            "its header block", xf->method, xf->url);
     if (take_headers(&xf->x, resp) != 0)
         return err_set(err, "protocol", "http: %s %s: out of memory",
             xf->method, xf->url);

@@ -44,7 +44,7 @@ static const char *const client_opts[] = {
 };
 
 static const char *const request_fields[] = {
-    "method", "url", "headers", "body", NULL
+    "method", "url", "headers", "body", "once", NULL
 };
 
 /* The open client at idx; raises for a closed client or a non-client. */
@@ -348,6 +348,11 @@ read_request(lua_State *L, struct http_request *req)
         if (req->method != NULL && strcmp(req->method, "HEAD") == 0)
             luaL_argerror(L, 2, "a HEAD request has no body");
     }
+    lua_getfield(L, 2, "once");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_argerror(L, 2, "'once' must be a boolean");
+    req->once = lua_toboolean(L, -1);
+    lua_pop(L, 1);
 }
 
 /* Push status, headers, body of the response in the box on the top of
@@ -377,7 +382,8 @@ new_response(lua_State *L)
 /* client:request{method=, url=, headers={name=value}, body=} -> status,
  * headers, body for any HTTP response (4xx/5xx included), or nil,
  * message, kind ("timeout", "connect", "tls", "too_large", "protocol",
- * "interrupted"). Waits for the answer (moving other transfers of the
+ * "interrupted"). once=true: the request is never sent twice (see
+ * http.h). Waits for the answer (moving other transfers of the
  * pool along meanwhile). Raises for a closed client and a bad request
  * table (see read_request). */
 static int

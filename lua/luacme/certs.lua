@@ -33,7 +33,7 @@ local M = {}
 -- reused by renew.
 M.SETTINGS = { "names", "ips", "key_type", "reuse_key", "must_staple",
     "hooks", "deploy_hooks", "preferred_chain", "profile", "valid_for",
-    "directory", "ca_bundle" }
+    "directory", "ca_bundle", "types" }
 
 -- Hook paths made absolute, so a renewal from cron (another working
 -- directory) still finds them.
@@ -69,13 +69,16 @@ local function with_dns_wait(spec, seconds, loaded)
     return spec
 end
 
-local function unique_names(list, check, what, seen)
+-- A bad name is kind "identifier", as the protocol client says it
+-- (client:authorize_order), so a recipe branches on one kind.
+local function unique_names(list, check, what, seen, itype)
     local out = {}
     for _, n in ipairs(list or {}) do
         local v, why = check(n)
         if not v then
-            raise("usage", "bad " .. what .. " '" .. errors.printable(n) ..
-                "': " .. why)
+            raise("identifier", "bad " .. what .. " '" ..
+                errors.printable(n) .. "': " .. why,
+                { identifier = { type = itype, value = tostring(n) } })
         end
         if not seen[v] then
             seen[v] = true
@@ -85,13 +88,60 @@ local function unique_names(list, check, what, seen)
     return out
 end
 
+-- The challenge types a settings' types = { ... } may name.
+local TYPES = { ["http-01"] = true, ["dns-01"] = true,
+    ["tls-alpn-01"] = true }
+
+local function check_types(list)
+    if type(list) ~= "table" or #list == 0 then
+        error("types: a non-empty list of challenge types expected", 0)
+    end
+    for _, ty in ipairs(list) do
+        if not TYPES[ty] then
+            error("types: unknown challenge type " .. tostring(ty), 0)
+        end
+    end
+    return list
+end
+
+-- inline_hook(h, role, i): a hook table given by a recipe for one run
+-- (not stored in meta.json), as the loaded ones look: a challenge hook
+-- { types, deploy, cleanup, ready?, ... } or a deploy hook { deploy_cert }
+-- or, for role "deploy", a function(cert) -> true | nil, err. A wrong
+-- shape is the caller's mistake and raises.
+function M.inline_hook(h, role, i)
+    if role == "deploy" and type(h) == "function" then
+        local fn = h
+        h = { name = "deploy function",
+            deploy_cert = function(cert) return fn(cert) end }
+    end
+    if type(h) ~= "table" then
+        error(role .. " hook " .. tostring(i) .. ": " .. (role == "deploy"
+            and "a table with deploy_cert or a function" or "a table") ..
+            " expected", 0)
+    end
+    if role == "challenge" and (type(h.types) ~= "table" or
+        type(h.deploy) ~= "function" or type(h.cleanup) ~= "function") then
+        error("hook " .. tostring(i) .. ": a challenge hook table needs " ..
+            "types, deploy and cleanup (hooks/README.md)", 0)
+    end
+    if role == "deploy" and type(h.deploy_cert) ~= "function" then
+        error("deploy hook " .. tostring(i) .. ": a table with deploy_cert " ..
+            "or a function expected", 0)
+    end
+    local hook = { name = h.name or ("lua " .. role .. " hook " ..
+        tostring(i)), opts = h.opts or {}, types = h.types }
+    for _, f in ipairs(hooks.FUNCTIONS) do hook[f] = h[f] end
+    return hook
+end
+
 -- Check and normalise settings s (a fresh table back). ctx gives the
 -- defaults (directory, CA bundle).
 function M.settings(ctx, s)
     local out, seen = {}, {}
     out.names = unique_names(s.names or s.domains, ident.domain,
-        "domain name", seen)
-    out.ips = unique_names(s.ips, ident.ip, "IP address", seen)
+        "domain name", seen, "dns")
+    out.ips = unique_names(s.ips, ident.ip, "IP address", seen, "ip")
     if #out.names + #out.ips == 0 then
         raise("usage", "no names to issue for", { option = "domain" })
     end
@@ -106,15 +156,30 @@ function M.settings(ctx, s)
     out.valid_for = s.valid_for
     out.directory = s.directory or ctx.directory
     out.ca_bundle = s.ca_bundle or ctx.ca_file
+    out.types = s.types and util.array(check_types(s.types)) or nil
     local env = core.environ()
     out.hooks, out.deploy_hooks, out.loaded = {}, {}, {}
-    for _, h in ipairs(s.hooks or {}) do
-        h = absolute_spec(h, env)
-        if s.dns_wait then h = with_dns_wait(h, s.dns_wait, out.loaded) end
-        out.hooks[#out.hooks + 1] = h
+    out.inline, out.inline_deploy = {}, {}
+    for i, h in ipairs(s.hooks or {}) do
+        if type(h) == "table" then
+            out.inline[#out.inline + 1] = M.inline_hook(h, "challenge", i)
+        else
+            h = absolute_spec(h, env)
+            if s.dns_wait then h = with_dns_wait(h, s.dns_wait, out.loaded) end
+            out.hooks[#out.hooks + 1] = h
+        end
     end
-    for _, h in ipairs(s.deploy_hooks or {}) do
-        out.deploy_hooks[#out.deploy_hooks + 1] = absolute_spec(h, env)
+    for i, h in ipairs(s.deploy_hooks or {}) do
+        if type(h) == "table" then
+            out.inline_deploy[#out.inline_deploy + 1] =
+                M.inline_hook(h, "deploy", i)
+        else
+            out.deploy_hooks[#out.deploy_hooks + 1] = absolute_spec(h, env)
+        end
+    end
+    if s.deploy ~= nil then
+        out.inline_deploy[#out.inline_deploy + 1] =
+            M.inline_hook(s.deploy, "deploy", "deploy")
     end
     return out
 end
@@ -227,8 +292,9 @@ local function refresh_ari(ctx, url, ca_file, cert_pem, meta, c)
         return false
     end
     c = c or ctx:client(url, nil, nil, ca_file)
-    local dir = c:discover()
-    if not dir or not dir.renewal_info then return false end
+    local dir, derr = c:discover()
+    if not dir then return false, derr end
+    if not dir.renewal_info then return false end
     local info, err = c:get_renewal_info(cert_pem)
     ari = type(ari) == "table" and ari or {}
     if info then
@@ -241,13 +307,16 @@ local function refresh_ari(ctx, url, ca_file, cert_pem, meta, c)
         ctx.out:debug("renewal information: " .. tostring(err))
     end
     meta.ari = ari
-    return true
+    return true, err
 end
 
 -- The deploy_cert / unchanged_cert argument for certificate name.
 local function cert_arg(ctx, name, s, changed)
     local files = must(state.cert_files(ctx.st, name))
-    return { name = name, domains = all_names(s), key_file = files.key_file,
+    -- domains: the older name of names, kept for hooks written for it.
+    local names = all_names(s)
+    return { name = name, names = names, domains = names,
+        key_file = files.key_file,
         cert_file = files.cert_file, fullchain_file = files.fullchain_file,
         chain_file = files.chain_file, timestamp = ctx.now(),
         changed = changed }
@@ -322,7 +391,7 @@ local function install(ctx, s, res, key, acct, c, dhooks)
     end
     return { code = 0, name = s.name, names = all_names(s),
         serial = info.serial, not_after = info.not_after,
-        not_before = info.not_before, issuer = meta.issuer }
+        not_before = info.not_before, issuer = meta.issuer, renewed = true }
 end
 
 -- A given CSR's chain written to s.out_file; nothing stored.
@@ -344,7 +413,9 @@ end
 -- state. Returns the result table; raises on failure.
 local function issue_cert(ctx, s, existing, why, csr)
     local chooks = load_hooks(s.hooks, "challenge", s.loaded)
+    for i, h in ipairs(s.inline or {}) do table.insert(chooks, i, h) end
     local dhooks = csr and {} or load_hooks(s.deploy_hooks, "deploy")
+    for _, h in ipairs(s.inline_deploy or {}) do dhooks[#dhooks + 1] = h end
     if #chooks == 0 then
         raise("usage", "no challenge hook given", { option = "hook" })
     end
@@ -368,6 +439,7 @@ local function issue_cert(ctx, s, existing, why, csr)
         table.concat(names, ", ") .. (why and (" (" .. why .. ")") or ""))
     local res, err = issuance.issue(c, {
         identifiers = identifiers(s), csr = csr, hooks = chooks,
+        types = s.run_types or s.types,
         on_event = function(...) ctx:emit(...) end,
         timeout = ctx.timeout,
         not_after = s.valid_for and (ctx.now() + s.valid_for) or nil,
@@ -400,8 +472,11 @@ local function issue_locked(ctx, s, opts)
                 not_after = output.time(info.not_after) }, s.name ..
                 ": a valid certificate with these names exists (expires " ..
                 output.date(info.not_after) .. "); nothing to do")
-            return { code = 2, name = s.name, not_after = info.not_after,
-                unchanged = true, names = all_names(s) }
+            return { code = 2, name = s.name, names = all_names(s),
+                serial = info.serial, not_before = info.not_before,
+                not_after = info.not_after, issuer = existing.meta.issuer or
+                info.issuer_cn or info.issuer, renewed = false,
+                unchanged = true }
         end
     end
     local ok, res = pcall(issue_cert, ctx, s, existing, opts.reason)
@@ -448,7 +523,7 @@ local function issue_for_csr(ctx, s)
     return issue_cert(ctx, want, nil, "CSR", der)
 end
 
--- issue(ctx, s, opts): s = { names/domains, ips, name, key_type,
+-- issue(ctx, s, opts): s = { names (domains: older name), ips, name, key_type,
 -- reuse_key, must_staple, preferred_chain, profile, valid_for
 -- (seconds), hooks, deploy_hooks (spec strings), dns_wait, csr (file)
 -- or csr_pem, out_file }; opts.force. Returns { code = 0 | 2, name,
@@ -490,10 +565,137 @@ local function tell_unchanged(ctx, name, s)
     end
 end
 
+--
+-- A CA that is down
+--
+-- A run that finds a CA down (its server unreachable after the client's
+-- retries, or answering 502/503/504) tries none of that CA's other
+-- certificates: one timeout per run, not one per certificate. The CAs
+-- a run found down are ctx.ca_down[directory URL] = { since, retry_at,
+-- reason }, one table for the whole run. A Retry-After that came with
+-- the failure is kept in the state (the CA's ca.json; a 429's in the
+-- certificate's meta.hold), so later runs leave the CA alone until then.
+
+local DOWN_KINDS = { connect = true, timeout = true, tls = true }
+local DOWN_STATUS = { [502] = true, [503] = true, [504] = true }
+-- A remembered wait is capped: a CA's word must not stop renewals for
+-- good, and asking again once a day is polite enough.
+local HOLD_MAX = 86400
+
+local function ca_down(ctx)
+    ctx.ca_down = ctx.ca_down or {}
+    return ctx.ca_down
+end
+
+-- The first error in err and its causes for which pred holds, or nil.
+local function find_cause(err, pred)
+    for _ = 1, 8 do
+        if type(err) ~= "table" then return nil end
+        if pred(err) then return err end
+        err = err.cause
+    end
+    return nil
+end
+
+-- The error (err or a cause) saying its CA (err.ca) is down, or nil.
+local function outage(err)
+    return find_cause(err, function(e)
+        return e.ca ~= nil and (DOWN_KINDS[e.kind] or
+            DOWN_STATUS[e.status]) and true or false
+    end)
+end
+
+local function clock(t)
+    return os.date("!%H:%M:%S UTC", math.floor(t))
+end
+
+local function short(err)
+    return (output.error_lines(err))[1]
+end
+
+-- Remember in this run (and, with a Retry-After, in the state) that the
+-- CA at url is down; err is the outage error.
+local function mark_down(ctx, url, err)
+    local now = ctx.now()
+    local down = ca_down(ctx)
+    if down[url] then return end
+    local rec = { since = now, reason = short(err) }
+    local ra = tonumber(err.retry_after)
+    if ra and ra > 0 then
+        rec.retry_at = now + math.min(math.ceil(ra), HOLD_MAX)
+        local ok, werr = state.write_ca(ctx.st, url, { directory = url,
+            retry_at = rec.retry_at, time = now, reason = rec.reason,
+            status = err.status })
+        if not ok then
+            ctx.out:warn("cannot remember the CA's Retry-After: " ..
+                tostring(werr))
+        end
+    end
+    down[url] = rec
+end
+
+-- Why the CA must not be asked for certificate name (settings s, meta)
+-- now: a text, or nil. Looks at this run's findings, the CA's
+-- remembered Retry-After and the certificate's hold.
+local function held(ctx, s, meta)
+    local url, now = s.directory, ctx.now()
+    local down = ca_down(ctx)
+    if not down[url] then
+        local rec = state.read_ca(ctx.st, url)
+        if rec and rec.directory == url and tonumber(rec.retry_at) and
+            rec.retry_at > now then
+            down[url] = { since = tonumber(rec.time) or now,
+                retry_at = rec.retry_at, reason = rec.reason,
+                remembered = true }
+        end
+    end
+    local d = down[url]
+    if d and d.remembered then
+        return "CA " .. url .. " asked to be left alone until " ..
+            output.time(d.retry_at) .. " (" .. tostring(d.reason) ..
+            "); not contacted"
+    elseif d then
+        return "CA " .. url .. " unreachable since " .. clock(d.since)
+    end
+    local h = meta.hold
+    if type(h) == "table" and tonumber(h.retry_at) and h.retry_at > now then
+        return "the CA asked not to be asked for it before " ..
+            output.time(h.retry_at) .. " (" .. tostring(h.reason) ..
+            "); not contacted"
+    end
+    return nil
+end
+
+-- After a failed renewal of certificate name: mark its CA down, or
+-- keep a 429's Retry-After in meta.hold.
+local function note_failure(ctx, name, s, err)
+    local o = outage(err)
+    if o then return mark_down(ctx, s.directory, o) end
+    local limited = find_cause(err, function(e)
+        return e.ca ~= nil and e.status == 429 and
+            (tonumber(e.retry_after) or 0) > 0
+    end)
+    if not limited then return end
+    local meta = state.read_meta(ctx.st, name)
+    if not meta then return end
+    local now = ctx.now()
+    meta.hold = { retry_at = now + math.min(math.ceil(
+        limited.retry_after), HOLD_MAX), time = now,
+        reason = short(limited), status = 429 }
+    local ok, werr = state.write_meta(ctx.st, name, meta)
+    if not ok then
+        ctx.out:warn("cannot remember the CA's Retry-After: " ..
+            tostring(werr))
+    end
+end
+
 -- Is certificate name (settings s, meta) due? Fetches ARI first unless
--- forced; saves meta when ARI changed it. Returns due, when, reason,
--- info (the certificate's cert_info or nil).
-local function due(ctx, name, s, meta, force)
+-- forced or the CA is not to be asked (opts.no_ari), or given
+-- opts.renewal_info (a get_renewal_info result to use instead of
+-- fetching); saves meta when ARI changed it. The one decision: m:due
+-- and renew both come here. Returns due, when, reason, info (the
+-- certificate's cert_info or nil).
+local function decide(ctx, name, s, meta, opts)
     local set, rerr = state.read_cert(ctx.st, name)
     local info = set and core.cert_info(set.cert_pem)
     if not set then
@@ -502,33 +704,50 @@ local function due(ctx, name, s, meta, force)
     end
     local ari_before = meta.ari and meta.ari.renew_at
     local changed = false
-    if not force then
-        local rok, r = pcall(refresh_ari, ctx, s.directory, s.ca_bundle,
-            set.cert_pem, meta)
-        if rok then changed = r
+    local ri = opts.renewal_info
+    if ri then
+        local ari = type(meta.ari) == "table" and meta.ari or {}
+        ari.cert_id = ri.cert_id or ari.cert_id
+        ari.window_start, ari.window_end = ri.start, ri["end"]
+        ari.explanation_url = ri.explanation_url
+        ari.next_check = renew.next_ari_check(ri.retry_after, ctx.now())
+        meta.ari, changed = ari, true
+    elseif not (opts.force or opts.no_ari) then
+        local rok, r, aerr = pcall(refresh_ari, ctx, s.directory,
+            s.ca_bundle, set.cert_pem, meta)
+        if rok then
+            changed = r
         elseif type(r) == "table" and r.kind == "interrupted" then
             error(r, 0)
+        else
+            aerr = r
+        end
+        local o = outage(aerr)
+        if o then
+            -- Not due by what is known: only a warning, once a CA.
+            if not ca_down(ctx)[s.directory] then
+                ctx.out:warn("renewal information not refreshed: " ..
+                    short(o))
+            end
+            mark_down(ctx, s.directory, o)
         end
     end
     local is_due, when, reason = renew.due(info, meta, ctx.now(), ctx.rand)
-    if meta.revoked then
-        is_due, reason = true, "it was revoked"
-    end
     if changed or (meta.ari and meta.ari.renew_at ~= ari_before) then
         must(state.write_meta(ctx.st, name, meta))
     end
+    if opts.force then return true, ctx.now(), "forced", info end
     return is_due, when, reason, info
 end
 
--- Renew one certificate when due (lock held inside). Returns the result
--- table: code 0 renewed, 2 not due.
-local function renew_one(ctx, name, opts)
-    local lk <close> = lock_cert(ctx, name)
+-- The stored settings of certificate name, with the context's CA
+-- overrides (lock held). Raises not_found "no certificate named ...".
+local function stored(ctx, name)
     local meta, err = state.read_meta(ctx.st, name)
     if not meta then
         if err.kind == "not_found" then
             raise("not_found", "no certificate named " .. name,
-                { what = "certificate" })
+                { what = "certificate", name = name })
         end
         error(err, 0)
     end
@@ -536,21 +755,77 @@ local function renew_one(ctx, name, opts)
     if ctx.directory_given then s.directory = ctx.directory end
     s.directory = s.directory or ctx.directory
     if ctx.ca_file then s.ca_bundle = ctx.ca_file end
-    local is_due, when, reason, info = due(ctx, name, s, meta, opts.force)
-    if not is_due and not opts.force then
+    return s, meta
+end
+
+-- due(ctx, name[, opts]) -> due, when, reason: exactly what renew acts
+-- on (the CA's renewal window fetched when it is time, the moment in it
+-- drawn once and kept, revocation, the lifetime rule; a CA this run
+-- found down or that asked to be left alone is not asked). opts.force:
+-- due now; opts.renewal_info: a client:get_renewal_info result to
+-- decide with, instead of fetching one.
+function M.due(ctx, name, opts)
+    opts = opts or {}
+    local lk <close> = lock_cert(ctx, name)
+    local s, meta = stored(ctx, name)
+    local is_due, when, reason = decide(ctx, name, s, meta, {
+        force = opts.force, renewal_info = opts.renewal_info,
+        no_ari = held(ctx, s, meta) ~= nil })
+    return is_due, when, reason
+end
+
+-- Renew one certificate when due (lock held inside). Returns the result
+-- table: code 0 renewed, 2 not due.
+local function renew_one(ctx, name, opts)
+    local lk <close> = lock_cert(ctx, name)
+    local s, meta = stored(ctx, name)
+    local hold = held(ctx, s, meta)
+    local is_due, when, reason, info = decide(ctx, name, s, meta, {
+        force = opts.force, no_ari = hold ~= nil })
+    -- decide() may have found the CA down just now.
+    hold = hold or held(ctx, s, meta)
+    if not is_due then
         ctx:emit("not_due", { name = name, due_at = output.time(when),
             reason = reason }, name .. ": not due (" .. reason .. ")")
         tell_unchanged(ctx, name, s)
-        return { code = 2, name = name, due = false,
-            due_at = when, not_after = info and info.not_after }
+        return { code = 2, name = name, names = all_names(s),
+            serial = info and info.serial, issuer = meta.issuer,
+            not_before = info and info.not_before,
+            not_after = info and info.not_after, renewed = false,
+            due = false, due_at = when, reason = reason }
     end
-    local why = opts.force and "forced" or reason
-    ctx:emit("due", { name = name, reason = why }, name ..
-        ": renewing (" .. why .. ")", { verbose = true })
+    if hold then
+        local skip = errors.new("ca_down", "skipped: " .. hold,
+            { skipped = true })
+        record_error(ctx, name, skip)
+        error(skip, 0)
+    end
+    ctx:emit("due", { name = name, reason = reason }, name ..
+        ": renewing (" .. reason .. ")", { verbose = true })
     local set = M.settings(ctx, s)
     set.name = name
-    local r = issue_locked(ctx, set, { force = true, reason = why })
-    r.renewed = true
+    -- Hooks given for this run come first and are not stored.
+    for i, h in ipairs(opts.hooks or {}) do
+        table.insert(set.inline, i, type(h) == "string" and
+            must(hooks.load(h, "challenge")) or
+            M.inline_hook(h, "challenge", i))
+    end
+    for i, h in ipairs(opts.deploy_hooks or {}) do
+        set.inline_deploy[#set.inline_deploy + 1] = type(h) == "string" and
+            must(hooks.load(h, "deploy")) or M.inline_hook(h, "deploy", i)
+    end
+    if opts.deploy ~= nil then
+        set.inline_deploy[#set.inline_deploy + 1] =
+            M.inline_hook(opts.deploy, "deploy", "deploy")
+    end
+    set.run_types = opts.types and check_types(opts.types)
+    local ok, r = pcall(issue_locked, ctx, set, { force = true,
+        reason = reason })
+    if not ok then
+        note_failure(ctx, name, s, r)
+        error(r, 0)
+    end
+    r.due, r.due_at, r.reason = true, when, reason
     return r
 end
 
@@ -560,20 +835,27 @@ M.PARALLEL_MAX = 64
 
 -- The context of one certificate among several renewed at once: its
 -- output lines say whose they are; everything else (state, the one
--- hook session, the CA settings) is the run's.
+-- hook session, the CA settings, the run's table of CAs found down) is
+-- the run's, shared by all.
 local function cert_ctx(ctx, name)
     ctx:session()           -- made now, so every certificate shares it
-    return setmetatable({ out = ctx.out:prefixed(name) }, { __index = ctx })
+    return setmetatable({ out = ctx.out:prefixed(name),
+        ca_down = ca_down(ctx) }, { __index = ctx })
 end
 
 -- renew(ctx, { names = {...} (default all), force =, jitter = seconds,
--- parallel = N }). Returns { code = 0 (something renewed) | 2 (nothing
--- due) | 1 (a failure; errors = {{name=, err=}}), renewed = {}, not_due
--- = {}, failed = {} }. Each certificate is tried, failures do not stop
--- the others. Up to parallel (default M.PARALLEL, at most
--- M.PARALLEL_MAX) certificates are worked on at once, as luacme.sched
--- tasks of this one process (one connection pool), each under its own
--- lock, their output lines prefixed with the certificate name.
+-- parallel = N, hooks =, deploy_hooks =, deploy =, types = (for this
+-- run) }). Returns { code = 0 (something renewed) | 2 (nothing due) | 1
+-- (a failure), certs = { one result table per certificate, failed ones
+-- { code = 1, name =, error = err } }, renewed = {names}, not_due =
+-- {names}, failed = {names}, errors = { {name =, err =} } }. Each
+-- certificate is tried, failures do not stop the others; they are
+-- returned, not printed (the caller decides; the luacme command shows
+-- them). Up to parallel (default M.PARALLEL, at most M.PARALLEL_MAX)
+-- certificates are worked on at once, as luacme.sched tasks of this
+-- one process (one connection pool), each under its own lock, their
+-- output lines prefixed with the certificate name; a CA one of them
+-- finds down is skipped by all the others.
 function M.renew(ctx, opts)
     opts = opts or {}
     if opts.jitter and opts.jitter > 0 then
@@ -584,7 +866,10 @@ function M.renew(ctx, opts)
     end
     local names = opts.names
     if not names or #names == 0 then names = cert_names(ctx) end
-    local res = { renewed = {}, not_due = {}, failed = {}, errors = {} }
+    -- What a run finds of its CAs holds for that run only.
+    ctx.ca_down = {}
+    local res = { certs = {}, renewed = {}, not_due = {}, failed = {},
+        errors = {} }
     if #names == 0 then
         ctx:emit("nothing", {}, "no certificates to renew")
     end
@@ -604,11 +889,35 @@ function M.renew(ctx, opts)
     end
     names = uniq
     parallel = math.min(parallel, #names)
+    -- The first certificate of each CA goes alone: while it runs, the
+    -- others of that CA wait, so a CA that is down costs one retry
+    -- budget and its other certificates are skipped (ctx.ca_down), not
+    -- tried by every worker at once. Once one came back without an
+    -- error, that CA's certificates run in parallel.
+    local answered = {}
+    local function ca_of(name)
+        local meta = state.read_meta(ctx.st, name)
+        return (ctx.directory_given and ctx.directory) or
+            (meta and meta.directory) or ctx.directory or "?"
+    end
+    local function one(c, name)
+        local url = ca_of(name)
+        if not answered[url] then
+            local r = table.pack(sched.serial("renew: first of " .. url,
+                function()
+                    if answered[url] then return false end
+                    local r, err = errors.protect(renew_one, c, name, opts)
+                    if r then answered[url] = true end
+                    return true, r, err
+                end))
+            if r[1] then return r[2], r[3] end
+        end
+        return errors.protect(renew_one, c, name, opts)
+    end
     local fns = {}
     for i, name in ipairs(names) do
         fns[i] = function()
-            local c = parallel > 1 and cert_ctx(ctx, name) or ctx
-            return errors.protect(renew_one, c, name, opts)
+            return one(parallel > 1 and cert_ctx(ctx, name) or ctx, name)
         end
     end
     for i, out in ipairs(sched.all(fns, parallel)) do
@@ -616,12 +925,13 @@ function M.renew(ctx, opts)
         if not r then
             res.failed[#res.failed + 1] = name
             res.errors[#res.errors + 1] = { name = name, err = err }
-            ctx.out:error(err, name)
+            r = { code = 1, name = name, renewed = false, error = err }
         elseif r.code == 0 then
             res.renewed[#res.renewed + 1] = name
         else
             res.not_due[#res.not_due + 1] = name
         end
+        res.certs[#res.certs + 1] = r
     end
     if #res.failed > 0 then res.code = 1
     elseif #res.renewed > 0 then res.code = 0
@@ -663,7 +973,13 @@ function M.revoke(ctx, opts)
     local ca_file = ctx.ca_file
     if opts.name then
         lk = lock_cert(ctx, opts.name)
-        set = must(state.read_cert(ctx.st, opts.name))
+        local rerr
+        set, rerr = state.read_cert(ctx.st, opts.name)
+        if not set and rerr.kind == "not_found" then
+            raise("not_found", "no certificate named " .. opts.name,
+                { what = "certificate", name = opts.name })
+        end
+        must(set, rerr)
         cert_pem = set.cert_pem
         url = (not ctx.directory_given and set.meta.directory) or
             ctx.directory
@@ -727,12 +1043,15 @@ function M.list(ctx)
                 e.serial = info.serial
                 e.issuer = info.issuer_cn or info.issuer
             else
-                e.error = err and err.detail or "unreadable certificate"
+                -- An error table, as in renew's per-certificate results.
+                e.error = err or errors.new("invalid",
+                    "unreadable certificate")
             end
             -- Without a stored moment the ARI window's start shows.
+            -- This is the stored view, no request: m:due(name) is the decision
+            -- renew acts on (it fetches the window when it is time).
             local is_due, when, reason = renew.due(info, meta, ctx.now(),
                 function() return 0 end)
-            if meta.revoked then is_due, reason = true, "revoked" end
             e.due, e.due_at, e.reason = is_due, when, reason
             out[#out + 1] = e
         end

@@ -321,7 +321,8 @@ function M.error_lines(err)
     end
     local head = typ and short_type(typ) or err.kind or "error"
     detail = errors.printable(detail or "(no detail)")
-    local first = head .. ": " .. detail
+    -- A certificate skipped says why in its detail alone.
+    local first = err.skipped and detail or (head .. ": " .. detail)
     if who and (cause or not detail:find(who, 1, true)) then
         first = who .. ": " .. first
     end
@@ -337,7 +338,8 @@ function M.error_lines(err)
             errors.printable(sp.detail or "(no detail)")
     end
     for _, sub in ipairs(type(err.errors) == "table" and err.errors or {}) do
-        local sub_lines = M.error_lines(sub)
+        local sub_lines = errors.repeats(err, sub) and {} or
+            M.error_lines(sub)
         for _, l in ipairs(sub_lines) do
             lines[#lines + 1] = "  " .. l
         end
