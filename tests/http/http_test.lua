@@ -546,3 +546,38 @@ t.test("a closed client raises; close is idempotent; __close closes", function()
   collectgarbage()
   collectgarbage()
 end)
+
+t.test("started transfers run at once on the shared pool (core.http_run)",
+  function()
+  local srv <close> = server()
+  local c <close> = client()
+  local xs = {}
+  local t0 = core.monotonic()
+  for i = 1, 5 do
+    xs[i] = assert(c:start{ url = srv.base .. "/slow?s=0.5" })
+  end
+  t.raises(function() xs[1]:result() end, "not finished")
+  local left = 5
+  while left > 0 do
+    assert(core.monotonic() - t0 < 10, "transfers never finished")
+    left = left - assert(core.http_run(1))
+  end
+  local took = core.monotonic() - t0
+  for i = 1, 5 do
+    t.ok(xs[i]:done())
+    local status, _, body = xs[i]:result()
+    t.eq(status, 200)
+    t.eq(body, "slow")
+    t.raises(function() xs[i]:result() end, "collected")
+  end
+  t.ok(took < 2, "5 requests of 0.5 s took " .. took .. " s")
+  t.eq(c:stats().requests, 5)
+  -- Refused before any connection: nil, message, kind, as request.
+  t.fails("protocol", "only https", c:start{ url = "http://127.0.0.1:1/" })
+  -- A transfer cancelled (or collected) while running leaves the pool
+  -- usable.
+  local x = assert(c:start{ url = srv.base .. "/slow?s=5" })
+  core.http_run(0.1)
+  x:cancel()
+  t.eq(c:request{ url = srv.base .. "/conn?tag=after" }, 200)
+end)
