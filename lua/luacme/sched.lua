@@ -100,7 +100,13 @@ function Loop:step(task)
     local ok, what = coroutine.resume(task.co)
     running[#running] = nil
     core.set_running(running[#running])
-    if not ok then self:abort(what) end
+    if not ok then
+        -- A coroutine that died by an error keeps its <close> variables
+        -- open (held serial keys among them) until it is closed.
+        TASKS[task.co] = nil
+        coroutine.close(task.co)
+        self:abort(what)
+    end
     if coroutine.status(task.co) == "dead" then
         self.alive = self.alive - 1
         TASKS[task.co] = nil

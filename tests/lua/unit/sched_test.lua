@@ -114,3 +114,13 @@ t.test("user coroutines inside a task still work (wait blocks there)", function(
   end })
   t.eq(res[1][1], 3)
 end)
+
+t.test("a raise inside serial() releases the key for the next run", function()
+  t.raises(function()
+    sched.all({ function() sched.serial("r", error, "boom", 0) end,
+      function() sched.serial("r", sched.sleep, 0.01) end })
+  end, "boom")
+  -- Would wait for the dead holder forever (the loop reports that).
+  local res = sched.all({ function() return sched.serial("r", function() return 5 end) end })
+  t.eq(res[1][1], 5)
+end)
