@@ -939,7 +939,8 @@ Example:
 M.HELP_JSON = [[
 With --json every step is one JSON object on its own line (stdout), and
 the last line is the result. Field names are stable. Times are RFC 3339
-UTC strings, durations seconds.
+UTC strings, durations seconds. When renew works on several certificates
+at once, each event of one of them also has "cert" (its name).
 
 Events ("event": NAME):
   account      ca, uri, created (bool)
