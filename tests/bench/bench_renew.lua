@@ -5,8 +5,9 @@
 -- process (renew_probe.lua) renews all of them with --force at the
 -- case's parallelism and reports its wall time, its open file
 -- descriptors (before, most during, after) and its peak RSS.
---   luacme run tests/bench/bench_renew.lua EXE [CASES]
--- CASES: "N:P,N:P" (default 50:1,50:4,50:8,500:8).
+--   luacme run tests/bench/bench_renew.lua EXE [CASES [ROWS]]
+-- CASES: "N:P,N:P" (default 50:1,50:4,50:8,500:8); ROWS: a file to
+-- append the rows of bench.lua's table to (tab-separated).
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 package.path = here .. "/../e2e/?.lua;" .. package.path
 local E = require "e2e"
@@ -17,6 +18,7 @@ local sched = require "luacme.sched"
 
 local exe = assert(arg[1], "usage: bench_renew.lua EXE [CASES]")
 local spec = arg[2] or "50:1,50:4,50:8,500:8"
+local rows_file = arg[3]
 
 local function setup(n, tag)
   local state = E.scratch() .. "/state"
@@ -86,4 +88,29 @@ for _, r in ipairs(rows) do
     r.fds_before .. "/" .. r.fds_max .. "/" .. r.fds_after,
     (tonumber(r.rss_kb) or 0) / 1024, target,
     met == nil and "" or (met and ": met" or ": MISSED")))
+end
+
+-- The rows of the one table bench.sh prints (bench.lua table).
+if rows_file then
+  local f = assert(io.open(rows_file, "a"))
+  local function row(case, value, unit, target, note)
+    f:write(table.concat({ case, value, unit, target, "", note or "" }, "\t"),
+      "\n")
+  end
+  for _, r in ipairs(rows) do
+    local fds = r.fds_before .. "/" .. r.fds_max .. "/" .. r.fds_after
+    local rss = string.format("%.1f MiB", (tonumber(r.rss_kb) or 0) / 1024)
+    if r.n >= 500 then
+      row(r.n .. " certs renew --force, parallel " .. r.p .. ": peak RSS",
+        string.format("%.1f", (tonumber(r.rss_kb) or 0) / 1024), "MiB",
+        "<= 30", string.format("%d renewed in %.1f s", r.renewed, r.seconds))
+      row(r.n .. " certs: fds before/most/after", fds, "", "no growth",
+        "socket pair + 1 kept connection stay")
+    else
+      row(r.n .. " certs renew --force, parallel " .. r.p, string.format(
+        "%.2f", r.seconds), "s", r.p > 1 and "<= 1.5" or "(was 5.5)",
+        "fds " .. fds .. ", RSS " .. rss)
+    end
+  end
+  f:close()
 end
