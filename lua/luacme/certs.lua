@@ -935,13 +935,15 @@ M.PARALLEL = 4
 M.PARALLEL_MAX = 64
 
 -- The context of one certificate among several renewed at once: its
--- output lines say whose they are; everything else (state, the one
--- hook session, the CA settings, the run's table of CAs found down) is
--- the run's, shared by all.
+-- output lines say whose they are; everything else is the run's, read
+-- and written through to it (the state, the one hook session, the CA
+-- settings, the table of CAs found down, the pre and post hooks run
+-- once per run).
 local function cert_ctx(ctx, name)
     ctx:session()           -- made now, so every certificate shares it
-    return setmetatable({ out = ctx.out:prefixed(name),
-        ca_down = ca_down(ctx) }, { __index = ctx })
+    ca_down(ctx)
+    return setmetatable({ out = ctx.out:prefixed(name) },
+        { __index = ctx, __newindex = ctx })
 end
 
 -- renew(ctx, { names = {...} (default all), force =, jitter = seconds,
