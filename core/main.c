@@ -23,6 +23,23 @@
 
 static lua_State *globalL = NULL;
 
+/* GnuTLS's documented opt-out of its load-time initialisation
+ * (GNUTLS_SKIP_GLOBAL_INIT in gnutls.h): we never use GnuTLS, but
+ * Debian's libcurl pulls it in through librtmp and libldap, and its
+ * constructor would otherwise parse its ASN.1 tables, set up its RNG and
+ * read its system configuration at every start: about 0.8 MB resident
+ * for nothing. Whoever does use it (librtmp for rtmps, libldap for
+ * ldaps) calls gnutls_global_init first, as GnuTLS requires without the
+ * implicit init. The executable exports the symbol (see CMakeLists.txt)
+ * so the dynamic linker binds GnuTLS's weak default to this one. */
+int _gnutls_global_init_skip(void);
+
+int
+_gnutls_global_init_skip(void)
+{
+    return 1;
+}
+
 /* Raise inside Lua at the next hook point, so Ctrl-C and SIGTERM unwind
  * through pcall and every <close> guard: hooks get their cleanup. The
  * error is a table the CLI recognises (kind "interrupted"). */
