@@ -4,6 +4,7 @@
  * line handed to require("luacme.cli").main(arg) under a protected call.
  */
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,34 +95,57 @@ msghandler(lua_State *L)
     return 1;
 }
 
-/* The expanded blob: the compiled-in data itself when stored, else
- * expanded once on first use and kept (about 200 KB) until exit. NULL
- * when that fails (out of memory, or a corrupt build). */
-static unsigned char *embedded_raw = NULL;
+/* Registry key of a weak-valued table whose field "raw" is the expanded
+ * blob, a full userdata (about 200 KB). Loading modules comes in bursts
+ * (the command line at start, a hook later), so the blob lives while
+ * they load and the garbage collector frees it once the program has
+ * moved on (issue 11: it was kept until exit, at the peak of an
+ * issuance); a later require expands it again (a fraction of a ms). */
+static const char EMBEDDED_CACHE[] = "luacme.embedded";
 
+/* The expanded blob: the compiled-in data itself when stored, else the
+ * cached or freshly expanded copy. Pushes one value that keeps the bytes
+ * alive while it is on the stack (nil when stored). NULL when the
+ * expansion fails (a corrupt build); raises when out of memory. */
 static const unsigned char *
-embedded_data(void)
+embedded_data(lua_State *L)
 {
     const struct luacme_embedded_blob *b = &luacme_embedded_blob;
+    unsigned char *raw;
     size_t n;
 
-    if (!b->compressed)
+    if (!b->compressed) {
+        lua_pushnil(L);
         return b->data;
-    if (embedded_raw != NULL)
-        return embedded_raw;
-    embedded_raw = malloc(b->raw_size ? b->raw_size : 1);
-    if (embedded_raw == NULL)
-        return NULL;
-    n = ZSTD_decompress(embedded_raw, b->raw_size, b->data, b->size);
-    if (ZSTD_isError(n) || n != b->raw_size) {
-        free(embedded_raw);
-        embedded_raw = NULL;
     }
-    return embedded_raw;
+    if (!luaL_getsubtable(L, LUA_REGISTRYINDEX, EMBEDDED_CACHE)) {
+        lua_pushliteral(L, "v");
+        lua_setfield(L, -2, "__mode");
+        lua_pushvalue(L, -1);
+        lua_setmetatable(L, -2);
+    }
+    if (lua_getfield(L, -1, "raw") == LUA_TUSERDATA) {
+        lua_remove(L, -2);
+        return lua_touserdata(L, -1);
+    }
+    lua_pop(L, 1);
+    raw = lua_newuserdatauv(L, b->raw_size ? b->raw_size : 1, 0);
+    n = ZSTD_decompress(raw, b->raw_size, b->data, b->size);
+    if (ZSTD_isError(n) || n != b->raw_size) {
+        lua_pop(L, 2);
+        lua_pushnil(L);
+        return NULL;
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "raw");
+    lua_remove(L, -2);
+    return raw;
 }
 
 /* The chunk of an embedded file: its bytes in *data and *len, or NULL
- * when path is not embedded. Raises when the blob cannot be expanded. */
+ * when path is not embedded. When found, pushes the value that keeps
+ * *data alive (see embedded_data). Raises when the blob cannot be
+ * expanded. */
 static const struct luacme_embedded *
 embedded_find(lua_State *L, const char *path, const char **data)
 {
@@ -133,7 +157,7 @@ embedded_find(lua_State *L, const char *path, const char **data)
             break;
     if (e->path == NULL)
         return NULL;
-    raw = embedded_data();
+    raw = embedded_data(L);
     if (raw == NULL)
         luaL_error(L, "cannot expand the embedded Lua modules");
     *data = (const char *)raw + e->off;
@@ -167,6 +191,7 @@ searcher_embedded(lua_State *L)
             lua_pop(L, 1);
             continue;
         }
+        /* on the stack: path, the blob's anchor */
         lua_pushfstring(L, "@[embedded]/%s", path);
         if (luaL_loadbufferx(L, data, e->len, lua_tostring(L, -1),
             embedded_mode()) != LUA_OK)
@@ -317,11 +342,24 @@ main(int argc, char **argv)
      * Lua side makes every handle, on this thread), so commands that
      * never go on the network (--version, list, hooks) skip initialising
      * libcurl and OpenSSL's TLS: a few milliseconds of start-up. */
+#ifdef M_MMAP_THRESHOLD
+    /* glibc's default threshold moves up to the size of the last freed
+     * mmap'd block, so a second expansion of the embedded modules would
+     * land in the heap and stay resident after it is freed (issue 11,
+     * peak RSS). A fixed threshold keeps blocks of 128 KB and more in
+     * their own maps, returned as soon as they are freed. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
     L = luaL_newstate();
     if (L == NULL) {
         fprintf(stderr, "luacme: cannot create Lua state\n");
         return 1;
     }
+    /* A new collection cycle as soon as one ends (pause 100 instead of
+     * 200): the Lua heap of a command stays near its live size instead
+     * of doubling between cycles. The collector's work is small beside
+     * the network waits (measured: the issue-11 bench timings hold). */
+    lua_gc(L, LUA_GCINC, 100, 0, 0);
     globalL = L;
     signal(SIGINT, laction);
     signal(SIGTERM, laction);
@@ -347,6 +385,5 @@ main(int argc, char **argv)
      * when no handle was ever made). */
     lua_close(L);
     curl_global_cleanup();
-    free(embedded_raw);
     return code;
 }
