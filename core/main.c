@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lua.h>
@@ -95,23 +96,84 @@ msghandler(lua_State *L)
     return 1;
 }
 
-/* Registry key of a weak-valued table whose field "raw" is the expanded
- * blob, a full userdata (about 200 KB). Loading modules comes in bursts
- * (the command line at start, a hook later), so the blob lives while
- * they load and the garbage collector frees it once the program has
- * moved on (issue 11: it was kept until exit, at the peak of an
- * issuance); a later require expands it again (a fraction of a ms). */
+/* The expanded blob (about 200 KB) sits in a box (a full userdata),
+ * named by a weak-valued registry table (field "raw") and held by a
+ * strong registry reference while modules are being loaded. Loading comes
+ * in bursts (the command line at start, a hook later): at the end of a
+ * collection cycle at least EMBEDDED_IDLE_MS after the blob was last
+ * used, the strong reference goes and the collector frees it (issue 11:
+ * it was kept until exit, at the peak of an issuance); a later require
+ * expands it again (a fraction of a millisecond, a few times a run at
+ * most). Time rather than cycles: cycles come every few requires while
+ * the heap is small, which would expand the blob again and again. */
 static const char EMBEDDED_CACHE[] = "luacme.embedded";
+static const char EMBEDDED_KEEP[] = "luacme.embedded.keep";
+#define EMBEDDED_IDLE_MS 50
+static double embedded_last_use;    /* monotonic seconds */
+static int embedded_armed;          /* a sentinel waits for a cycle end */
+
+static double
+embedded_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void embedded_arm(lua_State *L);
+
+/* __gc of the sentinel: called at the end of a collection cycle. */
+static int
+embedded_cycle(lua_State *L)
+{
+    embedded_armed = 0;
+    if (embedded_now() - embedded_last_use < EMBEDDED_IDLE_MS / 1000.0) {
+        embedded_arm(L);
+    } else {
+        lua_pushnil(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, EMBEDDED_KEEP);
+    }
+    return 0;
+}
+
+/* An unreachable table with a __gc: finalized by the next cycle. */
+static void
+embedded_arm(lua_State *L)
+{
+    lua_newtable(L);
+    if (luaL_newmetatable(L, "luacme.embedded.cycle")) {
+        lua_pushcfunction(L, embedded_cycle);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+    embedded_armed = 1;
+}
+
+/* __gc of the blob's box. */
+static int
+embedded_free(lua_State *L)
+{
+    unsigned char **box = lua_touserdata(L, 1);
+
+    free(*box);
+    *box = NULL;
+    return 0;
+}
 
 /* The expanded blob: the compiled-in data itself when stored, else the
  * cached or freshly expanded copy. Pushes one value that keeps the bytes
  * alive while it is on the stack (nil when stored). NULL when the
- * expansion fails (a corrupt build); raises when out of memory. */
+ * expansion fails (a corrupt build); raises when out of memory. The
+ * bytes are malloc'd outside the Lua heap, in a box: 200 KB counted as
+ * Lua allocation would drive the collector through whole cycles at
+ * once, and so free the blob in the middle of a burst of requires. */
 static const unsigned char *
 embedded_data(lua_State *L)
 {
     const struct luacme_embedded_blob *b = &luacme_embedded_blob;
-    unsigned char *raw;
+    unsigned char **box;
     size_t n;
 
     if (!b->compressed) {
@@ -125,21 +187,35 @@ embedded_data(lua_State *L)
         lua_setmetatable(L, -2);
     }
     if (lua_getfield(L, -1, "raw") == LUA_TUSERDATA) {
-        lua_remove(L, -2);
-        return lua_touserdata(L, -1);
+        box = lua_touserdata(L, -1);
+    } else {
+        lua_pop(L, 1);
+        box = lua_newuserdatauv(L, sizeof(*box), 0);
+        *box = NULL;
+        if (luaL_newmetatable(L, "luacme.embedded.blob")) {
+            lua_pushcfunction(L, embedded_free);
+            lua_setfield(L, -2, "__gc");
+        }
+        lua_setmetatable(L, -2);
+        *box = malloc(b->raw_size ? b->raw_size : 1);
+        if (*box == NULL)
+            luaL_error(L, "not enough memory");
+        n = ZSTD_decompress(*box, b->raw_size, b->data, b->size);
+        if (ZSTD_isError(n) || n != b->raw_size) {
+            lua_pop(L, 2);
+            lua_pushnil(L);
+            return NULL;
+        }
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "raw");
     }
-    lua_pop(L, 1);
-    raw = lua_newuserdatauv(L, b->raw_size ? b->raw_size : 1, 0);
-    n = ZSTD_decompress(raw, b->raw_size, b->data, b->size);
-    if (ZSTD_isError(n) || n != b->raw_size) {
-        lua_pop(L, 2);
-        lua_pushnil(L);
-        return NULL;
-    }
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "raw");
     lua_remove(L, -2);
-    return raw;
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, EMBEDDED_KEEP);
+    embedded_last_use = embedded_now();
+    if (!embedded_armed)
+        embedded_arm(L);
+    return *box;
 }
 
 /* The chunk of an embedded file: its bytes in *data and *len, or NULL
