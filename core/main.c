@@ -431,11 +431,6 @@ main(int argc, char **argv)
         fprintf(stderr, "luacme: cannot create Lua state\n");
         return 1;
     }
-    /* A new collection cycle as soon as one ends (pause 100 instead of
-     * 200): the Lua heap of a command stays near its live size instead
-     * of doubling between cycles. The collector's work is small beside
-     * the network waits (measured: the issue-11 bench timings hold). */
-    lua_gc(L, LUA_GCINC, 100, 0, 0);
     globalL = L;
     signal(SIGINT, laction);
     signal(SIGTERM, laction);

@@ -336,7 +336,7 @@ local function rss_rows(exe, script)
     env = release_env() })
   assert(res.status == 0, res.stderr)
   local v = {}
-  for k, n in res.stdout:gmatch("rss (%S+) (%d+)") do v[k] = tonumber(n) end
+  for k, n in res.stdout:gmatch("rss (%S+) (%-?%d+)") do v[k] = tonumber(n) end
   row{ case = "peak RSS of one issuance (embedded modules; +-0.3)", value = string.format("%.1f",
     v.peak / 1024), unit = "MiB", target = "<= 12" }
   local function part(label, kb, note)
