@@ -1615,15 +1615,6 @@ function M.main(arg)
             "lists the commands\n")
         return 1
     end
-    -- A new collection cycle as soon as one ends (pause 100, not 200):
-    -- the Lua heap of a command that goes on the network stays near its
-    -- live size instead of doubling between cycles (issue 11, peak RSS
-    -- of an issuance). Not for help and version: loading modules under
-    -- it doubles their start-up.
-    if cmd.run ~= cmd_help and cmd.run ~= cmd_version and not p.opts.help
-    then
-        collectgarbage("incremental", 100)
-    end
     if cmd.direct then return cmd.run(p) end
     if p.opts.help then
         print(M.help(p.command))
