@@ -45,6 +45,11 @@
 /* Most names (DNS + IP) in one CSR; RFC 8555 CAs allow about 100. */
 #define LUACME_CSR_MAX_NAMES 1000
 
+/* Most subject attributes, and most extra extensions, a CSR template
+ * adds; and the largest value of one such extension (DER bytes). */
+#define LUACME_CSR_MAX_TEMPLATE 16
+#define LUACME_CSR_MAX_EXT_VALUE 4096
+
 /* Longest identifier we put into a certificate (DNS name limit + slack). */
 #define LUACME_NAME_MAX 255
 
@@ -81,6 +86,16 @@
  * per challenge at once. */
 #define LUACME_RESPONDER_MAX_CONNS 64
 #define LUACME_RESPONDER_MAX_CONNS_CEIL 1024
+
+/* One peer must not starve the validation (A#9.5). A request head (or
+ * a TLS handshake) must arrive within HEAD_MS of the connection, however
+ * long the connection timeout; a peer address holding PER_ADDR
+ * connections, or a full responder, evicts the oldest connection still
+ * without a complete head that is at least IDLE_MIN_MS old (younger ones
+ * are the CA's own, whose request is on its way). */
+#define LUACME_RESPONDER_HEAD_MS 2500
+#define LUACME_RESPONDER_PER_ADDR 16
+#define LUACME_RESPONDER_IDLE_MIN_MS 200
 
 /* Largest http-01 request head (request line and headers) read before
  * answering 431; max_request= may ask from the floor up to the ceiling. */
