@@ -35,6 +35,7 @@
 local core = require "luacme.core"
 local cjson = require "cjson.safe"
 local errors = require "luacme.errors"
+local sched = require "luacme.sched"
 
 local M = {}
 
@@ -209,7 +210,8 @@ function M.lock(b, spec, key, timeout, what, opts)
                 ((timeout and timeout > 0) and ("; gave up after " ..
                 timeout .. " s") or ""), { key = key })
         end
-        core.sleep(math.min(pause, math.max(0, deadline -
+        -- In a parallel renew the other certificates go on meanwhile.
+        sched.sleep(math.min(pause, math.max(0, deadline -
             core.monotonic())))
         pause = math.min(pause * 2, 1)
     end

@@ -12,6 +12,7 @@
 local core = require "luacme.core"
 local cjson = require "cjson.safe"
 local errors = require "luacme.errors"
+local sched = require "luacme.sched"
 
 local M = {}
 
@@ -84,8 +85,9 @@ function B:call(path, body)
         self.requests = self.requests + 1
         local hdr = { ["Content-Type"] = "application/json" }
         if self.token then hdr.Authorization = self.token end
-        local status, _, rbody, kind = self.http:request{ method = "POST",
-            url = self.eps[n] .. path, headers = hdr, body = data }
+        local status, _, rbody, kind = sched.request(self.http, {
+            method = "POST", url = self.eps[n] .. path, headers = hdr,
+            body = data })
         if status == 200 then
             self.cur = n
             local v = cjson.decode(rbody)

@@ -16,7 +16,7 @@ local LAYERS = {
   { "hooks", "renew", "output", "state", "dns", "responders", "fleet" },
   { "client" },
   { "challenge", "store", "storage", "storage_etcd", "storage_redis" },
-  { "util", "ident", "errors" },
+  { "util", "ident", "errors", "sched" },
   { "core", "site", "cjson", "cjson.safe" },
 }
 
