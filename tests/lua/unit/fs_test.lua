@@ -16,7 +16,9 @@ local function run_lua(dir, src, args, opts)
   assert(core.write_file(script, src, 0644))
   local argv = {}
   for _, a in ipairs(opts and opts.prefix or {}) do argv[#argv + 1] = a end
-  for _, a in ipairs({ exe(), "run", script }) do argv[#argv + 1] = a end
+  for _, a in ipairs(t.luacme_argv(exe(), "run", script)) do
+    argv[#argv + 1] = a
+  end
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   return assert(core.spawn { argv = argv, timeout = opts and opts.timeout or 30 })
 end
@@ -340,8 +342,8 @@ t.test("lock: released when the holder is killed with SIGKILL", function()
     io.flush()
     core.sleep(30)
   ]]))
-  local p = assert(io.popen(string.format("exec '%s' run '%s' '%s'", exe(),
-    script, f)))
+  local p = assert(io.popen("exec " .. table.concat(
+    t.luacme_argv(exe(), "run", script, f), " ")))
   local pid
   local guard <close> = setmetatable({}, { __close = function()
     if pid then core.spawn { argv = { "kill", "-KILL", pid } } end
