@@ -514,6 +514,22 @@ fs_symlink(const char *target, const char *path, struct luacme_err *err)
 }
 
 int
+fs_readlink(const char *path, char *buf, size_t len, struct luacme_err *err)
+{
+    ssize_t n;
+
+    if (len == 0)
+        return err_errno(err, "readlink", path, ENAMETOOLONG);
+    n = readlink(path, buf, len);
+    if (n < 0)
+        return err_errno(err, "readlink", path, errno);
+    if ((size_t)n >= len)
+        return err_errno(err, "readlink", path, ENAMETOOLONG);
+    buf[n] = '\0';
+    return 0;
+}
+
+int
 fs_rename(const char *from, const char *to, struct luacme_err *err)
 {
     char *dto = NULL, *dfrom = NULL;

@@ -82,6 +82,12 @@ int fs_chmod(const char *path, unsigned mode, struct luacme_err *err);
 int fs_symlink(const char *target, const char *path,
     struct luacme_err *err);
 
+/* readlink(2): the target of the symbolic link at path, NUL-terminated,
+ * in buf of size len. Returns 0, or -1 with err filled ("not_found";
+ * "io" when path is not a link or the target does not fit). */
+int fs_readlink(const char *path, char *buf, size_t len,
+    struct luacme_err *err);
+
 /* rename(2) from over to, then fsync the directory of to (and of from
  * when it differs) so the rename survives a crash. Returns 0, or -1 with
  * err filled. */

@@ -36,6 +36,8 @@ struct xfer {
     int hdr_over;
     int nomem;
     sig_atomic_t start_int; /* luacme_interrupted when the request began */
+    const char *up;         /* a once request's body (see http_request) */
+    size_t up_len, up_pos;
 };
 
 struct http_client {
@@ -245,6 +247,33 @@ on_header(char *data, size_t size, size_t nmemb, void *ud)
         x->nomem = 1;
     /* Returning less than n makes libcurl abort with a write error. */
     return r == 0 ? n : 0;
+}
+
+/* The body of a request sent at most once, handed to libcurl as it
+ * asks. */
+static size_t
+on_upload(char *buf, size_t size, size_t nitems, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = size * nitems, left = x->up_len - x->up_pos;
+
+    if (n > left)
+        n = left;
+    memcpy(buf, x->up + x->up_pos, n);
+    x->up_pos += n;
+    return n;
+}
+
+/* libcurl rewinds the body only to send the request again (a retry on
+ * a fresh connection); a once request refuses once a byte went out. */
+static int
+on_upload_seek(void *ud, curl_off_t offset, int origin)
+{
+    struct xfer *x = ud;
+
+    if (x->up_pos == 0 && offset == 0 && origin == SEEK_SET)
+        return CURL_SEEKFUNC_OK;
+    return CURL_SEEKFUNC_FAIL;
 }
 
 /* The body cap holds here whether or not a Content-Length came. */
@@ -657,7 +686,16 @@ set_request(struct http_client *c, const char *url, const char *method,
     SETOPT(cc, c->h, CURLOPT_MAXFILESIZE_LARGE, maxfile);
     if (head)
         SETOPT(cc, c->h, CURLOPT_NOBODY, 1L);
-    if (body != NULL) {
+    if (body != NULL && x->up != NULL) {
+        /* Read through callbacks that refuse a rewind, so that libcurl
+         * cannot send it twice; the size still gives a Content-Length. */
+        SETOPT(cc, c->h, CURLOPT_POST, 1L);
+        SETOPT(cc, c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        SETOPT(cc, c->h, CURLOPT_READFUNCTION, on_upload);
+        SETOPT(cc, c->h, CURLOPT_READDATA, x);
+        SETOPT(cc, c->h, CURLOPT_SEEKFUNCTION, on_upload_seek);
+        SETOPT(cc, c->h, CURLOPT_SEEKDATA, x);
+    } else if (body != NULL) {
         /* Size first, then the data, which libcurl does not copy: it is
          * sent as is, with Content-Length, never chunked. */
         SETOPT(cc, c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
@@ -694,6 +732,12 @@ perform(struct http_client *c, struct xfer *x, const char *method,
         CURLE_OK || status < 100)
         return err_set(err, "protocol", "http: %s %s: no HTTP status",
             method, url);
+    /* libcurl accepts a reply that ends after its status line or in
+     * its headers as complete; the server may have done the work, so
+     * this is a lost reply, not an empty success. */
+    if (!x->hdr_done)
+        return err_set(err, "protocol", "http: %s %s: reply ended inside "
+            "its header block", method, url);
     if (curl_easy_getinfo(c->h, CURLINFO_HTTP_VERSION, &version) == CURLE_OK)
         c->stats.http_version = version_name(version);
     if (take_headers(x, resp) != 0)
@@ -728,6 +772,10 @@ http_request(struct http_client *c, const struct http_request *req,
         err) != 0)
         goto out;
     x.start_int = luacme_interrupted;
+    if (req->once && body != NULL) {
+        x.up = body;
+        x.up_len = body_len;
+    }
     if (build_headers(req, body != NULL, &hl, err) != 0)
         goto out;
     cc = set_request(c, req->url, method, body, body_len, head, hl, &x);
@@ -745,6 +793,10 @@ out:
     curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, (char *)NULL);
     curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
     curl_easy_setopt(c->h, CURLOPT_WRITEDATA, (void *)NULL);
+    curl_easy_setopt(c->h, CURLOPT_READFUNCTION, (curl_read_callback)NULL);
+    curl_easy_setopt(c->h, CURLOPT_READDATA, (void *)NULL);
+    curl_easy_setopt(c->h, CURLOPT_SEEKFUNCTION, (curl_seek_callback)NULL);
+    curl_easy_setopt(c->h, CURLOPT_SEEKDATA, (void *)NULL);
     curl_easy_setopt(c->h, CURLOPT_HEADERDATA, (void *)NULL);
     curl_slist_free_all(hl);
     free(x.body.p);

@@ -38,6 +38,12 @@ struct http_request {
     size_t nheaders;
     const char *body;               /* NULL: no body */
     size_t body_len;
+    /* Non-zero: the request is sent at most once. libcurl otherwise
+     * sends a request again by itself on a fresh connection when a
+     * reused one closed before any reply byte, which for a request that
+     * may have been processed (a non-idempotent POST) is a blind
+     * resend; with once set that case fails ("protocol") instead. */
+    int once;
 };
 
 /* A response. Header names are lower case, values trimmed of

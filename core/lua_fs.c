@@ -267,6 +267,20 @@ l_symlink(lua_State *L)
     return push_result(L, fs_symlink(target, path, &err), &err);
 }
 
+/* core.readlink(path) -> target | nil, msg, kind. */
+static int
+l_readlink(lua_State *L)
+{
+    const char *path = check_path(L, 1);
+    char buf[4096];
+    struct luacme_err err;
+
+    if (fs_readlink(path, buf, sizeof(buf), &err) != 0)
+        return lbind_err(L, &err);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
 static int
 l_fsync_dir(lua_State *L)
 {
@@ -392,6 +406,7 @@ lbind_fs(lua_State *L)
         {"rename", l_rename},
         {"chmod", l_chmod},
         {"symlink", l_symlink},
+        {"readlink", l_readlink},
         {"fsync_dir", l_fsync_dir},
         {"lock", l_lock},
         {"isatty", l_isatty},

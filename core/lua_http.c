@@ -33,7 +33,7 @@ static const char *const client_opts[] = {
 };
 
 static const char *const request_fields[] = {
-    "method", "url", "headers", "body", NULL
+    "method", "url", "headers", "body", "once", NULL
 };
 
 /* The open client at idx; raises for a closed client or a non-client. */
@@ -261,12 +261,13 @@ resp_gc(lua_State *L)
     return 0;
 }
 
-/* client:request{method=, url=, headers={name=value}, body=} -> status,
- * headers, body for any HTTP response (4xx/5xx included), or nil,
+/* client:request{method=, url=, headers={name=value}, body=, once=} ->
+ * status, headers, body for any HTTP response (4xx/5xx included), or nil,
  * message, kind ("timeout", "connect", "tls", "too_large", "protocol",
  * "interrupted"). Raises for a closed client, unknown fields, a url,
  * method, header or body of the wrong type, a method that is not 1..16
- * upper case letters, and a header that could not be sent as given. */
+ * upper case letters, and a header that could not be sent as given.
+ * once=true: the request is never sent twice (see http.h). */
 static int
 l_request(lua_State *L)
 {
@@ -302,6 +303,12 @@ l_request(lua_State *L)
         if (req.method != NULL && strcmp(req.method, "HEAD") == 0)
             luaL_argerror(L, 2, "a HEAD request has no body");
     }
+
+    lua_getfield(L, 2, "once");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_argerror(L, 2, "'once' must be a boolean");
+    req.once = lua_toboolean(L, -1);
+    lua_pop(L, 1);
 
     resp = lua_newuserdatauv(L, sizeof(*resp), 0);
     memset(resp, 0, sizeof(*resp));

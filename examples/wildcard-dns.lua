@@ -37,7 +37,7 @@ local function fail(what, err)
     return 1
 end
 
-assert(core.mkdir_p(outdir, 448))
+assert(core.mkdir_p(outdir, tonumber("700", 8)))
 
 -- The account key: made once, then reused.
 local keyfile = outdir .. "/account.key"
@@ -76,7 +76,7 @@ if not res then return fail("issue", err) end
 -- Key first, then the chain: a reader never sees a chain without its key.
 assert(certkey:write(outdir .. "/privkey.pem"))
 assert(core.write_file(outdir .. "/fullchain.pem", table.concat(res.pems),
-    420))
+    tonumber("644", 8)))
 local info = assert(core.cert_info(res.certs[1]))
 print("issued " .. table.concat(info.names, ", ") .. ", expires " ..
     os.date("!%Y-%m-%d", info.not_after))

@@ -43,7 +43,7 @@ function M.deploy_cert(cert, opts)
     env.LUACME_CERT_FILE = cert.cert_file
     env.LUACME_FULLCHAIN_FILE = cert.fullchain_file
     env.LUACME_CHAIN_FILE = cert.chain_file
-    env.LUACME_DOMAINS = table.concat(cert.domains or {}, " ")
+    env.LUACME_DOMAINS = table.concat(cert.names or cert.domains or {}, " ")
     local res, err = hooks.run(argv_of(opts), { env = env,
         timeout = hooks.seconds(opts.timeout, 300) })
     if not res then return nil, err end

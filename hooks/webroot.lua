@@ -63,7 +63,7 @@ local function ensure_dir(dir)
     end
     if kind ~= "not_found" then return nil, msg end
     local ok
-    ok, msg = core.mkdir(dir, 493)                  -- 0755
+    ok, msg = core.mkdir(dir, tonumber("755", 8))
     if not ok then return nil, msg end
     dirs[#dirs + 1] = dir
     return true
@@ -97,7 +97,8 @@ function M.deploy(ch, opts)
             "refusing to replace it"
     end
     local msg
-    ok, msg = core.write_file(file, ch.key_authorization, 420)   -- 0644
+    ok, msg = core.write_file(file, ch.key_authorization,
+        tonumber("644", 8))
     if not ok then return nil, msg end
     files[file] = true
     return true

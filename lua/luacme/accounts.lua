@@ -84,23 +84,58 @@ local function lock(ctx, url)
     return must(state.lock_account(ctx.st, url, ctx.lock_timeout))
 end
 
+-- Which of two keys holds the account at uri, asked of the CA by key
+-- (newAccount onlyReturnExisting): "new", "old", or nil, err when
+-- neither lookup gave an answer (the CA unreachable, a lost reply).
+local function key_holding(ctx, url, uri, oldkey, newkey, ca_file)
+    local err
+    for _, k in ipairs({ { "new", newkey }, { "old", oldkey } }) do
+        if k[2] then
+            local acct, lerr = ctx:client(url, k[2], nil, ca_file):get_reg()
+            if acct and acct.uri == uri then return k[1] end
+            if not acct and lerr.kind ~= "no_account" then err = lerr end
+        end
+    end
+    return nil, err or errors.new("no_account", "neither the old nor " ..
+        "the new key holds the account " .. tostring(uri))
+end
+
+-- Put the new key in account.key (the CA holds the account with it).
+local function commit_new_key(ctx, url, newkey)
+    must(newkey:write(ctx.st:path(rel(url, "account.key"))))
+    must(ctx.st:delete(rel(url, "account.key.new")))
+end
+
 -- Finish or undo a key rollover interrupted between the CA's answer and
 -- the local write (account.key.new left behind). Account lock held.
+-- account.key.new goes only once the account was read back with one of
+-- the two keys: deleting it while the CA may hold the account under it
+-- would lose the account.
 local function recover_rollover(ctx, url, ca_file)
     local newrel = rel(url, "account.key.new")
     local pem = ctx.st:get(newrel)
     if not pem then return end
     local key, acct = M.load(ctx, url)
     local newkey = core.key_load(pem)
-    if key and newkey then
-        local c = ctx:client(url, newkey, acct.uri, ca_file)
-        if c:get_reg() then
-            must(newkey:write(ctx.st:path(rel(url, "account.key"))))
-            ctx.out:warn("finished an interrupted key rollover of the " ..
-                "account at " .. host_of(url))
-        end
+    if not key or not newkey then
+        -- Nothing the new key could be matched against: keep it.
+        raise("rollover", "an interrupted key rollover left " ..
+            ctx.st:path(newrel) .. " and the account's files cannot be " ..
+            "read; keep both files and check them by hand")
     end
-    must(ctx.st:delete(newrel))
+    local which, err = key_holding(ctx, url, acct.uri, key, newkey, ca_file)
+    if which == "new" then
+        commit_new_key(ctx, url, newkey)
+        ctx.out:warn("finished an interrupted key rollover of the " ..
+            "account at " .. host_of(url))
+    elseif which == "old" then
+        must(ctx.st:delete(newrel))
+    else
+        err.detail = "an interrupted key rollover cannot be settled " ..
+            "yet (" .. ctx.st:path(newrel) .. " kept): " ..
+            tostring(err.detail)
+        error(err, 0)
+    end
 end
 
 -- Register a new account at url (account lock held). opts.key_type,
@@ -230,9 +265,10 @@ end
 -- The CA's view of the account.
 function M.show(ctx)
     local url = ctx.directory
-    local key, acct = M.load(ctx, url)
-    if not key then error(acct, 0) end
-    local c = ctx:client(url, key, acct.uri)
+    -- open settles an interrupted rollover first, so the key shown is
+    -- the one the CA holds.
+    local c, acct = M.open(ctx, url, false)
+    local key = c.key
     local live = must(c:get_reg())
     if live.status and live.status ~= acct.status then
         local lk <close> = lock(ctx, url)
@@ -285,13 +321,21 @@ function M.rollover(ctx, opts)
     -- Kept until the CA answered and account.key holds it, so an
     -- interrupted rollover can be finished (recover_rollover).
     must(newkey:write(ctx.st:path(newrel)))
+    local oldkey = c.key
     local ok, err = c:account_key_rollover(newkey)
     if not ok then
-        ctx.st:delete(newrel)
-        error(err, 0)
+        -- The new key goes only when the CA shows the account still
+        -- under the old one; a 504 or a lost reply may hide a rollover
+        -- that happened.
+        local which = key_holding(ctx, url, acct.uri, oldkey, newkey)
+        if which == "old" then
+            ctx.st:delete(newrel)
+        elseif which == "new" then
+            ok = true
+        end
+        if not ok then error(err, 0) end
     end
-    must(newkey:write(ctx.st:path(rel(url, "account.key"))))
-    must(ctx.st:delete(newrel))
+    commit_new_key(ctx, url, newkey)
     acct.key_type = newkey:spec()
     acct.rolled_over_at = ctx.now()
     must(state.write_account(ctx.st, url, acct))

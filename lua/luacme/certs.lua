@@ -32,7 +32,7 @@ local M = {}
 -- reused by renew.
 M.SETTINGS = { "names", "ips", "key_type", "reuse_key", "must_staple",
     "hooks", "deploy_hooks", "preferred_chain", "profile", "valid_for",
-    "directory", "ca_bundle" }
+    "directory", "ca_bundle", "types" }
 
 -- Hook paths made absolute, so a renewal from cron (another working
 -- directory) still finds them.
@@ -68,13 +68,16 @@ local function with_dns_wait(spec, seconds, loaded)
     return spec
 end
 
-local function unique_names(list, check, what, seen)
+-- A bad name is kind "identifier", as the protocol client says it
+-- (client:authorize_order), so a recipe branches on one kind.
+local function unique_names(list, check, what, seen, itype)
     local out = {}
     for _, n in ipairs(list or {}) do
         local v, why = check(n)
         if not v then
-            raise("usage", "bad " .. what .. " '" .. errors.printable(n) ..
-                "': " .. why)
+            raise("identifier", "bad " .. what .. " '" ..
+                errors.printable(n) .. "': " .. why,
+                { identifier = { type = itype, value = tostring(n) } })
         end
         if not seen[v] then
             seen[v] = true
@@ -84,13 +87,60 @@ local function unique_names(list, check, what, seen)
     return out
 end
 
+-- The challenge types a settings' types = { ... } may name.
+local TYPES = { ["http-01"] = true, ["dns-01"] = true,
+    ["tls-alpn-01"] = true }
+
+local function check_types(list)
+    if type(list) ~= "table" or #list == 0 then
+        error("types: a non-empty list of challenge types expected", 0)
+    end
+    for _, ty in ipairs(list) do
+        if not TYPES[ty] then
+            error("types: unknown challenge type " .. tostring(ty), 0)
+        end
+    end
+    return list
+end
+
+-- inline_hook(h, role, i): a hook table given by a recipe for one run
+-- (not stored in meta.json), as the loaded ones look: a challenge hook
+-- { types, deploy, cleanup, ready?, ... } or a deploy hook { deploy_cert }
+-- or, for role "deploy", a function(cert) -> true | nil, err. A wrong
+-- shape is the caller's mistake and raises.
+function M.inline_hook(h, role, i)
+    if role == "deploy" and type(h) == "function" then
+        local fn = h
+        h = { name = "deploy function",
+            deploy_cert = function(cert) return fn(cert) end }
+    end
+    if type(h) ~= "table" then
+        error(role .. " hook " .. tostring(i) .. ": " .. (role == "deploy"
+            and "a table with deploy_cert or a function" or "a table") ..
+            " expected", 0)
+    end
+    if role == "challenge" and (type(h.types) ~= "table" or
+        type(h.deploy) ~= "function" or type(h.cleanup) ~= "function") then
+        error("hook " .. tostring(i) .. ": a challenge hook table needs " ..
+            "types, deploy and cleanup (hooks/README.md)", 0)
+    end
+    if role == "deploy" and type(h.deploy_cert) ~= "function" then
+        error("deploy hook " .. tostring(i) .. ": a table with deploy_cert " ..
+            "or a function expected", 0)
+    end
+    local hook = { name = h.name or ("lua " .. role .. " hook " ..
+        tostring(i)), opts = h.opts or {}, types = h.types }
+    for _, f in ipairs(hooks.FUNCTIONS) do hook[f] = h[f] end
+    return hook
+end
+
 -- Check and normalise settings s (a fresh table back). ctx gives the
 -- defaults (directory, CA bundle).
 function M.settings(ctx, s)
     local out, seen = {}, {}
     out.names = unique_names(s.names or s.domains, ident.domain,
-        "domain name", seen)
-    out.ips = unique_names(s.ips, ident.ip, "IP address", seen)
+        "domain name", seen, "dns")
+    out.ips = unique_names(s.ips, ident.ip, "IP address", seen, "ip")
     if #out.names + #out.ips == 0 then
         raise("usage", "no names to issue for", { option = "domain" })
     end
@@ -105,15 +155,30 @@ function M.settings(ctx, s)
     out.valid_for = s.valid_for
     out.directory = s.directory or ctx.directory
     out.ca_bundle = s.ca_bundle or ctx.ca_file
+    out.types = s.types and util.array(check_types(s.types)) or nil
     local env = core.environ()
     out.hooks, out.deploy_hooks, out.loaded = {}, {}, {}
-    for _, h in ipairs(s.hooks or {}) do
-        h = absolute_spec(h, env)
-        if s.dns_wait then h = with_dns_wait(h, s.dns_wait, out.loaded) end
-        out.hooks[#out.hooks + 1] = h
+    out.inline, out.inline_deploy = {}, {}
+    for i, h in ipairs(s.hooks or {}) do
+        if type(h) == "table" then
+            out.inline[#out.inline + 1] = M.inline_hook(h, "challenge", i)
+        else
+            h = absolute_spec(h, env)
+            if s.dns_wait then h = with_dns_wait(h, s.dns_wait, out.loaded) end
+            out.hooks[#out.hooks + 1] = h
+        end
     end
-    for _, h in ipairs(s.deploy_hooks or {}) do
-        out.deploy_hooks[#out.deploy_hooks + 1] = absolute_spec(h, env)
+    for i, h in ipairs(s.deploy_hooks or {}) do
+        if type(h) == "table" then
+            out.inline_deploy[#out.inline_deploy + 1] =
+                M.inline_hook(h, "deploy", i)
+        else
+            out.deploy_hooks[#out.deploy_hooks + 1] = absolute_spec(h, env)
+        end
+    end
+    if s.deploy ~= nil then
+        out.inline_deploy[#out.inline_deploy + 1] =
+            M.inline_hook(s.deploy, "deploy", "deploy")
     end
     return out
 end
@@ -247,7 +312,10 @@ end
 -- The deploy_cert / unchanged_cert argument for certificate name.
 local function cert_arg(ctx, name, s, changed)
     local files = must(state.cert_files(ctx.st, name))
-    return { name = name, domains = all_names(s), key_file = files.key_file,
+    -- domains: the older name of names, kept for hooks written for it.
+    local names = all_names(s)
+    return { name = name, names = names, domains = names,
+        key_file = files.key_file,
         cert_file = files.cert_file, fullchain_file = files.fullchain_file,
         chain_file = files.chain_file, timestamp = ctx.now(),
         changed = changed }
@@ -322,7 +390,7 @@ local function install(ctx, s, res, key, acct, c, dhooks)
     end
     return { code = 0, name = s.name, names = all_names(s),
         serial = info.serial, not_after = info.not_after,
-        not_before = info.not_before, issuer = meta.issuer }
+        not_before = info.not_before, issuer = meta.issuer, renewed = true }
 end
 
 -- A given CSR's chain written to s.out_file; nothing stored.
@@ -344,7 +412,9 @@ end
 -- state. Returns the result table; raises on failure.
 local function issue_cert(ctx, s, existing, why, csr)
     local chooks = load_hooks(s.hooks, "challenge", s.loaded)
+    for i, h in ipairs(s.inline or {}) do table.insert(chooks, i, h) end
     local dhooks = csr and {} or load_hooks(s.deploy_hooks, "deploy")
+    for _, h in ipairs(s.inline_deploy or {}) do dhooks[#dhooks + 1] = h end
     if #chooks == 0 then
         raise("usage", "no challenge hook given", { option = "hook" })
     end
@@ -368,6 +438,7 @@ local function issue_cert(ctx, s, existing, why, csr)
         table.concat(names, ", ") .. (why and (" (" .. why .. ")") or ""))
     local res, err = issuance.issue(c, {
         identifiers = identifiers(s), csr = csr, hooks = chooks,
+        types = s.run_types or s.types,
         on_event = function(...) ctx:emit(...) end,
         timeout = ctx.timeout,
         not_after = s.valid_for and (ctx.now() + s.valid_for) or nil,
@@ -400,8 +471,11 @@ local function issue_locked(ctx, s, opts)
                 not_after = output.time(info.not_after) }, s.name ..
                 ": a valid certificate with these names exists (expires " ..
                 output.date(info.not_after) .. "); nothing to do")
-            return { code = 2, name = s.name, not_after = info.not_after,
-                unchanged = true, names = all_names(s) }
+            return { code = 2, name = s.name, names = all_names(s),
+                serial = info.serial, not_before = info.not_before,
+                not_after = info.not_after, issuer = existing.meta.issuer or
+                info.issuer_cn or info.issuer, renewed = false,
+                unchanged = true }
         end
     end
     local ok, res = pcall(issue_cert, ctx, s, existing, opts.reason)
@@ -448,7 +522,7 @@ local function issue_for_csr(ctx, s)
     return issue_cert(ctx, want, nil, "CSR", der)
 end
 
--- issue(ctx, s, opts): s = { names/domains, ips, name, key_type,
+-- issue(ctx, s, opts): s = { names (domains: older name), ips, name, key_type,
 -- reuse_key, must_staple, preferred_chain, profile, valid_for
 -- (seconds), hooks, deploy_hooks (spec strings), dns_wait, csr (file)
 -- or csr_pem, out_file }; opts.force. Returns { code = 0 | 2, name,
@@ -615,10 +689,12 @@ local function note_failure(ctx, name, s, err)
 end
 
 -- Is certificate name (settings s, meta) due? Fetches ARI first unless
--- forced or the CA is not to be asked (no_ari); saves meta when ARI
--- changed it. Returns due, when, reason, info (the certificate's
--- cert_info or nil).
-local function due(ctx, name, s, meta, no_ari)
+-- forced or the CA is not to be asked (opts.no_ari), or given
+-- opts.renewal_info (a get_renewal_info result to use instead of
+-- fetching); saves meta when ARI changed it. The one decision: m:due
+-- and renew both come here. Returns due, when, reason, info (the
+-- certificate's cert_info or nil).
+local function decide(ctx, name, s, meta, opts)
     local set, rerr = state.read_cert(ctx.st, name)
     local info = set and core.cert_info(set.cert_pem)
     if not set then
@@ -627,7 +703,15 @@ local function due(ctx, name, s, meta, no_ari)
     end
     local ari_before = meta.ari and meta.ari.renew_at
     local changed = false
-    if not no_ari then
+    local ri = opts.renewal_info
+    if ri then
+        local ari = type(meta.ari) == "table" and meta.ari or {}
+        ari.cert_id = ri.cert_id or ari.cert_id
+        ari.window_start, ari.window_end = ri.start, ri["end"]
+        ari.explanation_url = ri.explanation_url
+        ari.next_check = renew.next_ari_check(ri.retry_after, ctx.now())
+        meta.ari, changed = ari, true
+    elseif not (opts.force or opts.no_ari) then
         local rok, r, aerr = pcall(refresh_ari, ctx, s.directory,
             s.ca_bundle, set.cert_pem, meta)
         if rok then
@@ -648,24 +732,21 @@ local function due(ctx, name, s, meta, no_ari)
         end
     end
     local is_due, when, reason = renew.due(info, meta, ctx.now(), ctx.rand)
-    if meta.revoked then
-        is_due, reason = true, "it was revoked"
-    end
     if changed or (meta.ari and meta.ari.renew_at ~= ari_before) then
         must(state.write_meta(ctx.st, name, meta))
     end
+    if opts.force then return true, ctx.now(), "forced", info end
     return is_due, when, reason, info
 end
 
--- Renew one certificate when due (lock held inside). Returns the result
--- table: code 0 renewed, 2 not due.
-local function renew_one(ctx, name, opts)
-    local lk <close> = lock_cert(ctx, name)
+-- The stored settings of certificate name, with the context's CA
+-- overrides (lock held). Raises not_found "no certificate named ...".
+local function stored(ctx, name)
     local meta, err = state.read_meta(ctx.st, name)
     if not meta then
         if err.kind == "not_found" then
             raise("not_found", "no certificate named " .. name,
-                { what = "certificate" })
+                { what = "certificate", name = name })
         end
         error(err, 0)
     end
@@ -673,17 +754,44 @@ local function renew_one(ctx, name, opts)
     if ctx.directory_given then s.directory = ctx.directory end
     s.directory = s.directory or ctx.directory
     if ctx.ca_file then s.ca_bundle = ctx.ca_file end
+    return s, meta
+end
+
+-- due(ctx, name[, opts]) -> due, when, reason: exactly what renew acts
+-- on (the CA's renewal window fetched when it is time, the moment in it
+-- drawn once and kept, revocation, the lifetime rule; a CA this run
+-- found down or that asked to be left alone is not asked). opts.force:
+-- due now; opts.renewal_info: a client:get_renewal_info result to
+-- decide with, instead of fetching one.
+function M.due(ctx, name, opts)
+    opts = opts or {}
+    local lk <close> = lock_cert(ctx, name)
+    local s, meta = stored(ctx, name)
+    local is_due, when, reason = decide(ctx, name, s, meta, {
+        force = opts.force, renewal_info = opts.renewal_info,
+        no_ari = held(ctx, s, meta) ~= nil })
+    return is_due, when, reason
+end
+
+-- Renew one certificate when due (lock held inside). Returns the result
+-- table: code 0 renewed, 2 not due.
+local function renew_one(ctx, name, opts)
+    local lk <close> = lock_cert(ctx, name)
+    local s, meta = stored(ctx, name)
     local hold = held(ctx, s, meta)
-    local is_due, when, reason, info = due(ctx, name, s, meta,
-        opts.force or hold ~= nil)
-    -- due() may have found the CA down just now.
+    local is_due, when, reason, info = decide(ctx, name, s, meta, {
+        force = opts.force, no_ari = hold ~= nil })
+    -- decide() may have found the CA down just now.
     hold = hold or held(ctx, s, meta)
-    if not is_due and not opts.force then
+    if not is_due then
         ctx:emit("not_due", { name = name, due_at = output.time(when),
             reason = reason }, name .. ": not due (" .. reason .. ")")
         tell_unchanged(ctx, name, s)
-        return { code = 2, name = name, due = false,
-            due_at = when, not_after = info and info.not_after }
+        return { code = 2, name = name, names = all_names(s),
+            serial = info and info.serial, issuer = meta.issuer,
+            not_before = info and info.not_before,
+            not_after = info and info.not_after, renewed = false,
+            due = false, due_at = when, reason = reason }
     end
     if hold then
         local skip = errors.new("ca_down", "skipped: " .. hold,
@@ -691,26 +799,44 @@ local function renew_one(ctx, name, opts)
         record_error(ctx, name, skip)
         error(skip, 0)
     end
-    local why = opts.force and "forced" or reason
-    ctx:emit("due", { name = name, reason = why }, name ..
-        ": renewing (" .. why .. ")", { verbose = true })
+    ctx:emit("due", { name = name, reason = reason }, name ..
+        ": renewing (" .. reason .. ")", { verbose = true })
     local set = M.settings(ctx, s)
     set.name = name
+    -- Hooks given for this run come first and are not stored.
+    for i, h in ipairs(opts.hooks or {}) do
+        table.insert(set.inline, i, type(h) == "string" and
+            must(hooks.load(h, "challenge")) or
+            M.inline_hook(h, "challenge", i))
+    end
+    for i, h in ipairs(opts.deploy_hooks or {}) do
+        set.inline_deploy[#set.inline_deploy + 1] = type(h) == "string" and
+            must(hooks.load(h, "deploy")) or M.inline_hook(h, "deploy", i)
+    end
+    if opts.deploy ~= nil then
+        set.inline_deploy[#set.inline_deploy + 1] =
+            M.inline_hook(opts.deploy, "deploy", "deploy")
+    end
+    set.run_types = opts.types and check_types(opts.types)
     local ok, r = pcall(issue_locked, ctx, set, { force = true,
-        reason = why })
+        reason = reason })
     if not ok then
         note_failure(ctx, name, s, r)
         error(r, 0)
     end
-    r.renewed = true
+    r.due, r.due_at, r.reason = true, when, reason
     return r
 end
 
--- renew(ctx, { names = {...} (default all), force =, jitter = seconds }).
+-- renew(ctx, { names = {...} (default all), force =, jitter = seconds,
+-- hooks =, deploy_hooks =, deploy =, types = (for this run) }).
 -- Returns { code = 0 (something renewed) | 2 (nothing due) | 1 (a
--- failure; errors = {{name=, err=}}), renewed = {}, not_due = {},
--- failed = {} }. Each certificate is tried, failures do not stop the
--- others.
+-- failure), certs = { one result table per certificate, failed ones
+-- { code = 1, name =, error = err } }, renewed = {names}, not_due =
+-- {names}, failed = {names}, errors = { {name =, err =} } }. Each
+-- certificate is tried, failures do not stop the others; they are
+-- returned, not printed (the caller decides; the luacme command shows
+-- them).
 function M.renew(ctx, opts)
     opts = opts or {}
     if opts.jitter and opts.jitter > 0 then
@@ -723,7 +849,8 @@ function M.renew(ctx, opts)
     if not names or #names == 0 then names = cert_names(ctx) end
     -- What a run finds of its CAs holds for that run only.
     ctx.ca_down = {}
-    local res = { renewed = {}, not_due = {}, failed = {}, errors = {} }
+    local res = { certs = {}, renewed = {}, not_due = {}, failed = {},
+        errors = {} }
     if #names == 0 then
         ctx:emit("nothing", {}, "no certificates to renew")
     end
@@ -732,12 +859,13 @@ function M.renew(ctx, opts)
         if not r then
             res.failed[#res.failed + 1] = name
             res.errors[#res.errors + 1] = { name = name, err = err }
-            ctx.out:error(err, name)
+            r = { code = 1, name = name, renewed = false, error = err }
         elseif r.code == 0 then
             res.renewed[#res.renewed + 1] = name
         else
             res.not_due[#res.not_due + 1] = name
         end
+        res.certs[#res.certs + 1] = r
     end
     if #res.failed > 0 then res.code = 1
     elseif #res.renewed > 0 then res.code = 0
@@ -779,7 +907,13 @@ function M.revoke(ctx, opts)
     local ca_file = ctx.ca_file
     if opts.name then
         lk = lock_cert(ctx, opts.name)
-        set = must(state.read_cert(ctx.st, opts.name))
+        local rerr
+        set, rerr = state.read_cert(ctx.st, opts.name)
+        if not set and rerr.kind == "not_found" then
+            raise("not_found", "no certificate named " .. opts.name,
+                { what = "certificate", name = opts.name })
+        end
+        must(set, rerr)
         cert_pem = set.cert_pem
         url = (not ctx.directory_given and set.meta.directory) or
             ctx.directory
@@ -843,12 +977,15 @@ function M.list(ctx)
                 e.serial = info.serial
                 e.issuer = info.issuer_cn or info.issuer
             else
-                e.error = err and err.detail or "unreadable certificate"
+                -- An error table, as in renew's per-certificate results.
+                e.error = err or errors.new("invalid",
+                    "unreadable certificate")
             end
             -- Without a stored moment the ARI window's start shows.
+            -- This is the stored view, no request: m:due(name) is the decision
+            -- renew acts on (it fetches the window when it is time).
             local is_due, when, reason = renew.due(info, meta, ctx.now(),
                 function() return 0 end)
-            if meta.revoked then is_due, reason = true, "revoked" end
             e.due, e.due_at, e.reason = is_due, when, reason
             out[#out + 1] = e
         end

@@ -260,7 +260,8 @@ local function list_text(certs)
         lines[#lines + 1] = head
         lines[#lines + 1] = "  names: " .. table.concat(c.names, ", ")
         if c.error then
-            lines[#lines + 1] = "  problem: " .. errors.printable(c.error)
+            lines[#lines + 1] = "  problem: " ..
+                errors.printable(c.error.detail or c.error.kind)
         end
         if c.last_error then
             lines[#lines + 1] = "  last error (" ..
@@ -285,7 +286,8 @@ local function cert_fields(c)
             type = c.last_error.type } or nil,
         revoked = c.revoked and { time = output.time(c.revoked.time),
             reason = c.revoked.reason } or nil,
-        error = c.error, directory = c.directory, key_type = c.key_type,
+        error = c.error and c.error.detail, directory = c.directory,
+        key_type = c.key_type,
     }
 end
 
@@ -406,6 +408,8 @@ local function cmd_renew(p, out, env)
     local jitter = number_opt(p.opts.jitter, "--jitter", 0, 86400)
     local res = check(m:renew{ names = p.args, force = p.opts.force,
         jitter = jitter })
+    -- m:renew returns its failures; showing them is the command's part.
+    for _, e in ipairs(res.errors) do out:error(e.err, e.name) end
     out:result{ ok = res.code ~= 1, command = "renew",
         renewed = util.array(res.renewed),
         not_due = util.array(res.not_due),

@@ -138,8 +138,10 @@ function Client:_transport()
 end
 
 -- One HTTP exchange: counts it, keeps the Replay-Nonce, returns
--- resp = {status=, headers=, body=, url=} or nil, err.
-function Client:_send(method, url, headers, body)
+-- resp = {status=, headers=, body=, url=} or nil, err. once: the
+-- transport must not send it a second time by itself (a POST the CA
+-- may act on: see core http's once).
+function Client:_send(method, url, headers, body, once)
     local ok, uerr = util.check_url(url)
     if not ok then return nil, uerr end
     if not (url:match("^[Hh][Tt][Tt][Pp][Ss]://") or
@@ -155,7 +157,7 @@ function Client:_send(method, url, headers, body)
     for k, v in pairs(headers or {}) do h[k] = v end
     self.counters.requests = self.counters.requests + 1
     local status, rh, rb = t:request{ method = method, url = url,
-        headers = h, body = body }
+        headers = h, body = body, once = once or nil }
     if not status then
         -- ca= names the CA whose server failed (luacme.certs skips the
         -- rest of a run's certificates of a CA that is down).
@@ -316,10 +318,13 @@ end
 -- another key (with its JWK); accept= Accept header; idempotent=true
 -- allows resending after transport errors and 5xx.
 -- badNonce is retried with the nonce of the error reply (bounded by
--- bad_nonce_retries); 429/503 (not processed) and, when idempotent,
--- other 5xx and transport errors per _retry_wait. A transport error that
--- may have reached the server on a non-idempotent POST is returned with
--- err.uncertain = true: the caller reads the state before resending.
+-- bad_nonce_retries); 429 (not processed) and, when idempotent, 5xx
+-- and transport errors per _retry_wait. On a non-idempotent POST a
+-- transport error that may have reached the server (anything but a
+-- failed connect: a reply cut after its status line or in its body, an
+-- empty reply, a reset, a timeout) and any 5xx are returned with
+-- err.uncertain = true: the caller reads the state back before
+-- resending (Client:_post_uncertain).
 -- Returns resp {status, headers, body, json, location, url} or nil, err.
 function Client:post(url, payload, opts)
     opts = opts or {}
@@ -350,7 +355,8 @@ function Client:post(url, payload, opts)
         body, err = sign(key, protected, payload)
         if not body then return nil, err end
         local resp
-        resp, err = self:_send("POST", url, headers, body)
+        resp, err = self:_send("POST", url, headers, body,
+            not opts.idempotent)
         local status, rh
         if resp and resp.status >= 200 and resp.status < 300 then
             return finish(resp)
@@ -368,8 +374,13 @@ function Client:post(url, payload, opts)
                 end
                 goto continue
             end
-            if not (status == 429 or status == 503 or
-                (opts.idempotent and status >= 500)) then
+            if status >= 500 and not opts.idempotent then
+                -- A gateway's 502/504, or a 500/503 from a CA that may
+                -- have committed before failing: the work may be done.
+                err.uncertain = true
+                return nil, err
+            end
+            if not (status == 429 or (opts.idempotent and status >= 500)) then
                 return nil, err
             end
         else
@@ -387,6 +398,39 @@ function Client:post(url, payload, opts)
             self.sleep(w)
         end
         ::continue::
+    end
+end
+
+-- A non-idempotent POST whose reply may be lost: post(), and when the
+-- outcome is uncertain, check(err) reads the CA's state: it returns a
+-- value when the CA has done the work, false when it has not (the POST
+-- is sent again after a backoff), or nil, err when the state could not
+-- be read. At most max_retries resends. Returns resp (a reply came),
+-- or nil, nil, value (the work was found done), or nil, err.
+function Client:_post_uncertain(url, payload, opts, check)
+    local n = 0
+    while true do
+        local resp, err = self:post(url, payload, opts)
+        if resp or not err.uncertain then return resp, err end
+        local done, cerr = check(err)
+        if done then return nil, nil, done end
+        if done == nil then
+            -- The outcome stays unknown: report the first failure, with
+            -- what the read-back hit.
+            err.detail = (err.detail or "") .. "; reading the state " ..
+                "back failed too: " .. tostring(cerr)
+            return nil, err
+        end
+        -- The read-back reached the CA: the first resend goes at once,
+        -- unless the CA asked for a pause (Retry-After).
+        n = n + 1
+        local w = 0
+        if n > 1 or err.retry_after then
+            w = self:_retry_wait(n, err.status, err.headers)
+            if not w then return nil, err end
+        end
+        self.counters.retries = self.counters.retries + 1
+        if w > 0 then self.sleep(w) end
     end
 end
 
@@ -632,14 +676,18 @@ function Client:register(account, prompt)
         if not req.externalAccountBinding then return nil, err end
     end
     local payload = util.json(req)
-    local resp
-    resp, err = self:post(dir.new_account, payload, { jwk = true })
-    if not resp and err.uncertain then
-        -- The account may exist now: look it up before resending.
-        local acct, lerr = self:get_reg()
-        if acct then return acct end
-        if lerr.kind ~= "no_account" then return nil, lerr end
-        resp, err = self:post(dir.new_account, payload, { jwk = true })
+    local resp, found
+    resp, err, found = self:_post_uncertain(dir.new_account, payload,
+        { jwk = true }, function()
+            -- The account may exist now: look it up by key.
+            local acct, lerr = self:_find_account(nil)
+            if acct then return acct end
+            if lerr.kind == "no_account" then return false end
+            return nil, lerr
+        end)
+    if found then
+        self.kid = found.uri
+        return found
     end
     if not resp then
         if errors.is(err, "agreementRequired") then
@@ -722,15 +770,18 @@ function Client:deactivate_reg()
     local kid, err = self:_account_url()
     if not kid then return nil, err end
     local payload = '{"status":"deactivated"}'
-    local resp
-    resp, err = self:post(kid, payload)
-    if not resp and err.uncertain then
+    local resp, done
+    resp, err, done = self:_post_uncertain(kid, payload, nil, function()
         local acct, gerr = self:get_reg()
-        if not acct and errors.is(gerr, "unauthorized") then return true end
-        if acct and acct.status == "deactivated" then return true end
-        resp, err = self:post(kid, payload)
-    end
-    if not resp then return nil, err end
+        if acct then return acct.status == "deactivated" end
+        -- A deactivated account's requests are refused (RFC 8555
+        -- §7.3.6: 401; Pebble: 403 unauthorized).
+        if errors.is(gerr, "unauthorized") or gerr.status == 401 then
+            return true
+        end
+        return nil, gerr
+    end)
+    if not resp and not done then return nil, err end
     return true
 end
 
@@ -763,15 +814,26 @@ function Client:account_key_rollover(new_key)
     inner, err = sign(new_key, { jwk = new_key:jwk(), url = dir.key_change },
         util.json({ account = kid, oldKey = self.key:jwk() }))
     if not inner then return nil, err end
-    local resp
-    resp, err = self:post(dir.key_change, inner)
-    if not resp and err.uncertain then
-        local acct = self:_find_account(new_key)
-        if acct and acct.uri == kid then
-            self.key = new_key
-            return true
-        end
-        resp, err = self:post(dir.key_change, inner)
+    local resp, done
+    resp, err, done = self:_post_uncertain(dir.key_change, inner, nil,
+        function()
+            -- Which key holds the account now? The new one: done; the
+            -- old one: not done; neither answering: unknown.
+            local acct, ferr = self:_find_account(new_key)
+            if acct and acct.uri == kid then return true end
+            if acct then
+                return nil, errors.new("key", "the new key belongs to " ..
+                    "another account: " .. tostring(acct.uri))
+            end
+            if ferr.kind ~= "no_account" then return nil, ferr end
+            local old
+            old, ferr = self:_find_account(self.key)
+            if old then return false end
+            return nil, ferr
+        end)
+    if done then
+        self.key = new_key
+        return true
     end
     if not resp then
         if err.status == 409 then
@@ -821,8 +883,11 @@ local function id_set(ids)
 end
 
 -- After a lost newOrder reply: the most recent order of the account for
--- the same identifiers, if the CA lists orders.
-function Client:_find_order(ids)
+-- the same identifiers (and validity and profile, when asked for) that
+-- is still pending or ready, as a new order is; false when there is
+-- none; nil, err when the CA's list cannot be read. A valid order of an
+-- earlier issuance for the same names is not the one asked for.
+function Client:_find_order(ids, req)
     local urls, err = self:list_orders()
     if not urls then return nil, err end
     local want = id_set(ids)
@@ -830,12 +895,23 @@ function Client:_find_order(ids)
     for i = #urls, 1, -1 do
         if tried >= 10 then break end
         tried = tried + 1
-        local o = self:get_order(urls[i])
-        if o and o.status ~= "invalid" and id_set(o.identifiers) == want then
+        local o
+        o, err = self:get_order(urls[i])
+        if not o then return nil, err end
+        if (o.status == "pending" or o.status == "ready") and
+            id_set(o.identifiers) == want and
+            (not req.profile or o.profile == nil or
+                o.profile == req.profile) and
+            (not req.notBefore or o.not_before == nil or
+                util.parse_rfc3339(o.not_before) ==
+                util.parse_rfc3339(req.notBefore)) and
+            (not req.notAfter or o.not_after == nil or
+                util.parse_rfc3339(o.not_after) ==
+                util.parse_rfc3339(req.notAfter)) then
             return o
         end
     end
-    return nil
+    return false
 end
 
 -- authorize_order(ids, opts): newOrder. ids = acme.domain_ids(...) /
@@ -871,22 +947,26 @@ function Client:authorize_order(ids, opts)
         end
         req.replaces = opts.replaces
     end
-    local payload = util.json(req)
-    local resp
-    resp, err = self:post(dir.new_order, payload)
-    if not resp and err.uncertain then
-        -- The order may have been created: find it before asking again.
-        local o = self:_find_order(norm)
-        if o then return o end
-        resp, err = self:post(dir.new_order, payload)
+    local function new_order()
+        return self:_post_uncertain(dir.new_order, util.json(req), nil,
+            function()
+                -- The order may have been created: find it before
+                -- asking again.
+                return self:_find_order(norm, req)
+            end)
     end
-    if not resp and req.replaces and errors.is(err, "alreadyReplaced") then
+    local resp, found
+    resp, err, found = new_order()
+    if not resp and not found and req.replaces and
+        errors.is(err, "alreadyReplaced") then
         -- RFC 9773 §5: that certificate was already replaced; a new
         -- certificate is still wanted, so ask once without the claim.
         req.replaces = nil
-        resp, err = self:post(dir.new_order, util.json(req))
+        resp, err, found = new_order()
         if resp then resp.replaces_dropped = true end
+        if found then found.replaces_dropped = true end
     end
+    if found then return found end
     if not resp then return nil, err end
     if not resp.location then
         return nil, errors.new("response", "newOrder reply has no Location")
@@ -955,7 +1035,8 @@ local function order_error(o)
     local e = errors.new("order", "order " .. tostring(o.uri) .. " is " ..
         tostring(o.status), { uri = o.uri, order = o, cause = o.error })
     if o.error then
-        e.detail = e.detail .. ": " .. tostring(o.error)
+        e.detail = e.detail .. ": " .. errors.printable(o.error.detail or
+            errors.short_type(o.error.type) or "(no detail)")
         e.type = o.error.type
         e.subproblems = o.error.subproblems
     end
@@ -1026,27 +1107,30 @@ function Client:get_authorization(url)
 end
 
 -- authz_error(authz): the error for an authorization that did not
--- become valid: kind "authorization", identifier, uri, and the
--- challenges' problems in err.errors (the first also as err.cause /
--- type).
+-- become valid: kind "authorization", identifier, wildcard, uri, authz,
+-- the first challenge's problem as cause (and its type), and errors: the
+-- per-identifier list, here the one entry for this identifier, as an
+-- order with several failing names lists one per name.
 local function authz_error(a)
     local id = a.identifier or {}
-    local errs = {}
+    local cause
     for _, ch in ipairs(a.challenges or {}) do
-        if ch.error then errs[#errs + 1] = ch.error end
+        if ch.error then cause = ch.error break end
     end
     local name = (a.wildcard and "*." or "") .. tostring(id.value)
-    local e = errors.new("authorization", "authorization for " ..
-        errors.printable(name) .. " is " .. tostring(a.status),
-        { uri = a.uri, identifier = a.identifier, wildcard = a.wildcard,
-            authz = a })
-    if errs[1] then
-        e.detail = e.detail .. ": " .. tostring(errs[1])
-        e.type = errs[1].type
-        e.cause = errs[1]
-        e.errors = #errs > 1 and errs or nil
+    local fields = { uri = a.uri, identifier = a.identifier,
+        wildcard = a.wildcard, authz = a }
+    local detail = "authorization for " .. errors.printable(name) ..
+        " is " .. tostring(a.status)
+    if cause then
+        detail = detail .. ": " .. errors.printable(cause.detail or
+            errors.short_type(cause.type) or "(no detail)")
+        fields.type, fields.cause = cause.type, cause
     end
-    return e
+    local one = {}
+    for k, v in pairs(fields) do one[k] = v end
+    fields.errors = { errors.new("authorization", detail, one) }
+    return errors.new("authorization", detail, fields)
 end
 M.authz_error = authz_error
 
@@ -1065,8 +1149,16 @@ end
 
 -- revoke_authorization(url): deactivates the authorization; returns it.
 function Client:revoke_authorization(url)
-    local resp, err = self:post(url, '{"status":"deactivated"}',
-        { idempotent = true })
+    local resp, err, done = self:_post_uncertain(url,
+        '{"status":"deactivated"}', nil, function()
+            -- Sent again to a deactivated authorization the POST would
+            -- be refused: read it first.
+            local a, gerr = self:get_authorization(url)
+            if not a then return nil, gerr end
+            if a.status == "deactivated" then return a end
+            return false
+        end)
+    if done then return done end
     if not resp then return nil, err end
     return authz_of(resp.json, url)
 end
@@ -1121,11 +1213,20 @@ end
 function Client:accept(challenge)
     local url = type(challenge) == "table" and challenge.uri or challenge
     if type(url) ~= "string" then error("accept: challenge expected", 2) end
-    local resp, err = self:post(url, "{}")
-    if not resp and err.uncertain then
+    local resp, err, done = self:_post_uncertain(url, "{}", nil, function()
+        -- A challenge the CA works on or has finished needs no second
+        -- request; some CAs (Pebble) show "pending" until the result,
+        -- and a second POST {} to a pending challenge only asks again.
+        local ch, gerr = self:get_challenge(url)
+        if not ch then return nil, gerr end
+        if ch.status ~= "pending" then return ch end
+        return false
+    end)
+    if done then return done end
+    if not resp and err.kind == "acme" and err.status == 400 then
+        -- The resend met a challenge that finished meanwhile.
         local ch = self:get_challenge(url)
         if ch and ch.status ~= "pending" then return ch end
-        resp, err = self:post(url, "{}")
     end
     if not resp then return nil, err end
     local ch = challenge_of(resp.json, url)
@@ -1180,17 +1281,16 @@ function Client:create_order_cert(finalize_url, csr_der, bundle, opts)
             "a certificate needs a key of its own")
     end
     local payload = util.json({ csr = core.b64url_encode(csr_der) })
-    local resp, err = self:post(finalize_url, payload)
-    local o
-    if not resp and err.uncertain and opts.order_url then
-        o = self:get_order(opts.order_url)
-        if o and o.status == "ready" then
-            o = nil
-            resp, err = self:post(finalize_url, payload)
-        elseif not o then
-            return nil, err
-        end
-    end
+    local resp, err, o = self:_post_uncertain(finalize_url, payload, nil,
+        function(ferr)
+            -- Without the order URL the state cannot be read: resending
+            -- would meet orderNotReady if the first one arrived.
+            if not opts.order_url then return nil, ferr end
+            local x, gerr = self:get_order(opts.order_url)
+            if not x then return nil, gerr end
+            if x.status == "ready" then return false end
+            return x
+        end)
     if not o then
         if not resp then return nil, err end
         o, err = order_of(resp.json, resp.location or opts.order_url, resp)
@@ -1241,11 +1341,17 @@ function Client:revoke_cert(key, cert_der, reason)
     local payload = util.json({ certificate = core.b64url_encode(cert_der),
         reason = reason })
     local popts = { key = key }
-    local resp
-    resp, err = self:post(dir.revoke_cert, payload, popts)
-    if not resp and err.uncertain then
-        resp, err = self:post(dir.revoke_cert, payload, popts)
-        if not resp and errors.is(err, "alreadyRevoked") then return true end
+    -- ACME has no authenticated read of a certificate's status: the
+    -- request itself is the read-back. Sent again, a revocation that
+    -- arrived the first time answers alreadyRevoked.
+    local resp, resent
+    resp, err = self:_post_uncertain(dir.revoke_cert, payload, popts,
+        function()
+            resent = true
+            return false
+        end)
+    if not resp and resent and errors.is(err, "alreadyRevoked") then
+        return true
     end
     if not resp then return nil, err end
     return true

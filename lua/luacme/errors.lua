@@ -1,5 +1,9 @@
 -- Errors are tables sharing one metatable, so retries and callers can
--- read err.kind / err.type instead of parsing strings.
+-- read err.kind / err.type instead of parsing strings. Every public
+-- function of the library that can fail for a reason other than a
+-- mistake in the call returns nil, err with err such a table; mistakes
+-- in the call (wrong argument types, unknown options) raise strings.
+-- The fields are listed, with every kind, in lua/luacme/API.md.
 --
 -- Fields (all optional but kind):
 --   kind         "acme" for a problem document from the CA; otherwise a
@@ -10,9 +14,15 @@
 --                "no_account", "authorization", "order", "deadline",
 --                "unsupported", "identifier", "private_key", ...
 --   type         the problem type URN as sent
---   detail       human-readable text
+--   detail       human-readable text (never starting with the type)
 --   status       HTTP status
 --   subproblems  list of error tables, each with identifier = {type, value}
+--   errors       the per-identifier list of an "authorization" error
+--                (always there, also for one name), or the failures
+--                gathered by one call
+--   cause        the error behind this one (the CA's problem for an
+--                authorization, what a hook returned)
+--   identifier   {type, value} the error is about
 --   instance     problem instance URL (userActionRequired)
 --   retry_after  seconds from the Retry-After header
 --   headers      the response headers
@@ -42,9 +52,23 @@ local function short_type(t)
 end
 M.short_type = short_type
 
+-- A sub-error that only repeats its parent (the one entry of the
+-- per-identifier list of a one-name authorization failure) is not
+-- shown twice.
+local function repeats(parent, sub)
+    return type(sub) == "table" and sub.detail == parent.detail and
+        sub.identifier == parent.identifier
+end
+M.repeats = repeats
+
 function E.__tostring(e)
     local head = e.type and short_type(e.type) or e.kind or "error"
-    local s = head .. ": " .. printable(e.detail or "(no detail)")
+    local detail = printable(e.detail or "(no detail)")
+    -- "unauthorized: unauthorized: ..." says nothing twice.
+    if detail:sub(1, #head + 2) == head .. ": " then
+        detail = detail:sub(#head + 3)
+    end
+    local s = head .. ": " .. detail
     if type(e.subproblems) == "table" then
         for _, sp in ipairs(e.subproblems) do
             local id = sp.identifier
@@ -54,7 +78,9 @@ function E.__tostring(e)
     end
     if type(e.errors) == "table" then
         for _, sub in ipairs(e.errors) do
-            s = s .. "\n  " .. tostring(sub)
+            if not repeats(e, sub) then
+                s = s .. "\n  " .. tostring(sub):gsub("\n", "\n  ")
+            end
         end
     end
     return s
@@ -66,6 +92,19 @@ function M.new(kind, detail, fields)
     t.kind = kind
     t.detail = detail
     return setmetatable(t, E)
+end
+
+-- from(v, message, kind, ...): the C core's failure form (nil, message,
+-- kind) as the library's (nil, err table with that kind, "error" when
+-- none); any other values pass through. For the methods of core objects
+-- (key:write, an HTTP client's request), e.g.
+--   local ok, err = errors.from(key:write(path))
+function M.from(...)
+    local v, msg, kind = ...
+    if v == nil and type(msg) == "string" then
+        return nil, M.new(type(kind) == "string" and kind or "error", msg)
+    end
+    return ...
 end
 
 -- Raise err (a table; anything else becomes an error of kind "error")
@@ -90,8 +129,9 @@ end
 -- table. Interruptions (kind "interrupted") and programmer errors
 -- (strings) are raised on.
 function M.protect(fn, ...)
-    local ok, res, extra = pcall(fn, ...)
-    if ok then return res, extra end
+    local r = table.pack(pcall(fn, ...))
+    local ok, res = r[1], r[2]
+    if ok then return table.unpack(r, 2, r.n) end
     if type(res) == "table" and res.kind == "interrupted" then
         error(res, 0)
     end

@@ -570,8 +570,10 @@ function M.session(list, on_event)
         started = {}, seen = {} }, Session)
 end
 
+-- A hook loaded from a spec is known by its spec; a table given inline
+-- (a recipe's) by itself, so two inline hooks never share one startup.
 local function spec_key(h)
-    return h.spec or h.name
+    return h.spec or h
 end
 
 function Session:call(h, event, ...)

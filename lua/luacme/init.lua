@@ -2,7 +2,12 @@
 --
 -- The ACME (RFC 8555) client API, after golang.org/x/crypto/acme with
 -- methods in snake_case. Expected failures return nil, err where err is
--- a table (lua/luacme/errors.lua); caller mistakes raise.
+-- a table (lua/luacme/errors.lua); caller mistakes raise. acme.core is
+-- the C core with the same convention: its functions return nil, err
+-- table (kind as the core names it) where luacme.core itself returns
+-- nil, message, kind; for the methods of core objects (key:write, ...)
+-- acme.errors.from(key:write(path)) does the same. lua/luacme/API.md
+-- lists every error kind and field.
 --
 -- acme.client{
 --   directory = URL,            -- default acme.LETSENCRYPT
@@ -111,7 +116,17 @@ M.cert_id = client.cert_id
 -- The identifier helpers: acme.ident.domain(name), .ip(addr).
 M.ident = ident
 
-M.core = core
+-- acme.core: luacme.core with failures as error tables. Values that
+-- are not functions (and functions that do not fail) are the core's own.
+M.core = setmetatable({}, { __index = function(t, k)
+    local v = core[k]
+    if type(v) == "function" then
+        local f = v
+        v = function(...) return errors.from(f(...)) end
+    end
+    rawset(t, k, v)
+    return v
+end })
 
 -- client:issue(opts): issuance.issue(client, opts), see luacme.issuance.
 M.issue = issuance.issue

@@ -13,15 +13,19 @@
 --     lock_timeout = 60, timeout = 300,
 --     -- tests: now = fn, sleep = fn, rand = fn, transport = fake CA
 --   })
---   local res, err = m:issue{ domains = { "example.com" },
+--   local res, err = m:issue{ names = { "example.com" },
 --     hooks = { "webroot:root=/var/www/html" } }
---   -- res = { code = 0 (issued) | 2 (a valid one exists), name=, ... }
+--   -- res = { code = 0 (issued) | 2 (a valid one exists), name, names,
+--   --   serial, issuer, not_before, not_after, renewed }
 --   local res, err = m:renew{}                  -- every certificate
+--   -- res = { code, certs = { per certificate as above }, errors, ... }
+--   local due, when, why = m:due("example.com")  -- what renew acts on
 --   m:close()           -- exit() of the hooks used (or: local m <close>)
 --
 -- Every method returns a result table (with code: 0 done, 2 nothing to
 -- do) or nil, err with err a luacme.errors table. An interruption
--- (Ctrl-C, kind "interrupted") is raised on, after cleanup.
+-- (Ctrl-C, kind "interrupted") is raised on, after cleanup. Fields of
+-- errors and results: lua/luacme/API.md.
 local accounts = require "luacme.accounts"
 local certs = require "luacme.certs"
 local client = require "luacme.client"
@@ -40,6 +44,9 @@ M.DEFAULT_KEY_TYPE = accounts.DEFAULT_KEY_TYPE
 M.SETTINGS = certs.SETTINGS
 M.csr_names = certs.csr_names
 M.protect = errors.protect
+-- hint(err): the luacme command's hint for an error (a string naming
+-- what to do, in command-line terms) or nil.
+M.hint = output.hint
 
 -- Seconds a run waits for a certificate's or account's lock.
 M.LOCK_TIMEOUT = 60
@@ -120,7 +127,8 @@ Ctx.account_update = op(accounts.update)
 Ctx.account_deactivate = op(accounts.deactivate)
 Ctx.account_rollover = op(accounts.rollover)     -- {key_type}
 Ctx.issue = op(certs.issue)                      -- (settings, {force})
-Ctx.renew = op(certs.renew)                      -- {names, force, jitter}
+Ctx.renew = op(certs.renew)      -- {names, force, jitter, hooks, deploy..}
+Ctx.due = op(certs.due)                          -- (name, {renewal_info})
 Ctx.revoke = op(certs.revoke)    -- {name | cert_file, reason, cert_key_file}
 Ctx.list = op(certs.list)
 

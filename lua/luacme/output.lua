@@ -318,7 +318,8 @@ function M.error_lines(err)
             errors.printable(sp.detail or "(no detail)")
     end
     for _, sub in ipairs(type(err.errors) == "table" and err.errors or {}) do
-        local sub_lines = M.error_lines(sub)
+        local sub_lines = errors.repeats(err, sub) and {} or
+            M.error_lines(sub)
         for _, l in ipairs(sub_lines) do
             lines[#lines + 1] = "  " .. l
         end

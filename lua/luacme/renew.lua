@@ -55,10 +55,13 @@ local function by_lifetime(nb, na, now, note)
 end
 
 -- Is the certificate due? info is core.cert_info's table (not_before,
--- not_after; nil when there is no certificate), meta the certificate's
+-- not_after; nil when there is no certificate); meta the certificate's
 -- meta table (meta.ari = { window_start, window_end } when the CA sent
--- renewal information), now the time, rand the random source (default
--- M.random). Returns due, when (unix time it is or was due), reason.
+-- renewal information; meta.revoked when it was revoked) or directly a
+-- client:get_renewal_info result ({ start, end, ... }); now the time,
+-- rand the random source (default M.random). Returns due, when (unix
+-- time it is or was due), reason. A recipe holding stored certificates
+-- asks luacme.manage's m:due(name), which fetches the window first.
 --
 -- With a valid ARI window (RFC 9773 §4.2) a uniformly random moment in
 -- [start, end] is chosen once and kept in meta.ari.renew_at (with the
@@ -79,9 +82,17 @@ function M.due(info, meta, now, rand)
     if na <= nb then
         return true, now, "the certificate's validity period is empty"
     end
-    local ari = type(meta) == "table" and type(meta.ari) == "table" and
-        meta.ari or nil
-    local ws, we = ari and num(ari.window_start), ari and num(ari.window_end)
+    if type(meta) == "table" and meta.revoked then
+        return true, now, "it was revoked"
+    end
+    local ari
+    if type(meta) == "table" and num(meta.start) and num(meta["end"]) then
+        ari = meta                      -- a get_renewal_info result
+    elseif type(meta) == "table" and type(meta.ari) == "table" then
+        ari = meta.ari
+    end
+    local ws = ari and (num(ari.window_start) or num(ari.start))
+    local we = ari and (num(ari.window_end) or num(ari["end"]))
     if ws and we then
         if we <= ws then
             return by_lifetime(nb, na, now,

@@ -5,9 +5,12 @@
 --   certs/<CERTNAME>/privkey.pem (0600), cert.pem, chain.pem,
 --                    fullchain.pem, meta.json (0600), .lock
 --                    and the previous set as *.prev
+--                    (links into the generations gen.N: see
+--                    "Installing a certificate" below)
 --
--- Certificates are installed so that a crash at any moment leaves either
--- the complete old set or the complete new set (see install_cert).
+-- Certificates are installed so that the whole set switches at once and
+-- a crash at any moment leaves either the complete old set or the
+-- complete new set (see install_cert).
 --
 -- meta.json (read_meta / write_meta) is a JSON object:
 --   names, ips            lists of the certificate's identifiers
@@ -41,13 +44,6 @@ json.encode_number_precision(14)
 -- The files of one certificate, meta.json last: it is the commit record.
 M.CERT_FILES = { "privkey.pem", "cert.pem", "chain.pem", "fullchain.pem" }
 M.META = "meta.json"
-
-local SET_FIELDS = {
-    ["privkey.pem"] = "key_pem",
-    ["cert.pem"] = "cert_pem",
-    ["chain.pem"] = "chain_pem",
-    ["fullchain.pem"] = "fullchain_pem",
-}
 
 local function fail(kind, detail)
     return nil, errors.new(kind, detail)
@@ -283,67 +279,85 @@ end
 --[[
 Installing a certificate.
 
-The set is five files; meta.json is written last and is the commit
-record. install_cert, with the certificate's lock held, does:
+Each set lives in a generation directory of its own, written in full
+before anything points at it:
 
-  1. recover() any earlier interrupted install;
-  2. write every new file as F.new (each write atomic and durable:
-     temp file, fsync, rename, directory fsync), meta.json.new last;
-     the moment meta.json.new exists the new set is complete on disk:
-     this is the commit point;
-  3. for each F (privkey, cert, chain, fullchain, meta): if F.new
-     exists, rename F -> F.prev (if F exists), then F.new -> F.
+  certs/NAME/gen.N/privkey.pem cert.pem chain.pem fullchain.pem meta.json
+  certs/NAME/live -> gen.N        the current set
+  certs/NAME/prev -> gen.M        the set before it (M < N), if any
+  certs/NAME/privkey.pem -> live/privkey.pem    (and the other four)
+  certs/NAME/privkey.pem.prev -> prev/privkey.pem   (and the others)
 
-Recovery (recover(), run by lock_cert under the lock, and by
-install_cert): if meta.json.new exists, the install had committed:
-finish step 3 (it is idempotent: a file whose F.new is gone has been
-switched; one whose F is missing was moved to F.prev and only needs
-F.new -> F). Without meta.json.new the install had not committed:
-delete the F.new files; the old set was never touched.
+The paths users configure stay what they were; they are symbolic links
+now. A new set becomes current with one rename(2) of a link over live:
+the whole set switches at once, so every file opened after that moment
+is from the new set and every one opened before from the old one. (A
+reader that opens cert.pem and privkey.pem in two steps can still have
+the switch fall between its two opens; one that resolves live once, or
+reads one file holding both, cannot.) meta.json is the set's record and
+write_meta updates it inside the live generation.
 
-So after recovery the set is complete: the old one (crash before the
-commit) or the new one (crash after), and F.prev holds the set before
-the new one. Readers that do not hold the lock (read_cert) apply the
-same rule without changing anything: with meta.json.new present they
-read each F.new, falling back to F once it has been switched.
+install_cert, with the certificate's lock held:
+  1. recover() (below);
+  2. write gen.N (N = highest generation + 1), each file atomic and
+     durable, meta.json last;
+  3. commit: a link live.new -> gen.N renamed over live (the directory
+     fsync'd): the moment it lands the new set is current;
+  4. a link prev.new -> the old live target renamed over prev;
+  5. the fixed links that do not exist yet are made; every generation
+     but live and prev is deleted.
+
+recover() (run by lock_cert and install_cert) makes the directory
+whole again whatever step a run died in: temporary files and link
+temps go; without live, generations are half-made first installs and
+go, and a set in the layout before generations (plain files, *.prev,
+an interrupted *.new install finished or undone as that layout did) is
+migrated: copied into gen.1 (and its *.prev into gen.0), committed by
+the live link, then each plain file replaced by its link; with live,
+prev is pointed at the highest generation below live, every other
+generation is deleted and missing links are made. So after a crash at
+any point readers see the old or the new complete set, and nothing
+stale accumulates.
 ]]
 
-local function new_of(dir, f) return dir .. "/" .. f .. ".new" end
-local function prev_of(dir, f) return dir .. "/" .. f .. ".prev" end
+local function no_step() end
 
-local function all_files()
-    local t = {}
-    for i, f in ipairs(M.CERT_FILES) do t[i] = f end
-    t[#t + 1] = M.META
-    return t
+local GEN_PAT = "^gen%.(%d+)$"
+
+local function gen_name(n) return "gen." .. n end
+
+-- The generation number live (or prev) points at, false when the link
+-- does not exist, nil, err when it cannot be read or is not ours.
+local function link_gen(st, dir, which)
+    local kind, err = st:exists(dir .. "/" .. which)
+    if kind == nil then return nil, err end
+    if not kind then return false end
+    local target
+    target, err = st:readlink(dir .. "/" .. which)
+    if not target then return nil, err end
+    local n = target:match(GEN_PAT)
+    if not n then
+        return fail("invalid", st:path(dir .. "/" .. which) ..
+            " points at " .. errors.printable(target) ..
+            ", not at a generation")
+    end
+    return tonumber(n)
 end
 
--- Step 3 above. step(name) is the test's crash injection point.
-local function switch(st, dir, step)
-    for _, f in ipairs(all_files()) do
-        local cur = dir .. "/" .. f
-        local has_new, err = st:exists(new_of(dir, f))
-        if has_new == nil then return nil, err end
-        if has_new then
-            local has_cur
-            has_cur, err = st:exists(cur)
-            if has_cur == nil then return nil, err end
-            if has_cur then
-                step("prev " .. f)
-                local ok
-                ok, err = st:rename(cur, prev_of(dir, f))
-                if not ok then return nil, err end
-            end
-            step("switch " .. f)
-            local ok
-            ok, err = st:rename(new_of(dir, f), cur)
-            if not ok then return nil, err end
+-- Generation numbers present in dir, ascending.
+local function generations(st, dir)
+    local names, err = st:list(dir)
+    if not names then return nil, err end
+    local out = {}
+    for _, n in ipairs(names) do
+        local g = n:match(GEN_PAT)
+        if g and st:exists(dir .. "/" .. n) == "dir" then
+            out[#out + 1] = tonumber(g)
         end
     end
-    return true
+    table.sort(out)
+    return out
 end
-
-local function no_step() end
 
 -- Remove temporary files (core.write_file's "FILE.tmp.XXXXXX") that a
 -- write killed midway left in dir; nobody else writes there while we
@@ -361,10 +375,171 @@ local function remove_temps(st, dir)
     return true
 end
 
--- Bring the set of certificate name to a complete state after an
+-- Delete generation g of dir (its files, then the directory).
+local function drop_gen(st, dir, g, step)
+    step("drop " .. gen_name(g))
+    local gdir = dir .. "/" .. gen_name(g)
+    local names, err = st:list(gdir)
+    if not names then return nil, err end
+    for _, n in ipairs(names) do
+        local ok
+        ok, err = st:delete(gdir .. "/" .. n)
+        if not ok then return nil, err end
+    end
+    return st:rmdir(gdir)
+end
+
+-- Point link `which` of dir at generation g: a fresh link renamed over
+-- the old one, so it is never missing.
+local function set_link(st, dir, which, g)
+    local tmp = dir .. "/" .. which .. ".new"
+    local ok, err = st:delete(tmp)
+    if not ok then return nil, err end
+    ok, err = st:symlink(gen_name(g), tmp)
+    if not ok then return nil, err end
+    return st:rename(tmp, dir .. "/" .. which)
+end
+
+local function all_files()
+    local t = {}
+    for i, f in ipairs(M.CERT_FILES) do t[i] = f end
+    t[#t + 1] = M.META
+    return t
+end
+
+-- Make the fixed names link into live (and *.prev into prev when there
+-- is one). A plain file there (a migrated set) is replaced by its link
+-- with one rename, its content being the same as the link's target.
+local function fix_links(st, dir, has_prev, step)
+    for _, f in ipairs(all_files()) do
+        if not has_prev then
+            -- No previous set: a *.prev left by the flat layout goes.
+            local ok, err = st:delete(dir .. "/" .. f .. ".prev")
+            if not ok then return nil, err end
+        end
+        for _, v in ipairs({ { f, "live/" .. f }, has_prev and
+            { f .. ".prev", "prev/" .. f } or nil }) do
+            local path = dir .. "/" .. v[1]
+            local kind, err = st:exists(path)
+            if kind == nil then return nil, err end
+            local want = kind == "link" and st:readlink(path)
+            if want ~= v[2] then
+                step("link " .. v[1])
+                local tmp = path .. ".new"
+                local ok
+                ok, err = st:delete(tmp)
+                if not ok then return nil, err end
+                ok, err = st:symlink(v[2], tmp)
+                if not ok then return nil, err end
+                ok, err = st:rename(tmp, path)
+                if not ok then return nil, err end
+            end
+        end
+    end
+    return true
+end
+
+-- Write a set's five files into generation g of dir, meta.json last.
+local function write_gen(st, dir, g, data, step)
+    local gdir = dir .. "/" .. gen_name(g)
+    for _, f in ipairs(all_files()) do
+        step("write " .. gen_name(g) .. "/" .. f)
+        local ok, err = st:put(gdir .. "/" .. f, data[f])
+        if not ok then return nil, err end
+    end
+    return true
+end
+
+---------------------------------------------------------------------------
+-- The layout before generations: plain files, meta.json the commit
+-- record of an install through F.new files. Kept to finish such an
+-- install and migrate the set.
+
+local function new_of(dir, f) return dir .. "/" .. f .. ".new" end
+local function prev_of(dir, f) return dir .. "/" .. f .. ".prev" end
+
+-- Finish (meta.json.new present: committed) or undo an install of the
+-- flat layout that died midway.
+local function recover_flat(st, dir, step)
+    local committed, err = st:exists(new_of(dir, M.META))
+    if committed == nil then return nil, err end
+    for _, f in ipairs(all_files()) do
+        local has
+        has, err = st:exists(new_of(dir, f))
+        if has == nil then return nil, err end
+        if has and committed then
+            local cur = dir .. "/" .. f
+            local has_cur
+            has_cur, err = st:exists(cur)
+            if has_cur == nil then return nil, err end
+            if has_cur then
+                step("flat prev " .. f)
+                local ok
+                ok, err = st:rename(cur, prev_of(dir, f))
+                if not ok then return nil, err end
+            end
+            step("flat switch " .. f)
+            local ok
+            ok, err = st:rename(new_of(dir, f), cur)
+            if not ok then return nil, err end
+        elseif has then
+            step("flat discard " .. f)
+            local ok
+            ok, err = st:delete(new_of(dir, f))
+            if not ok then return nil, err end
+        end
+    end
+    return true
+end
+
+-- The flat set with suffix ("" or ".prev") as file -> data, or false
+-- when it is not all there.
+local function flat_set(st, dir, suffix)
+    local out = {}
+    for _, f in ipairs(all_files()) do
+        local path = dir .. "/" .. f .. suffix
+        if st:exists(path) ~= "file" then return false end
+        local data, err = st:get(path)
+        if not data then return nil, err end
+        out[f] = data
+    end
+    return out
+end
+
+-- Move a flat set into generations (no live link yet, lock held).
+-- Returns true, migrated (a boolean) or nil, err.
+local function migrate(st, dir, step)
+    local ok, err = recover_flat(st, dir, step)
+    if not ok then return nil, err end
+    local cur
+    cur, err = flat_set(st, dir, "")
+    if cur == nil then return nil, err end
+    if not cur then return true, false end
+    local prev
+    prev, err = flat_set(st, dir, ".prev")
+    if prev == nil then return nil, err end
+    if prev then
+        ok, err = write_gen(st, dir, 0, prev, step)
+        if not ok then return nil, err end
+    end
+    ok, err = write_gen(st, dir, 1, cur, step)
+    if not ok then return nil, err end
+    step("migrate commit")
+    ok, err = set_link(st, dir, "live", 1)
+    if not ok then return nil, err end
+    if prev then
+        ok, err = set_link(st, dir, "prev", 0)
+        if not ok then return nil, err end
+    end
+    return true, true
+end
+
+---------------------------------------------------------------------------
+
+-- Bring the set of certificate name to a complete, tidy state after an
 -- interrupted install (see above). Call with the certificate's lock
--- held. Returns true, what ("none", "rolled back", "rolled forward") or
--- nil, err.
+-- held. Returns true, what ("none", "rolled back", "rolled forward",
+-- "migrated") or nil, err.
 function M.recover(st, name, step)
     step = step or no_step
     local dir, err = M.cert_dir(name)
@@ -372,25 +547,60 @@ function M.recover(st, name, step)
     local ok
     ok, err = remove_temps(st, dir)
     if not ok then return nil, err end
-    local committed
-    committed, err = st:exists(new_of(dir, M.META))
-    if committed == nil then return nil, err end
-    if committed then
-        ok, err = switch(st, dir, step)
+    for _, l in ipairs({ "live.new", "prev.new" }) do
+        ok, err = st:delete(dir .. "/" .. l)
         if not ok then return nil, err end
-        return true, "rolled forward"
     end
     local what = "none"
-    for _, f in ipairs(M.CERT_FILES) do
-        local has
-        has, err = st:exists(new_of(dir, f))
-        if has == nil then return nil, err end
-        if has then
-            step("discard " .. f)
-            ok, err = st:delete(new_of(dir, f))
+    local live
+    live, err = link_gen(st, dir, "live")
+    if live == nil then return nil, err end
+    local gens
+    gens, err = generations(st, dir)
+    if not gens then return nil, err end
+    if not live then
+        -- Generations without live: a first install or a migration
+        -- that died before its commit.
+        for _, g in ipairs(gens) do
+            ok, err = drop_gen(st, dir, g, step)
             if not ok then return nil, err end
             what = "rolled back"
         end
+        local migrated
+        ok, migrated = migrate(st, dir, step)
+        if not ok then return nil, migrated end
+        if not migrated then return true, what end
+        what = "migrated"
+        live = 1
+        gens, err = generations(st, dir)
+        if not gens then return nil, err end
+    end
+    local prev
+    for _, g in ipairs(gens) do
+        if g < live then prev = g end
+    end
+    local cur_prev
+    cur_prev, err = link_gen(st, dir, "prev")
+    if cur_prev == nil then return nil, err end
+    if prev and cur_prev ~= prev then
+        step("prev")
+        ok, err = set_link(st, dir, "prev", prev)
+        if not ok then return nil, err end
+        if what == "none" then what = "rolled forward" end
+    end
+    ok, err = fix_links(st, dir, prev ~= nil, step)
+    if not ok then return nil, err end
+    for _, g in ipairs(gens) do
+        if g ~= live and g ~= prev then
+            ok, err = drop_gen(st, dir, g, step)
+            if not ok then return nil, err end
+            if what == "none" then what = g > live and "rolled back" or
+                "rolled forward" end
+        end
+    end
+    for _, g in ipairs(gens) do
+        ok, err = remove_temps(st, dir .. "/" .. gen_name(g))
+        if not ok and err.kind ~= "not_found" then return nil, err end
     end
     return true, what
 end
@@ -421,13 +631,13 @@ local function check_pem(v, what)
 end
 
 -- Install a new set for certificate name, keeping the previous set as
--- *.prev. set = { key_pem=, cert_pem=, chain_pem= (may be ""),
--- fullchain_pem= (default cert_pem .. chain_pem), meta= (table) }.
--- The certificate must match the key. Call with lock_cert held.
--- opts.step (tests only) is called with the name of each step before it
--- runs; raising there simulates a crash. Returns true or nil, err; a
--- failure before the commit point leaves the old set, one after it is
--- finished by the next recover().
+-- the previous generation (*.prev). set = { key_pem=, cert_pem=,
+-- chain_pem= (may be ""), fullchain_pem= (default cert_pem ..
+-- chain_pem), meta= (table) }. The certificate must match the key. Call
+-- with lock_cert held. opts.step (tests only) is called with the name
+-- of each step before it runs; raising there simulates a crash. Returns
+-- true or nil, err; a failure before the commit point leaves the old
+-- set, one after it is tidied by the next recover().
 function M.install_cert(st, name, set, opts)
     local step = opts and opts.step or no_step
     local dir, err = M.cert_dir(name)
@@ -437,18 +647,17 @@ function M.install_cert(st, name, set, opts)
     local chain = set.chain_pem or ""
     check_pem(chain, "chain_pem")
     local data = {
-        key_pem = set.key_pem,
-        cert_pem = set.cert_pem,
-        chain_pem = chain,
-        fullchain_pem = set.fullchain_pem or (set.cert_pem .. chain),
+        ["privkey.pem"] = set.key_pem,
+        ["cert.pem"] = set.cert_pem,
+        ["chain.pem"] = chain,
+        ["fullchain.pem"] = set.fullchain_pem or (set.cert_pem .. chain),
     }
-    check_pem(data.fullchain_pem, "fullchain_pem")
+    check_pem(data["fullchain.pem"], "fullchain_pem")
     if type(set.meta) ~= "table" then
         error("install_cert: meta must be a table", 2)
     end
-    local meta
-    meta, err = encode(set.meta)
-    if not meta then return nil, err end
+    data[M.META], err = encode(set.meta)
+    if not data[M.META] then return nil, err end
 
     local key, msg, kind = core.key_load(set.key_pem)
     if not key then
@@ -470,22 +679,48 @@ function M.install_cert(st, name, set, opts)
     local ok
     ok, err = M.recover(st, name, step)
     if not ok then return nil, err end
-
-    for _, f in ipairs(M.CERT_FILES) do
-        step("write " .. f)
-        ok, err = st:put(new_of(dir, f), data[SET_FIELDS[f]])
-        if not ok then
-            M.recover(st, name)
-            return nil, err
-        end
-    end
-    step("commit")
-    ok, err = st:put(new_of(dir, M.META), meta)
+    local old
+    old, err = link_gen(st, dir, "live")
+    if old == nil then return nil, err end
+    local gens
+    gens, err = generations(st, dir)
+    if not gens then return nil, err end
+    local g = (gens[#gens] or 0) + 1
+    ok, err = write_gen(st, dir, g, data, step)
     if not ok then
         M.recover(st, name)
         return nil, err
     end
-    return switch(st, dir, step)
+    step("commit")
+    ok, err = set_link(st, dir, "live", g)
+    if not ok then
+        M.recover(st, name)
+        return nil, err
+    end
+    -- Committed: what is left is tidying, which recover() redoes.
+    if old then
+        step("prev")
+        ok, err = set_link(st, dir, "prev", old)
+        if not ok then return nil, err end
+    end
+    ok, err = fix_links(st, dir, old and true or false, step)
+    if not ok then return nil, err end
+    for _, x in ipairs(gens) do
+        if x ~= old then
+            ok, err = drop_gen(st, dir, x, step)
+            if not ok then return nil, err end
+        end
+    end
+    return true
+end
+
+-- The directory of the live generation of dir (relative), false for a
+-- set in the layout before generations, nil, err.
+local function live_dir(st, dir)
+    local live, err = link_gen(st, dir, "live")
+    if live == nil then return nil, err end
+    if not live then return false end
+    return dir .. "/" .. gen_name(live)
 end
 
 -- meta.json of certificate name (the committed one when an install is
@@ -493,6 +728,10 @@ end
 function M.read_meta(st, name)
     local dir, err = M.cert_dir(name)
     if not dir then return nil, err end
+    local gdir
+    gdir, err = live_dir(st, dir)
+    if gdir == nil then return nil, err end
+    if gdir then return read_json(st, gdir .. "/" .. M.META) end
     local m
     m, err = read_json(st, new_of(dir, M.META))
     if m then return m end
@@ -501,21 +740,51 @@ function M.read_meta(st, name)
 end
 
 -- Replace meta.json of certificate name (with its lock held, so that no
--- install is pending).
+-- install is pending): the live generation's.
 function M.write_meta(st, name, meta)
     local dir, err = M.cert_dir(name)
     if not dir then return nil, err end
     local data
     data, err = encode(meta)
     if not data then return nil, err end
-    return st:put(dir .. "/" .. M.META, data)
+    local gdir
+    gdir, err = live_dir(st, dir)
+    if gdir == nil then return nil, err end
+    return st:put((gdir or dir) .. "/" .. M.META, data)
 end
 
--- One lock-free read of the set; see the comment above install_cert.
+local SET_FIELDS = {
+    ["privkey.pem"] = "key_pem",
+    ["cert.pem"] = "cert_pem",
+    ["chain.pem"] = "chain_pem",
+    ["fullchain.pem"] = "fullchain_pem",
+}
+
+-- One lock-free read of the set: from the generation live names (read
+-- once, so the files come from one set), or, for a set in the layout
+-- before generations, by that layout's rule (with meta.json.new present
+-- each F.new, falling back to F once switched). false, err when an
+-- install ran meanwhile.
 local function read_set(st, dir)
-    local committed, err = st:exists(new_of(dir, M.META))
-    if committed == nil then return nil, err end
+    local gdir, err = live_dir(st, dir)
+    if gdir == nil then return nil, err end
     local out = {}
+    if gdir then
+        for _, f in ipairs(all_files()) do
+            local data
+            data, err = st:get(gdir .. "/" .. f)
+            if not data and err.kind == "not_found" then
+                -- The generation went: two installs passed meanwhile.
+                return false, errors.new("busy", "an install was running")
+            end
+            if not data then return nil, err end
+            out[SET_FIELDS[f] or "meta_json"] = data
+        end
+        return out
+    end
+    local committed
+    committed, err = st:exists(new_of(dir, M.META))
+    if committed == nil then return nil, err end
     for _, f in ipairs(all_files()) do
         local data
         if committed then

@@ -1,9 +1,9 @@
 -- The storage interface: one small object so other backends can follow.
 -- A backend offers get, put (atomic), delete, list, lock, and for
--- state.lua's installs rename (atomic), exists and rmdir; path() gives
--- deploy hooks real file names, so a backend without files would export
--- a copy. This one keeps everything under one directory of the local
--- file system.
+-- state.lua's installs rename (atomic), exists, rmdir, symlink and
+-- readlink; path() gives deploy hooks real file names, so a backend
+-- without files would export a copy. This one keeps everything under
+-- one directory of the local file system.
 --
 --   local store = require "luacme.store"
 --   local st, warnings = store.open("/var/lib/luacme")
@@ -102,14 +102,19 @@ end
 
 -- Look at the modes of what is already there (up to WALK_DEPTH levels):
 -- directories must be 0700, secrets 0600, other files no looser than
--- 0644. Symbolic links are reported too but not followed. Appends
--- human-readable lines to warnings.
+-- 0644. Symbolic links are not followed; one is reported unless it is
+-- relative and stays inside its directory's subtree (what the store
+-- makes itself: a certificate's files point into its generation).
+-- Appends human-readable lines to warnings.
 local function walk_modes(self, rel, depth, warnings)
     local abs = self:path(rel)
     local st = core.lstat(abs)
     if not st then return end
     if st.type == "link" then
-        warnings[#warnings + 1] = abs .. ": is a symbolic link"
+        local target = core.readlink(abs)
+        if not target or not M.check_path(target) then
+            warnings[#warnings + 1] = abs .. ": is a symbolic link"
+        end
         return
     end
     if st.type ~= "file" and st.type ~= "dir" then
@@ -241,7 +246,33 @@ function Store:rename(from, to)
     return true
 end
 
--- "file", "dir" or false when rel does not exist; nil, err otherwise.
+-- Make rel a symbolic link to target, a path relative to rel's
+-- directory (checked like a store path, so it stays inside the store).
+-- Fails with kind "exists" when rel exists.
+function Store:symlink(target, rel)
+    local ok, err = M.check_path(target)
+    if not ok then return nil, err end
+    ok, err = M.check_path(rel)
+    if not ok then return nil, err end
+    ok, err = make_parent(self, rel)
+    if not ok then return nil, err end
+    local msg, kind
+    ok, msg, kind = core.symlink(target, self:path(rel))
+    if not ok then return core_fail(msg, kind) end
+    return true
+end
+
+-- The target of the symbolic link rel, or nil, err ("not_found").
+function Store:readlink(rel)
+    local ok, err = M.check_path(rel)
+    if not ok then return nil, err end
+    local target, msg, kind = core.readlink(self:path(rel))
+    if not target then return core_fail(msg, kind) end
+    return target
+end
+
+-- "file", "dir", "link" or false when rel does not exist; nil, err
+-- otherwise. A symbolic link is not followed.
 function Store:exists(rel)
     local ok, err = M.check_path(rel, true)
     if not ok then return nil, err end

@@ -28,6 +28,7 @@ M.env = setmetatable({}, { __index = function(t, k)
     http_port = "HTTP_PORT", tls_port = "TLS_PORT", dns_port = "DNS_PORT",
     workdir = "WORKDIR", config = "CONFIG", pebble_log = "PEBBLE_LOG",
     http_log = "HTTP_LOG", strict = "STRICT",
+    proxy_directory = "PROXY_DIRECTORY", proxy_control = "PROXY_CONTROL",
   }
   assert(map[k], "no such e2e fact: " .. tostring(k))
   local v = need(map[k])

@@ -46,7 +46,7 @@ EAB_FALLBACK = {
     "kid-2": "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH",
 }
 BRINGUP_ATTEMPTS = 3
-SERVERS = ("challtestsrv", "pebble", "webroot")
+SERVERS = ("challtestsrv", "pebble", "webroot", "faultproxy")
 
 log = logger("pebble-env")
 
@@ -122,8 +122,8 @@ class Env(Procs):
     # -- bring-up ----------------------------------------------------
     def bring_up(self, taken):
         o = self.opts
-        acme, mgmt, dns, cts, http, tls = free_ports(6, taken)
-        taken.update((acme, mgmt, dns, cts, http, tls))
+        acme, mgmt, dns, cts, http, tls, fproxy, fctl = free_ports(8, taken)
+        taken.update((acme, mgmt, dns, cts, http, tls, fproxy, fctl))
         cert, key = self.cert, self.key
         webroot = os.path.join(self.workdir, "webroot")
         os.makedirs(os.path.join(webroot, ".well-known", "acme-challenge"),
@@ -181,6 +181,15 @@ class Env(Procs):
                 os.path.join(os.path.dirname(os.path.abspath(__file__)),
                              "webroot.py"), "127.0.0.1", str(http), webroot])
 
+        # --fault-proxy: tests/e2e/faultproxy.py in front of Pebble's
+        # ACME listener, with the same test certificate.
+        if o.fault_proxy:
+            self.spawn("faultproxy", [
+                sys.executable, "-u",
+                os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "faultproxy.py"), "127.0.0.1", str(fproxy),
+                str(fctl), str(acme), cert, key])
+
         ctx = ssl.create_default_context(cafile=cert)
         deadline = time.monotonic() + o.ready_timeout
         self.wait_until("challtestsrv management",
@@ -218,6 +227,15 @@ class Env(Procs):
         self.wait_until("pebble management",
                         lambda: http_answers("https://127.0.0.1:%d/roots/0"
                                              % mgmt, ctx, 200), deadline)
+        if o.fault_proxy:
+            self.wait_until("fault proxy control",
+                            lambda: http_answers("http://127.0.0.1:%d/ready"
+                                                 % fctl, None, 200),
+                            deadline)
+            self.wait_until("pebble directory through the fault proxy",
+                            lambda: http_answers("https://127.0.0.1:%d/dir"
+                                                 % fproxy, ctx, 200),
+                            deadline)
         self.wait_until("all servers alive", lambda: True, deadline)
 
         self.facts = {
@@ -235,6 +253,10 @@ class Env(Procs):
             "LUACME_E2E_HTTP_LOG": os.path.join(self.workdir, "webroot.log"),
             "LUACME_E2E_STRICT": "1" if o.strict else "0",
         }
+        if o.fault_proxy:
+            self.facts["LUACME_E2E_PROXY_DIRECTORY"] = (
+                "https://127.0.0.1:%d/dir" % fproxy)
+            self.facts["LUACME_E2E_PROXY_CONTROL"] = "http://127.0.0.1:%d" % fctl
 
     def start(self):
         self.workdir = tempfile.mkdtemp(prefix="luacme-e2e.")
@@ -285,6 +307,9 @@ def parse(argv):
     ap.add_argument("--no-webroot", action="store_true",
                     help="start no webroot HTTP server, leaving Pebble's "
                          "httpPort free for the scenario's own responder")
+    ap.add_argument("--fault-proxy", action="store_true",
+                    help="start tests/e2e/faultproxy.py in front of Pebble "
+                         "(LUACME_E2E_PROXY_DIRECTORY, _PROXY_CONTROL)")
     ap.add_argument("--ready-timeout", type=float, default=60.0,
                     metavar="SECONDS", help="bring-up deadline")
     ap.add_argument("--keep", action="store_true",

@@ -303,6 +303,47 @@ t.test("two requests on one client use one TCP connection", function()
   t.eq(c2:stats().connects, 1)
 end)
 
+t.test("once: a request on a reused connection that died is not resent", function()
+  local srv <close> = server()
+  -- Control: libcurl sends a request again by itself on a fresh
+  -- connection when a reused one closes without a reply byte.
+  local c <close> = client()
+  json(c, { url = srv.base .. "/echo" })
+  local st, msg, kind = c:request{ method = "POST", url = srv.base ..
+    "/hangup?tag=plain", body = "x" }
+  t.eq(st, nil)
+  t.eq(kind, "protocol", msg)
+  local hits = json(c, { url = srv.base .. "/hits?tag=plain" }).hits
+  t.eq(hits, 2, "libcurl resent the POST on its own")
+  -- once = true: sent a single time, the failure comes back instead.
+  local c2 <close> = client()
+  json(c2, { url = srv.base .. "/echo" })
+  st, msg, kind = c2:request{ method = "POST", url = srv.base ..
+    "/hangup?tag=once", body = "x", once = true }
+  t.eq(st, nil)
+  t.eq(kind, "protocol", msg)
+  t.eq(json(c2, { url = srv.base .. "/hits?tag=once" }).hits, 1,
+    "the once POST reached the server once")
+  -- A once request still carries its body with a Content-Length.
+  local e = json(c2, { method = "POST", url = srv.base .. "/echo",
+    body = "hello", once = true })
+  t.eq(e.content_length, "5")
+  t.eq(e.body_len, 5)
+  t.eq(e.transfer_encoding, cjson.null)
+  t.raises(function() c2:request{ url = srv.base, once = 1 } end,
+    "'once' must be a boolean")
+end)
+
+t.test("a reply that ends after its status line is an error", function()
+  local srv <close> = server()
+  local c <close> = client()
+  local st, msg, kind = c:request{ method = "POST", url = srv.base ..
+    "/cutstatus", body = "x" }
+  t.eq(st, nil, "not a 201 without headers")
+  t.eq(kind, "protocol")
+  t.match(msg, "header block")
+end)
+
 t.test("repeated Link headers come back as a list in order", function()
   local srv <close> = server()
   local c <close> = client()

@@ -21,6 +21,10 @@ Endpoints (query parameters in brackets):
   /status [code]    answers with that status code
   /headers [n,size] n headers of size bytes each
   /stats            connections accepted so far
+  /hangup [tag]     counts the request for tag, then closes the
+                    connection without a byte of reply
+  /hits [tag]       how many /hangup requests tag had
+  /cutstatus        a status line, then the connection closed
 """
 import argparse
 import hashlib
@@ -37,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 LOCK = threading.Lock()
 PORTS = {}          # tag -> set of client ports
+HITS = {}           # tag -> /hangup requests seen
 ACCEPTED = [0]      # connections accepted (including failed handshakes)
 
 
@@ -195,6 +200,19 @@ class Handler(BaseHTTPRequestHandler):
             n, size = int(q.get("n", "1")), int(q.get("size", "10"))
             self.send_bytes(200, b"headers", "text/plain",
                             [("X-H-%d" % i, "h" * size) for i in range(n)])
+        elif path == "/hangup":
+            with LOCK:
+                tag = q.get("tag", "")
+                HITS[tag] = HITS.get(tag, 0) + 1
+            self.close_connection = True
+        elif path == "/hits":
+            with LOCK:
+                n = HITS.get(q.get("tag", ""), 0)
+            self.send_json({"hits": n})
+        elif path == "/cutstatus":
+            self.wfile.write(b"HTTP/1.1 201 Created\r\n")
+            self.wfile.flush()
+            self.close_connection = True
         elif path == "/stats":
             with LOCK:
                 accepted = ACCEPTED[0]

@@ -121,12 +121,14 @@ function T:request(req)
     assert(type(req) == "table" and type(req.url) == "string" and
         type(req.method) == "string", "fake request: bad argument")
     for k in pairs(req) do
-        assert(k == "method" or k == "url" or k == "headers" or k == "body",
+        assert(k == "method" or k == "url" or k == "headers" or k == "body"
+            or k == "once",
             "fake request: unknown field " .. tostring(k))
     end
     self.requests = self.requests + 1
     local rec = { method = req.method, url = req.url,
-        headers = lower_headers(req.headers), body = req.body, n = self.requests }
+        headers = lower_headers(req.headers), body = req.body, n = self.requests,
+        once = req.once }
     if rec.method == "POST" and rec.body then decode_jws(rec) end
     self.log[#self.log + 1] = rec
     if self.on_request then self.on_request(rec) end

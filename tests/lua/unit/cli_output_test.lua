@@ -208,3 +208,40 @@ t.test("userActionRequired shows the instance URL and the terms", function()
   t.eq(f.terms_of_service, "https://ca.test/tos-v2")
   t.match(f.hint, "visit https://ca%.test/agree")
 end)
+
+-- Issue 16: one convention a recipe can branch on.
+t.test("an authorization error carries the per-identifier list, also " ..
+  "for one name, and says its type once", function()
+  local client = require "luacme.client"
+  local cause = errors.problem(403, { type = errors.PREFIX .. "unauthorized",
+    detail = "got 404" })
+  local e = client.authz_error({ uri = "https://ca/a/1", status = "invalid",
+    identifier = { type = "dns", value = "a.test" },
+    challenges = { { type = "http-01", error = cause } } })
+  t.eq(e.kind, "authorization")
+  t.eq(#e.errors, 1)
+  t.eq(e.errors[1].identifier.value, "a.test")
+  t.eq(e.errors[1].cause, cause)
+  t.eq(e.errors[1].kind, "authorization")
+  t.eq(tostring(e), "unauthorized: authorization for a.test is invalid: " ..
+    "got 404")
+  local lines = output.error_lines(e)
+  t.eq(#lines, 1, "the one entry is not shown twice")
+  t.eq(lines[1], "a.test: unauthorized: got 404")
+  -- A detail that starts with the type is not prefixed again.
+  t.eq(tostring(errors.new("usage", "usage: luacme issue")),
+    "usage: luacme issue")
+end)
+
+t.test("errors.from turns the core's nil, message, kind into an error",
+  function()
+  local v, e = errors.from(nil, "no such file", "io")
+  t.eq(v, nil)
+  t.ok(errors.iserror(e))
+  t.eq(e.kind, "io")
+  t.eq(e.detail, "no such file")
+  t.eq(select(2, errors.from(nil, "x")).kind, "error")
+  local a, b = errors.from(1, 2)
+  t.eq(a, 1)
+  t.eq(b, 2)
+end)

@@ -159,6 +159,101 @@ t.test("without renewalInfo the lifetime rule decides", function()
   t.eq(assert(m:renew{}).code, 1, "a quarter left: due (and fails here)")
 end)
 
+-- Issue 16: the renewal decision is one call, m:due(name), and it is
+-- what m:renew acts on; its failures come back, not printed at -q.
+t.test("m:due is m:renew's decision; a renewal_info feeds it directly",
+  function()
+  local start
+  local m, st, clock, asked = setup(function(now)
+    start = start or (now + 10 * DAY)
+    return { start, start + DAY }
+  end)
+  local due, when, why = m:due("a.example")
+  t.eq(due, false)
+  t.eq(when, start + DAY // 2, "the moment drawn in the window, kept")
+  t.match(why, "inside the CA's renewal window")
+  t.eq(#asked, 1)
+  t.eq(meta_of(st).ari.renew_at, when, "stored for m:renew")
+  local res = assert(m:renew{})
+  t.eq(res.code, 2)
+  t.eq(res.certs[1].due_at, when, "m:renew saw the same moment")
+  t.eq(res.certs[1].renewed, false)
+  t.eq(res.certs[1].name, "a.example")
+  t.eq(res.certs[1].names[1], "a.example")
+  t.ok(res.certs[1].serial and res.certs[1].not_after)
+  -- A window from get_renewal_info, as returned, without mapping.
+  local now = clock.now()
+  due, when, why = m:due("a.example", { renewal_info = {
+    start = now - DAY, ["end"] = now + DAY, retry_after = 3600 } })
+  t.eq(due, true)
+  t.ok(when <= now)
+  t.match(why, "renewal window")
+  t.eq(meta_of(st).ari.window_start, now - DAY)
+  -- renew.due takes the same table directly.
+  local renew = require "luacme.renew"
+  local info = assert(core.cert_info(assert(state.read_cert(st,
+    "a.example")).cert_pem))
+  t.eq(renew.due(info, { start = now - DAY, ["end"] = now - 1 }, now), true)
+  t.eq(renew.due(info, { revoked = { time = now } }, now), true,
+    "revocation is part of the one decision")
+  -- A name that does not exist.
+  local v, err = m:due("ghost.example")
+  t.eq(v, nil)
+  t.eq(err.kind, "not_found")
+  t.match(err.detail, "no certificate named ghost%.example")
+end)
+
+t.test("m:renew returns per-certificate failures and prints nothing at -q",
+  function()
+  local m, _, _, _, events = setup(function(now)
+    return { now - DAY, now + DAY }
+  end)
+  local printed = {}
+  m.out = output.new{ level = -1,
+    stdout = { write = function(_, s) printed[#printed + 1] = s end,
+      flush = function() end },
+    stderr = { write = function(_, s) printed[#printed + 1] = s end,
+      flush = function() end } }
+  local before = #events
+  local res = assert(m:renew{})
+  t.eq(res.code, 1)
+  t.eq(#printed, 0, "nothing printed at the quiet level")
+  t.eq(#events, before)
+  t.eq(res.certs[1].code, 1)
+  t.eq(res.certs[1].name, "a.example")
+  t.match(tostring(res.certs[1].error), "nosuchhook")
+  t.eq(res.errors[1].name, "a.example")
+  t.eq(res.errors[1].err, res.certs[1].error)
+end)
+
+t.test("hook tables and deploy functions for one run; bad shapes raise",
+  function()
+  local m = setup(function(now) return { now + 30 * DAY, now + 31 * DAY } end)
+  local ok, e = pcall(m.renew, m, { force = true, hooks = { { types =
+    { "http-01" } } } })
+  t.eq(ok, false)
+  t.match(e, "needs types, deploy and cleanup")
+  ok, e = pcall(m.renew, m, { force = true, deploy = 42 })
+  t.eq(ok, false)
+  t.match(e, "a table with deploy_cert or a function")
+  ok, e = pcall(m.issue, m, { names = { "b.example" }, types = { "x-01" },
+    hooks = { "webroot:root=/tmp" } })
+  t.eq(ok, false)
+  t.match(e, "unknown challenge type x%-01")
+  -- A bad name is kind identifier, as from the protocol client.
+  local r, err = m:issue{ names = { "bad..name" }, hooks = { {
+    types = { "http-01" }, deploy = function() return true end,
+    cleanup = function() return true end } } }
+  t.eq(r, nil)
+  t.eq(err.kind, "identifier")
+  t.eq(err.identifier.value, "bad..name")
+  -- revoke of an unknown name says so, as renew does.
+  r, err = m:revoke{ name = "ghost.example" }
+  t.eq(r, nil)
+  t.eq(err.kind, "not_found")
+  t.match(err.detail, "no certificate named ghost%.example")
+end)
+
 -- Requests the fake CA saw whose URL contains part.
 local function seen(ca, part)
   local n = 0

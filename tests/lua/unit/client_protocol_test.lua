@@ -337,12 +337,41 @@ t.test("5xx and transport errors on POST-as-GET are retried with backoff", funct
     t.eq(calls[2][1], 2)
 end)
 
-t.test("5xx on a non-idempotent POST is not resent", function()
+t.test("5xx on a non-idempotent POST is read back, never resent blindly", function()
     local c, ca = registered()
+    -- A 500 the CA answered without creating the order: the orders list
+    -- is read, shows nothing, and newOrder is sent again.
     ca:once("POST", "/order-plz", problem_reply(500, "serverInternal", "boom"))
-    local _, err = c:authorize_order(acme.domain_ids("a.example"))
-    t.eq(err.status, 500)
-    t.eq(#ca:find("POST", "/order-plz"), 1)
+    local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    local log = {}
+    for _, r in ipairs(ca.log) do
+        if r.url:find("/order-plz", 1, true) then
+            log[#log + 1] = "order-plz " .. tostring(r.status)
+        elseif r.url:find("/list-orderz/", 1, true) then
+            log[#log + 1] = "list " .. tostring(r.status)
+        end
+    end
+    t.eq(log[1], "order-plz 500")
+    t.eq(log[2], "list 200", "the list read before the resend")
+    t.eq(log[#log], "order-plz 201")
+    t.eq(o.status, "pending")
+    -- The transport is told never to resend a non-idempotent POST by
+    -- itself; POST-as-GET it may.
+    t.eq(ca:find("POST", "/order-plz")[1].once, true)
+    t.eq(ca:find("POST", "/list-orderz/")[1].once, nil)
+    -- A 504 from a gateway after the CA created the order: found by the
+    -- read-back, not created twice.
+    ca:once("POST", "/order-plz", function(_, status)
+        t.eq(status, 201)
+        return 504, { ["content-type"] = "text/html" }, "<html>504</html>"
+    end)
+    local before = #ca:find("POST", "/order-plz")
+    local o2 = assert(c:authorize_order(acme.domain_ids("b.example")))
+    t.eq(#ca:find("POST", "/order-plz"), before + 1, "sent once")
+    t.eq(o2.identifiers[1].value, "b.example")
+    local n = 0
+    for _ in pairs(ca.state.orders) do n = n + 1 end
+    t.eq(n, 2, "two orders at the CA, no duplicate")
 end)
 
 t.test("a lost newOrder reply is recovered without a duplicate order", function()
@@ -456,6 +485,30 @@ t.test("lost revoke and rollover replies are checked before resending", function
     assert(c:get_reg())
 end)
 
+t.test("a lost or 5xx authorization deactivation is read back", function()
+    local c, ca = registered()
+    local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+    local url = o.authz_urls[1]
+    -- The CA deactivated it, then the reply was lost (before: the POST
+    -- was resent, which a CA refuses for a deactivated authorization).
+    ca:once("POST", "/authZ/", "lost")
+    local a = assert(c:revoke_authorization(url))
+    t.eq(a.status, "deactivated")
+    local posts = ca:find("POST", "/authZ/")
+    t.eq(#posts, 2, "the deactivation, then a read")
+    t.eq(posts[2].payload, "")
+    -- A 502 without the CA seeing it: read back (still pending), resent.
+    local o2 = assert(c:authorize_order(acme.domain_ids("b.example")))
+    local before = #ca:find("POST", "/authZ/")
+    ca:once("POST", "/authZ/", { status = 502,
+        headers = { ["content-type"] = "text/html" }, body = "<html/>" })
+    a = assert(c:revoke_authorization(o2.authz_urls[1]))
+    t.eq(a.status, "deactivated")
+    posts = ca:find("POST", "/authZ/")
+    t.eq(#posts - before, 3, "sent, read, sent again")
+    t.eq(posts[#posts].payload, '{"status":"deactivated"}')
+end)
+
 -- RFC 8555 §6.4/§6.5 put server strings (url, kid, nonce) into the
 -- protected header, which the signer raises on when they are not UTF-8.
 -- Hostile or broken ones must come back as nil, err with nothing sent.
@@ -565,7 +618,9 @@ t.test("deeply nested subproblems from a server give nil, err", function()
     t.ok(ok, tostring(w))
     t.eq(w, nil)
     t.eq(err.kind, "order")
-    t.match(err.detail, "is invalid: malformed: d")
+    -- The type heads tostring(err); the detail does not repeat it.
+    t.match(err.detail, "is invalid: d$")
+    t.match(tostring(err), "^malformed: order [^\n]* is invalid: d\n")
 end)
 
 -- D.4 / G#6: header values keep no CR, LF or spaces of the header syntax:

@@ -5,8 +5,10 @@ local state = require "luacme.state"
 
 local fails = t.fails_err      -- nil, err (an error table)
 
+-- The mode of what a reader opens at path (a certificate's files are
+-- links into its generation).
 local function mode_of(path)
-    local st = assert(core.lstat(path))
+    local st = assert(core.stat(path))
     return st.mode & 4095
 end
 
@@ -367,6 +369,15 @@ local function on_disk(dir, suffix)
     return found
 end
 
+-- How many generation directories dir holds.
+local function gen_dirs(dir)
+    local n = 0
+    for _, name in ipairs(assert(core.listdir(dir))) do
+        if name:find("^gen%.%d+$") then n = n + 1 end
+    end
+    return n
+end
+
 local function no_new_files(dir)
     for _, n in ipairs(assert(core.listdir(dir))) do
         if n:find("%.new$") or n:find("%.tmp%.") then return false, n end
@@ -485,10 +496,11 @@ t.test("a crash at any step leaves the old or the new set, complete",
         t.ok(state.install_cert(st, "example.com", g[3],
             { step = crash_at(0, names) }))
     end
-    t.eq(#names, 15, table.concat(names, ", "))
-    t.eq(names[1], "write privkey.pem")
-    t.eq(names[5], "commit")
-    t.eq(names[#names], "switch meta.json")
+    t.eq(#names, 8, table.concat(names, ", "))
+    t.eq(names[1], "write gen.3/privkey.pem")
+    t.eq(names[5], "write gen.3/meta.json")
+    t.eq(names[6], "commit")
+    t.eq(names[#names], "drop gen.1")
 
     -- Every scenario starts from a copy of one store holding gen2 with
     -- gen1 as .prev (installing afresh each time costs many fsyncs).
@@ -544,11 +556,166 @@ t.test("a crash at any step leaves the old or the new set, complete",
         t.eq(gen, seen, "install step " .. k)
         t.eq(on_disk(cdir, ".prev"), gen - 1)
         t.ok(no_new_files(cdir))
+        t.eq(gen_dirs(cdir), 2, "only the live and previous generations")
         outcomes[gen] = true
-        t.eq(gen, k > 5 and 3 or 2, "commit point")
+        t.eq(gen, k > 6 and 3 or 2, "commit point")
         -- and the next run installs normally
         t.ok(state.install_cert(st, "example.com", g[3]))
         t.eq(on_disk(cdir, ""), 3)
     end
     t.ok(outcomes[2] and outcomes[3], "both outcomes happen")
+end)
+
+-- What a reader (a web server reloading) gets by opening the fixed
+-- paths one after the other, cert.pem then privkey.pem: the generation
+-- both come from, or nil and why not.
+local function fixed_pair(cdir)
+    local g = generations()
+    local cert = io.open(cdir .. "/cert.pem", "rb")
+    if not cert then return nil, "cert.pem missing" end
+    local c = cert:read("a")
+    cert:close()
+    local key = io.open(cdir .. "/privkey.pem", "rb")
+    if not key then return nil, "privkey.pem missing" end
+    local k = key:read("a")
+    key:close()
+    for i = 1, 3 do
+        if g[i].cert_pem == c and g[i].key_pem == k then return i end
+    end
+    return nil, "cert.pem and privkey.pem do not match"
+end
+
+t.test("at every step of an install the fixed paths hold one set", function()
+    local g = generations()
+    local st, dir = open()
+    local cdir = dir .. "/certs/example.com"
+    installed(st, 1)
+    local torn, reads = {}, 0
+    local function reader(name)
+        reads = reads + 1
+        local gen, why = fixed_pair(cdir)
+        if not gen then torn[#torn + 1] = name .. ": " .. why end
+    end
+    for i = 2, 3 do
+        local lk <close> = assert(state.lock_cert(st, "example.com"))
+        t.ok(state.install_cert(st, "example.com", g[i], { step = reader }))
+        reader("after")
+    end
+    t.ok(reads >= 10)
+    t.eq(#torn, 0, table.concat(torn, "; "))
+    t.eq(fixed_pair(cdir), 3)
+end)
+
+t.test("renewals leave only the live and previous generations", function()
+    local g = generations()
+    local st, dir = open()
+    local cdir = dir .. "/certs/example.com"
+    for i = 1, 6 do
+        local lk <close> = assert(state.lock_cert(st, "example.com"))
+        t.ok(state.install_cert(st, "example.com", g[(i - 1) % 3 + 1]))
+    end
+    t.eq(gen_dirs(cdir), 2)
+    t.ok(no_new_files(cdir))
+    t.eq(on_disk(cdir, ""), 3)
+    t.eq(on_disk(cdir, ".prev"), 2)
+    local names = assert(core.listdir(cdir))
+    table.sort(names)
+    t.eq(table.concat(names, " "), ".lock cert.pem cert.pem.prev chain.pem " ..
+        "chain.pem.prev fullchain.pem fullchain.pem.prev gen.5 gen.6 live " ..
+        "meta.json meta.json.prev prev privkey.pem privkey.pem.prev")
+    t.eq(core.readlink(cdir .. "/live"), "gen.6")
+    t.eq(core.readlink(cdir .. "/privkey.pem"), "live/privkey.pem")
+    t.eq(core.readlink(cdir .. "/privkey.pem.prev"), "prev/privkey.pem")
+    -- meta.json updates land in the live generation
+    local m = assert(state.read_meta(st, "example.com"))
+    m.note = "ari"
+    t.ok(state.write_meta(st, "example.com", m))
+    t.eq(state.read_meta(st, "example.com").note, "ari")
+    t.eq(assert(state.read_cert(st, "example.com")).meta.note, "ari")
+    t.eq(core.lstat(cdir .. "/meta.json").type, "link")
+    -- the store does not warn about its own links
+    local _, warnings = store.open(dir)
+    for _, w in ipairs(warnings) do
+        t.ok(not w:find("symbolic link"), w)
+    end
+end)
+
+-- A set in the layout before generations: plain files, *.prev, and
+-- optionally an install of that layout interrupted after its commit
+-- (meta.json.new written, privkey.pem already switched).
+local function flat_store(interrupted)
+    local g = generations()
+    local st, dir = open()
+    local cdir = dir .. "/certs/example.com"
+    assert(core.mkdir_p(cdir, 448))
+    local function put(file, data, mode)
+        assert(core.write_file(cdir .. "/" .. file, data, mode))
+    end
+    local files = { { "privkey.pem", "key_pem", 384 },
+        { "cert.pem", "cert_pem", 420 }, { "chain.pem", "chain_pem", 420 },
+        { "fullchain.pem", "fullchain_pem", 420 } }
+    local cjson = require "cjson"
+    for _, f in ipairs(files) do
+        put(f[1] .. ".prev", g[1][f[2]], f[3])
+        put(f[1], g[2][f[2]], f[3])
+    end
+    put("meta.json.prev", cjson.encode(g[1].meta), 384)
+    put("meta.json", cjson.encode(g[2].meta), 384)
+    if interrupted then
+        -- gen3 committed; privkey.pem switched, the rest not yet
+        for _, f in ipairs(files) do put(f[1] .. ".new", g[3][f[2]], f[3]) end
+        put("meta.json.new", cjson.encode(g[3].meta), 384)
+        assert(core.rename(cdir .. "/privkey.pem", cdir .. "/privkey.pem.prev"))
+        assert(core.rename(cdir .. "/privkey.pem.new", cdir .. "/privkey.pem"))
+    end
+    return st, dir, cdir
+end
+
+t.test("a set of the layout before generations is migrated", function()
+    local st, _, cdir = flat_store(false)
+    t.eq(on_disk(cdir, ""), 2)
+    local lk <close> = t.ok(state.lock_cert(st, "example.com"))
+    t.eq(core.readlink(cdir .. "/live"), "gen.1")
+    t.eq(core.readlink(cdir .. "/prev"), "gen.0")
+    t.eq(core.lstat(cdir .. "/cert.pem").type, "link")
+    t.eq(on_disk(cdir, ""), 2)
+    t.eq(on_disk(cdir, ".prev"), 1)
+    t.eq(mode_of(cdir .. "/privkey.pem"), 384)
+    t.ok(no_new_files(cdir))
+    t.eq(assert(state.read_cert(st, "example.com")).meta.gen, 2)
+    -- the next install works on generations
+    t.ok(state.install_cert(st, "example.com", generations()[3]))
+    t.eq(on_disk(cdir, ""), 3)
+    t.eq(on_disk(cdir, ".prev"), 2)
+    t.eq(gen_dirs(cdir), 2)
+    -- an interrupted install of the old layout is finished first
+    local st2, _, cdir2 = flat_store(true)
+    local lk2 <close> = t.ok(state.lock_cert(st2, "example.com"))
+    t.eq(on_disk(cdir2, ""), 3)
+    t.eq(on_disk(cdir2, ".prev"), 2)
+    t.ok(no_new_files(cdir2))
+end)
+
+t.test("a crash at any step of the migration leaves the set readable", function()
+    -- The steps of a clean migration, to know how many there are.
+    local names = {}
+    do
+        local st = flat_store(false)
+        t.ok(state.recover(st, "example.com", crash_at(0, names)))
+    end
+    t.ok(#names >= 12, table.concat(names, ", "))
+    for k = 1, #names do
+        local st, _, cdir = flat_store(false)
+        local ok, err = pcall(state.recover, st, "example.com", crash_at(k))
+        t.eq(ok, false)
+        t.eq(err, CRASH)
+        -- what a reader sees: the same set throughout
+        t.eq(fixed_pair(cdir), 2, "migration step " .. k)
+        t.eq(assert(state.read_cert(st, "example.com")).meta.gen, 2)
+        local lk <close> = t.ok(state.lock_cert(st, "example.com"))
+        t.eq(on_disk(cdir, ""), 2, "migration step " .. k)
+        t.eq(on_disk(cdir, ".prev"), 1, "migration step " .. k)
+        t.eq(core.lstat(cdir .. "/cert.pem").type, "link")
+        t.ok(no_new_files(cdir))
+    end
 end)
