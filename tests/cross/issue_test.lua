@@ -48,7 +48,10 @@ local function run(state, args)
   for _, a in ipairs(t.luacme_argv(L.exe, table.unpack(all))) do
     argv[#argv + 1] = a
   end
-  local r = assert(core.spawn{ argv = argv, env = L.env(), timeout = WALL })
+  -- The modules compiled into the binary, not the source tree's: what
+  -- a device runs, where the binary is installed alone.
+  local r = assert(core.spawn{ argv = argv, timeout = WALL,
+    env = L.env{ LUACME_LUA_PATH = E.scratch() .. "/no-modules-here" } })
   if r.timed_out then
     error("luacme ran over " .. WALL .. " s: " .. table.concat(args, " "))
   end

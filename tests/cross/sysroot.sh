@@ -13,9 +13,10 @@ set -euo pipefail
 arch=$1
 dir=$2
 # What luacme links: OpenSSL and libcurl dynamically, Lua and lua-cjson
-# statically; libc6-dev brings the C library, crt files and headers.
+# statically, zstd (the embedded modules' compression, libcurl's too);
+# libc6-dev brings the C library, crt files and headers.
 roots=(libc6-dev libssl-dev libcurl4-openssl-dev liblua5.4-dev
-    lua-cjson-dev)
+    lua-cjson-dev libzstd-dev)
 
 # The dependency closure for ARCH, Depends and Pre-Depends only; only
 # libraries matter: tools the closure reaches (dpkg, tar...) run on no one.
