@@ -13,7 +13,7 @@
 # tests/cross's issuances under the emulator (tests/cross/CMakeLists.txt).
 #   LUACME_JOBS   parallel build jobs (default: number of cores)
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 
 cmd=${1:?build or report}
 triplet=${2:?triplet}
