@@ -53,8 +53,10 @@ void lbind_proc(lua_State *L);      /* lua_proc.c: spawn, environment */
 void lbind_dns(lua_State *L);       /* lua_dns.c: DNS queries */
 void lbind_responder(lua_State *L); /* lua_responder.c: challenge servers */
 
-/* The module entry point, preloaded as "luacme.core" by luacme_openlibs. */
-int luaopen_luacme_core(lua_State *L);
+/* The module entry point, preloaded as "luacme.core" by luacme_openlibs
+ * and the one symbol luacme/core.so exports (built with hidden
+ * visibility). */
+__attribute__((visibility("default"))) int luaopen_luacme_core(lua_State *L);
 
 /* Open Lua's standard libraries in L and put our C modules in
  * package.preload: "luacme.core", "cjson" and "cjson.safe" (linked in,

@@ -1,7 +1,8 @@
 /*
  * luacme.core: the module table, shared binding helpers, the small
- * encoding functions (base64url, SHA-256, HMAC-SHA256, random bytes),
- * and luacme_openlibs, which readies a Lua state with all of them.
+ * encoding functions (base64url, SHA-256, HMAC-SHA256, random bytes).
+ * Built into the executable and into the loadable module luacme/core.so
+ * alike; luacme_openlibs (lua_openlibs.c) is the executable's alone.
  */
 #include "lua_bind.h"
 
@@ -9,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include <lualib.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -26,10 +25,6 @@
 #ifndef LUACME_VERSION
 #define LUACME_VERSION "0.0.0-dev"
 #endif
-
-/* lua-cjson, linked in statically (CMakeLists.txt: lua_static). */
-int luaopen_cjson(lua_State *L);
-int luaopen_cjson_safe(lua_State *L);
 
 int
 lbind_fail(lua_State *L, const char *msg, const char *kind)
@@ -273,21 +268,4 @@ luaopen_luacme_core(lua_State *L)
     lbind_dns(L);
     lbind_responder(L);
     return 1;
-}
-
-void
-luacme_openlibs(lua_State *L)
-{
-    /* As lua/lua: linit.c does for its own libraries. */
-    static const luaL_Reg preload[] = {
-        {"luacme.core", luaopen_luacme_core},
-        {"cjson", luaopen_cjson},
-        {"cjson.safe", luaopen_cjson_safe},
-        {NULL, NULL}
-    };
-
-    luaL_openlibs(L);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    luaL_setfuncs(L, preload, 0);
-    lua_pop(L, 1);
 }

@@ -34,7 +34,8 @@ end
 
 -- The RFC 8737 self-signed certificate (PEM) and its key for an
 -- identifier (a DNS name or an IP address). key: optional, a fresh
--- P-256 key otherwise. Returns pem, key or nil, err.
+-- P-256 key otherwise. Returns pem, key, der (the certificate's DER, as
+-- Go's tls.Certificate carries it) or nil, err.
 function M.tls_alpn01_cert(identifier, key_authorization, key)
     local pem, k, kind = core.tls_alpn01_cert(identifier, key_authorization,
         key)
@@ -43,7 +44,12 @@ function M.tls_alpn01_cert(identifier, key_authorization, key)
             "for " .. errors.printable(tostring(identifier)) .. ": " ..
             tostring(k))
     end
-    return pem, k
+    local der, msg, dkind = core.pem_decode(pem)
+    if not der then
+        return nil, errors.new(dkind or "x509", "tls-alpn-01 certificate: " ..
+            tostring(msg))
+    end
+    return pem, k, der
 end
 
 -- The challenge table hooks receive (hooks/README.md), from { type=,

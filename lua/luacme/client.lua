@@ -1320,13 +1320,18 @@ function Client:create_order_cert(finalize_url, csr_der, bundle, opts)
     return ders, o.cert_url, meta, o
 end
 
--- revoke_cert(key_or_nil, cert_der, reason): revokes by the account key
+-- revoke_cert(key_or_nil, cert_der, reason[, opts]): revokes by the account key
 -- (key nil: kid) or by another key (the certificate's: jwk). reason is
--- an RFC 5280 code (acme.CRL_REASON_*), omitted when nil.
-function Client:revoke_cert(key, cert_der, reason)
+-- an RFC 5280 code (acme.CRL_REASON_*), omitted when nil. opts:
+-- { already_ok = true } takes alreadyRevoked as success.
+function Client:revoke_cert(key, cert_der, reason, opts)
     if key ~= nil and type(key) ~= "userdata" then
         error("revoke_cert: key or nil expected", 2)
     end
+    if opts ~= nil and type(opts) ~= "table" then
+        error("revoke_cert: options table or nil expected", 2)
+    end
+    local already_ok = opts and opts.already_ok
     if type(cert_der) ~= "string" then
         error("revoke_cert: DER certificate expected", 2)
     end
@@ -1353,7 +1358,13 @@ function Client:revoke_cert(key, cert_der, reason)
     if not resp and resent and errors.is(err, "alreadyRevoked") then
         return true
     end
-    if not resp then return nil, err end
+    if not resp then
+        -- Asked for: the goal (a revoked certificate) is reached.
+        if already_ok and errors.is(err, "alreadyRevoked") then
+            return true
+        end
+        return nil, err
+    end
     return true
 end
 
@@ -1397,7 +1408,7 @@ function Client:dns01_challenge_record(token)
 end
 
 -- tls_alpn01_challenge_cert(token, identifier[, key]): the self-signed
--- RFC 8737 certificate (PEM) and its key.
+-- RFC 8737 certificate (PEM), its key and the certificate's DER.
 function Client:tls_alpn01_challenge_cert(token, identifier, key)
     if type(identifier) ~= "string" then
         error("tls_alpn01_challenge_cert: identifier expected", 2)

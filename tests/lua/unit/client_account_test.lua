@@ -263,6 +263,11 @@ t.test("revoke by account key (kid) and by certificate key (jwk)", function()
     t.eq(ca:find("POST", "/revoke-cert")[3].payload, '{"certificate":"Y2VydC1kZXItMw"}')
     local _, err = c:revoke_cert(nil, "cert-der-1", 0)
     t.ok(acme.is_error(err, "alreadyRevoked"))
+    -- Asked to: alreadyRevoked is the goal reached; other errors stay.
+    t.eq(c:revoke_cert(nil, "cert-der-1", 0, { already_ok = true }), true)
+    _, err = c:revoke_cert(nil, "cert-der-4", 7, { already_ok = true })
+    t.ok(acme.is_error(err, "badRevocationReason"))
+    t.raises(function() c:revoke_cert(nil, "x", 0, "yes") end, "options")
     _, err = c:revoke_cert(nil, "cert-der-4", 7)
     t.ok(acme.is_error(err, "badRevocationReason"))
     t.raises(function() c:revoke_cert(nil, "x", 4.5) end, "integer")
@@ -303,7 +308,9 @@ t.test("challenge helpers give Go's known answers", function()
     t.eq(c:dns01_challenge_record("xxx"),
         "8DERMexQ5VcdJ_prpPiA0mVdp7imgbCgjsG4SqqNMIo")
     local token = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
-    local pem, ckey = assert(c:tls_alpn01_challenge_cert(token, "example.com"))
+    local pem, ckey, der = assert(c:tls_alpn01_challenge_cert(token,
+        "example.com"))
+    t.eq(der, assert(core.pem_decode(pem)), "the DER of the same certificate")
     t.ok(ckey ~= key, "a fresh key, never the account key")
     t.eq(ckey:spec(), "ec256")
     local info = assert(core.cert_info(pem))
