@@ -646,8 +646,10 @@ check_request(const struct http_client *c, const struct http_request *req,
 {
     if (req->url == NULL || !scheme_ok(req->url, c->allow_http))
         return err_set(err, "protocol",
-            "http: %s %s: only %s URLs are allowed", method, url,
-            c->allow_http ? "http:// and https://" : "https://");
+            "http: %s %s: only %s URLs are allowed%s", method, url,
+            c->allow_http ? "http:// and https://" : "https://",
+            c->allow_http ? "" : " (for a plain-http API, make the client "
+            "with core.http{allow_http = true})");
     if (!http_method_ok(method))
         return err_set(err, "protocol", "http: bad method '%s'", method);
     *head = strcmp(method, "HEAD") == 0;

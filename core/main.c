@@ -15,6 +15,7 @@
 #include <lualib.h>
 
 #include <curl/curl.h>
+#include <zstd.h>
 
 #include "embedded.h"
 #include "err.h"
@@ -76,15 +77,58 @@ msghandler(lua_State *L)
     return 1;
 }
 
+/* The expanded blob: the compiled-in data itself when stored, else
+ * expanded once on first use and kept (about 200 KB) until exit. NULL
+ * when that fails (out of memory, or a corrupt build). */
+static unsigned char *embedded_raw = NULL;
+
+static const unsigned char *
+embedded_data(void)
+{
+    const struct luacme_embedded_blob *b = &luacme_embedded_blob;
+    size_t n;
+
+    if (!b->compressed)
+        return b->data;
+    if (embedded_raw != NULL)
+        return embedded_raw;
+    embedded_raw = malloc(b->raw_size ? b->raw_size : 1);
+    if (embedded_raw == NULL)
+        return NULL;
+    n = ZSTD_decompress(embedded_raw, b->raw_size, b->data, b->size);
+    if (ZSTD_isError(n) || n != b->raw_size) {
+        free(embedded_raw);
+        embedded_raw = NULL;
+    }
+    return embedded_raw;
+}
+
+/* The chunk of an embedded file: its bytes in *data and *len, or NULL
+ * when path is not embedded. Raises when the blob cannot be expanded. */
 static const struct luacme_embedded *
-embedded_find(const char *path)
+embedded_find(lua_State *L, const char *path, const char **data)
 {
     const struct luacme_embedded *e;
+    const unsigned char *raw;
 
     for (e = luacme_embedded; e->path != NULL; e++)
         if (strcmp(e->path, path) == 0)
-            return e;
-    return NULL;
+            break;
+    if (e->path == NULL)
+        return NULL;
+    raw = embedded_data();
+    if (raw == NULL)
+        luaL_error(L, "cannot expand the embedded Lua modules");
+    *data = (const char *)raw + e->off;
+    return e;
+}
+
+/* Load mode of embedded chunks: binary ones only when bytecode was
+ * compiled in, so a text chunk is never taken for one or vice versa. */
+static const char *
+embedded_mode(void)
+{
+    return strcmp(luacme_embedded_blob.format, "bytecode") == 0 ? "b" : "t";
 }
 
 /* package.searchers entry after the file searcher: a module missing on
@@ -95,20 +139,20 @@ searcher_embedded(lua_State *L)
     const char *name = luaL_checkstring(L, 1);
     const char *forms[] = {"lua/%s.lua", "lua/%s/init.lua", "%s.lua"};
     const struct luacme_embedded *e;
-    const char *path;
+    const char *path, *data = NULL;
     size_t i;
 
     name = luaL_gsub(L, name, ".", "/");
     for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
         path = lua_pushfstring(L, forms[i], name);
-        e = embedded_find(path);
+        e = embedded_find(L, path, &data);
         if (e == NULL) {
             lua_pop(L, 1);
             continue;
         }
         lua_pushfstring(L, "@[embedded]/%s", path);
-        if (luaL_loadbuffer(L, (const char *)e->data, e->len,
-            lua_tostring(L, -1)) != LUA_OK)
+        if (luaL_loadbufferx(L, data, e->len, lua_tostring(L, -1),
+            embedded_mode()) != LUA_OK)
             return luaL_error(L, "error loading embedded module '%s':\n\t%s",
                 path, lua_tostring(L, -1));
         lua_pushstring(L, path);
@@ -118,16 +162,19 @@ searcher_embedded(lua_State *L)
     return 1;
 }
 
-/* site.embedded(relpath) -> source or nil: for built-in hooks, which are
- * files rather than modules. */
+/* site.embedded(relpath) -> chunk or nil: for built-in hooks, which are
+ * files rather than modules. The chunk is bytecode or source text as
+ * site.embedded_format says; load it with mode site.embedded_mode. */
 static int
 site_embedded(lua_State *L)
 {
-    const struct luacme_embedded *e = embedded_find(luaL_checkstring(L, 1));
+    const char *data = NULL;
+    const struct luacme_embedded *e =
+        embedded_find(L, luaL_checkstring(L, 1), &data);
 
     if (e == NULL)
         return 0;
-    lua_pushlstring(L, (const char *)e->data, e->len);
+    lua_pushlstring(L, data, e->len);
     return 1;
 }
 
@@ -199,9 +246,13 @@ site_setup(lua_State *L)
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     lua_pop(L, 2);
 
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 6);
     lua_pushcfunction(L, site_embedded);
     lua_setfield(L, -2, "embedded");
+    lua_pushstring(L, luacme_embedded_blob.format);
+    lua_setfield(L, -2, "embedded_format");
+    lua_pushstring(L, embedded_mode());
+    lua_setfield(L, -2, "embedded_mode");
     lua_pushcfunction(L, site_embedded_list);
     lua_setfield(L, -2, "embedded_list");
     lua_pushstring(L, root);
@@ -245,7 +296,10 @@ main(int argc, char **argv)
     lua_State *L;
     int status, code = 1;
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* No curl_global_init here: the first curl_easy_init does it (the
+     * Lua side makes every handle, on this thread), so commands that
+     * never go on the network (--version, list, hooks) skip initialising
+     * libcurl and OpenSSL's TLS: a few milliseconds of start-up. */
     L = luaL_newstate();
     if (L == NULL) {
         fprintf(stderr, "luacme: cannot create Lua state\n");
@@ -272,8 +326,10 @@ main(int argc, char **argv)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     /* Closing the state runs __gc and pending __close: keys are freed and
-     * curl handles cleaned up before libcurl itself is torn down. */
+     * curl handles cleaned up before libcurl itself is torn down (a no-op
+     * when no handle was ever made). */
     lua_close(L);
     curl_global_cleanup();
+    free(embedded_raw);
     return code;
 }

@@ -8,6 +8,9 @@
 --   LUACME_CERT_NAME  LUACME_KEY_FILE  LUACME_CERT_FILE
 --   LUACME_FULLCHAIN_FILE  LUACME_CHAIN_FILE
 --   LUACME_DOMAINS (the certificate's names, space-separated)
+-- and, for commands brought from certbot and acme.sh, RENEWED_LINEAGE
+-- (the certificate's directory), RENEWED_DOMAINS, CERT_PATH,
+-- CERT_KEY_PATH, CA_CERT_PATH, CERT_FULLCHAIN_PATH.
 -- A non-zero exit is an error showing the command's stderr.
 local hooks = require "luacme.hooks"
 
@@ -44,6 +47,13 @@ function M.deploy_cert(cert, opts)
     env.LUACME_FULLCHAIN_FILE = cert.fullchain_file
     env.LUACME_CHAIN_FILE = cert.chain_file
     env.LUACME_DOMAINS = table.concat(cert.names or cert.domains or {}, " ")
+    -- What certbot's deploy hooks and acme.sh's reload commands read,
+    -- so an imported one works unchanged.
+    env.RENEWED_LINEAGE = cert.cert_file and cert.cert_file:match("^(.*)/")
+    env.RENEWED_DOMAINS = env.LUACME_DOMAINS
+    env.CERT_PATH, env.CERT_KEY_PATH = cert.cert_file, cert.key_file
+    env.CA_CERT_PATH = cert.chain_file
+    env.CERT_FULLCHAIN_PATH = cert.fullchain_file
     local res, err = hooks.run(argv_of(opts), { env = env,
         timeout = hooks.seconds(opts.timeout, 300) })
     if not res then return nil, err end

@@ -18,6 +18,7 @@
 -- the script's stderr.
 local core = require "luacme.core"
 local cjson = require "cjson.safe"
+local dns = require "luacme.dns"
 local hooks = require "luacme.hooks"
 
 local M = {
@@ -29,8 +30,31 @@ local M = {
           help = "challenge types it solves, e.g. http-01,dns-01 " ..
               "(default http-01)" },
         { name = "timeout", help = "seconds one call may take (default 300)" },
+        { name = "dns_wait",
+          help = "dns-01: seconds to wait after deploy_challenge before " ..
+              "the CA validates (for scripts that do not wait themselves; " ..
+              "also set by --dns-wait)" },
+        { name = "chain",
+          help = "yes: one deploy_challenge (and one clean_challenge) " ..
+              "call with every challenge of the order, DOMAIN " ..
+              "TOKEN_FILENAME TOKEN_VALUE repeated, as dehydrated's " ..
+              "HOOK_CHAIN=yes" },
+        { name = "wellknown",
+          help = "http-01: write the token file into this directory " ..
+              "first and remove it after clean_challenge, as dehydrated " ..
+              "does with WELLKNOWN (the script is then told only)" },
     },
 }
+
+-- Token files this run wrote into wellknown directories.
+local written = {}
+
+-- chain=yes: challenges deployed but not yet handed to the script
+-- (pending), and those handed over, awaiting one clean_challenge
+-- (chained); each a list of { DOMAIN, TOKEN_FILENAME, TOKEN_VALUE } by
+-- script. The engine deploys every challenge before it asks ready(), so
+-- the first ready() sends them all in one call.
+local pending, chained = {}, {}
 
 function M.types(opts)
     local out = {}
@@ -50,6 +74,18 @@ function M.setup(opts)
     end
     local _, err = hooks.seconds(opts.timeout, 300)
     if err then return nil, err end
+    if opts.dns_wait ~= nil then
+        local n = tonumber(opts.dns_wait)
+        if not n or n < 0 or n > 86400 then
+            return nil, "dns_wait must be seconds (0..86400)"
+        end
+    end
+    if opts.wellknown then
+        local w = core.stat(opts.wellknown)
+        if not w or w.type ~= "dir" then
+            return nil, "wellknown " .. opts.wellknown .. " is not a directory"
+        end
+    end
     return true
 end
 
@@ -67,14 +103,102 @@ local function token_value(ch)
     return ch.key_authorization
 end
 
+-- The token file in opts.wellknown for an http-01 challenge, or nil.
+local function wellknown_file(ch, opts)
+    if not opts.wellknown or ch.type ~= "http-01" then return nil end
+    if type(ch.token) ~= "string" or #ch.token > 256 or
+        not ch.token:find("^[A-Za-z0-9_-]+$") then
+        return nil, "refusing a token that is not [A-Za-z0-9_-]+"
+    end
+    return opts.wellknown:gsub("(.)/+$", "%1") .. "/" .. ch.token
+end
+
 function M.deploy(ch, opts)
-    return run(opts, "deploy_challenge", ch.domain, ch.token,
+    local file, err = wellknown_file(ch, opts)
+    if err then return nil, err end
+    if file then
+        if core.lstat(file) and not written[file] then
+            return nil, file .. " exists and was not created by luacme; " ..
+                "refusing to replace it"
+        end
+        local ok, msg = core.write_file(file, ch.key_authorization, 420)
+        if not ok then return nil, msg end
+        written[file] = true
+    end
+    if hooks.truthy(opts.chain) then
+        local list = pending[opts.script] or {}
+        pending[opts.script] = list
+        list[#list + 1] = { ch.domain, ch.token, token_value(ch) }
+        return true
+    end
+    local ok, rerr = run(opts, "deploy_challenge", ch.domain, ch.token,
         token_value(ch))
+    if ok and ch.type == "dns-01" and opts.dns_wait then dns.deployed(ch) end
+    return ok, rerr
+end
+
+-- One call of the script for every triple of list.
+local function run_chain(opts, handler, list)
+    local args = {}
+    for _, c in ipairs(list) do
+        args[#args + 1], args[#args + 2], args[#args + 3] = c[1], c[2], c[3]
+    end
+    return run(opts, handler, table.unpack(args))
+end
+
+-- With chain=yes the first ready() makes the one deploy_challenge call
+-- (raising when it fails: the order cannot go on). With dns_wait, a
+-- dns-01 record counts as visible that long after deploy_challenge;
+-- otherwise at once, as under dehydrated (whose scripts wait in
+-- deploy_challenge when they need to).
+function M.ready(ch, opts)
+    if hooks.truthy(opts.chain) and pending[opts.script] then
+        local list = pending[opts.script]
+        pending[opts.script] = nil
+        local done = chained[opts.script] or {}
+        chained[opts.script] = done
+        for _, c in ipairs(list) do done[#done + 1] = c end
+        local ok, err = run_chain(opts, "deploy_challenge", list)
+        if not ok then error(err, 0) end
+    end
+    if ch.type ~= "dns-01" or not opts.dns_wait then return true end
+    return dns.ready(ch, { dns_wait = opts.dns_wait })
+end
+
+-- chain=yes: the one clean_challenge call for everything handed over;
+-- a challenge never handed over is only dropped.
+local function cleanup_chain(ch, opts)
+    local list = pending[opts.script] or {}
+    for i = #list, 1, -1 do
+        if list[i][2] == ch.token then table.remove(list, i) end
+    end
+    local done = chained[opts.script]
+    chained[opts.script] = nil
+    if done and #done > 0 then
+        return run_chain(opts, "clean_challenge", done)
+    end
+    return true
 end
 
 function M.cleanup(ch, opts)
-    return run(opts, "clean_challenge", ch.domain, ch.token,
-        token_value(ch))
+    local ok, err
+    if hooks.truthy(opts.chain) then
+        ok, err = cleanup_chain(ch, opts)
+    else
+        ok, err = run(opts, "clean_challenge", ch.domain, ch.token,
+            token_value(ch))
+    end
+    if ch.type == "dns-01" then dns.forget(ch) end
+    local file = wellknown_file(ch, opts)
+    if file and written[file] then
+        local done, msg, kind = core.unlink(file)
+        if done or kind == "not_found" then
+            written[file] = nil
+        elseif ok then
+            ok, err = nil, msg
+        end
+    end
+    return ok, err
 end
 
 function M.deploy_cert(cert, opts)

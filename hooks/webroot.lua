@@ -1,6 +1,8 @@
 -- webroot (http-01): puts the challenge response into an existing web
 -- server's document root, as <root>/.well-known/acme-challenge/<token>
--- (mode 0644), and removes it again.
+-- (mode 0644), and removes it again. With flat=yes the token goes
+-- straight into root, the directory the web server already serves as
+-- /.well-known/acme-challenge/ (dehydrated's WELLKNOWN).
 --
 -- Safety: the token is checked against ^[A-Za-z0-9_-]+$ before it names
 -- a file; an existing file or symbolic link at that name that this run
@@ -11,6 +13,7 @@
 -- symbolic link to a directory (a shared challenge directory): it is
 -- used as it is and never removed.
 local core = require "luacme.core"
+local hooks = require "luacme.hooks"
 
 local M = {
     description = "http-01: write the response under a web server's " ..
@@ -19,6 +22,9 @@ local M = {
     options = {
         { name = "root", required = true,
           help = "the document root (an existing directory, absolute path)" },
+        { name = "flat",
+          help = "yes: root is the directory served as " ..
+              "/.well-known/acme-challenge/ itself (dehydrated's WELLKNOWN)" },
     },
 }
 
@@ -46,8 +52,28 @@ local function check_token(token)
     return true
 end
 
+-- Where the token files go: root's acme-challenge, or root itself.
+local function challenge_dir(root, opts)
+    if hooks.truthy(opts.flat) then return root end
+    return root .. "/.well-known/acme-challenge"
+end
+
 function M.setup(opts)
     return root_of(opts)
+end
+
+-- Once before the first order: a root that is not there fails now,
+-- not after the CA was asked (hooks/README promises it).
+function M.startup(opts)
+    local root, err = root_of(opts)
+    if not root then return nil, err end
+    local st = core.stat(root)
+    if not st or st.type ~= "dir" then
+        return nil, "root " .. root .. " is not a directory" ..
+            (hooks.truthy(opts.flat) and "" or " (the web server's " ..
+            "document root, which must exist)")
+    end
+    return true
 end
 
 -- Make dir unless it is there (a directory, or a link to one).
@@ -82,10 +108,12 @@ function M.deploy(ch, opts)
     if not st or st.type ~= "dir" then
         return nil, "root " .. root .. " is not a directory"
     end
-    local dir = root .. "/.well-known/acme-challenge"
-    for _, d in ipairs({ root .. "/.well-known", dir }) do
-        ok, err = ensure_dir(d)
-        if not ok then return nil, err end
+    local dir = challenge_dir(root, opts)
+    if dir ~= root then
+        for _, d in ipairs({ root .. "/.well-known", dir }) do
+            ok, err = ensure_dir(d)
+            if not ok then return nil, err end
+        end
     end
     local file = dir .. "/" .. ch.token
     local cur = core.lstat(file)
@@ -111,7 +139,7 @@ function M.cleanup(ch, opts)
     if not root then return true end
     local problems = {}
     if check_token(ch.token) then
-        local file = root .. "/.well-known/acme-challenge/" .. ch.token
+        local file = challenge_dir(root, opts) .. "/" .. ch.token
         if files[file] then
             local ok, msg, kind = core.unlink(file)
             if ok or kind == "not_found" then

@@ -7,11 +7,12 @@
 set -euo pipefail
 
 build_pkgs=(cmake make gcc pkg-config liblua5.4-dev lua-cjson-dev
-    libcurl4-openssl-dev libssl-dev)
+    libcurl4-openssl-dev libssl-dev libzstd-dev)
 test_pkgs=(pebble python3 openssl ca-certificates clang
     libclang-rt-14-dev procps curl time
     pdns-server pdns-backend-sqlite3 sqlite3 bind9 bind9-dnsutils
-    lua5.4 lua-cjson luarocks)
+    lua5.4 lua-cjson luarocks
+    certbot dehydrated)
 # The dns-01 tests run pdns_server and named themselves on free loopback
 # ports; the system services these packages bring must not sit on port 53.
 dns_services=(pdns named)

@@ -32,7 +32,8 @@ local M = {}
 -- reused by renew.
 M.SETTINGS = { "names", "ips", "key_type", "reuse_key", "must_staple",
     "hooks", "deploy_hooks", "preferred_chain", "profile", "valid_for",
-    "directory", "ca_bundle", "types" }
+    "directory", "ca_bundle", "types", "renew_days", "pre_hooks",
+    "post_hooks" }
 
 -- Hook paths made absolute, so a renewal from cron (another working
 -- directory) still finds them.
@@ -136,9 +137,20 @@ end
 
 -- Check and normalise settings s (a fresh table back). ctx gives the
 -- defaults (directory, CA bundle).
+-- A DNS name a CA can issue for: ident.domain's checks, and at least
+-- two labels (a single label is no name in the public DNS).
+local function cert_domain(n)
+    local v, why = ident.domain(n)
+    if v and not v:gsub("^%*%.", ""):find(".", 1, true) then
+        return nil, "a single label; CAs issue only for names with a " ..
+            "dot (e.g. host.example.com)"
+    end
+    return v, why
+end
+
 function M.settings(ctx, s)
     local out, seen = {}, {}
-    out.names = unique_names(s.names or s.domains, ident.domain,
+    out.names = unique_names(s.names or s.domains, cert_domain,
         "domain name", seen, "dns")
     out.ips = unique_names(s.ips, ident.ip, "IP address", seen, "ip")
     if #out.names + #out.ips == 0 then
@@ -153,6 +165,12 @@ function M.settings(ctx, s)
     out.preferred_chain = s.preferred_chain
     out.profile = s.profile
     out.valid_for = s.valid_for
+    out.renew_days = s.renew_days
+    -- Commands run once per run around all orders (certbot's pre and
+    -- post hooks), only when something is ordered.
+    out.pre_hooks = s.pre_hooks and #s.pre_hooks > 0 and s.pre_hooks or nil
+    out.post_hooks = s.post_hooks and #s.post_hooks > 0 and s.post_hooks or
+        nil
     out.directory = s.directory or ctx.directory
     out.ca_bundle = s.ca_bundle or ctx.ca_file
     out.types = s.types and util.array(check_types(s.types)) or nil
@@ -354,6 +372,9 @@ local function install(ctx, s, res, key, acct, c, dhooks)
     end
     local meta = {}
     for _, k in ipairs(M.SETTINGS) do meta[k] = s[k] end
+    for _, k in ipairs({ "pre_hooks", "post_hooks" }) do
+        if meta[k] then meta[k] = util.array(meta[k]) end
+    end
     meta.names, meta.ips = util.array(s.names), util.array(s.ips)
     meta.hooks = util.array(s.hooks)
     meta.deploy_hooks = util.array(s.deploy_hooks)
@@ -418,6 +439,7 @@ local function issue_cert(ctx, s, existing, why, csr)
     if #chooks == 0 then
         raise("usage", "no challenge hook given", { option = "hook" })
     end
+    if not csr then dhooks = hooks.deploy_list(chooks, dhooks) end
     local c, acct = accounts.open(ctx, s.directory, true,
         { ca_file = s.ca_bundle })
     local key
@@ -432,6 +454,7 @@ local function issue_cert(ctx, s, existing, why, csr)
     for _, h in ipairs(dhooks) do all[#all + 1] = h end
     local sess = ctx:session()
     must(sess:add(all))
+    ctx:around(s.pre_hooks, s.post_hooks)
     local names = all_names(s)
     ctx:emit("order", { name = s.name, identifiers = util.array(names),
         reason = why }, s.name .. ": ordering a certificate for " ..
@@ -453,12 +476,33 @@ local function issue_cert(ctx, s, existing, why, csr)
     return install(ctx, s, res, key, acct, c, dhooks)
 end
 
+-- Hooks given to issue for a certificate that is valid already are
+-- stored for its renewals, never dropped: a list given and different
+-- from the stored one replaces it (lock held). Returns what changed
+-- ("hooks", "deploy hooks", "hooks and deploy hooks") or nil.
+local function keep_hooks(ctx, s, meta)
+    local what = {}
+    for _, k in ipairs({ "hooks", "deploy_hooks", "pre_hooks",
+        "post_hooks" }) do
+        local new, old = s[k] or {}, meta[k] or {}
+        if #new > 0 and table.concat(new, "\n") ~= table.concat(old, "\n") then
+            meta[k] = util.array(new)
+            what[#what + 1] = (k:gsub("_", " "))
+        end
+    end
+    if #what == 0 then return nil end
+    must(state.write_meta(ctx.st, s.name, meta))
+    return table.concat(what, " and ")
+end
+
 -- Issue with settings s under the certificate lock (held). opts.force
 -- skips the "a valid one exists" check; opts.reason says why.
 local function issue_locked(ctx, s, opts)
     opts = opts or {}
     local existing, rerr = state.read_cert(ctx.st, s.name)
-    if not existing and rerr.kind ~= "not_found" then
+    -- A deleted certificate's files are no certificate to keep.
+    if existing and existing.meta.deleted then existing = nil end
+    if not existing and rerr and rerr.kind ~= "not_found" then
         ctx.out:warn("certificate " .. s.name .. ": " .. tostring(rerr) ..
             "; issuing a new one")
     end
@@ -467,15 +511,19 @@ local function issue_locked(ctx, s, opts)
         if info and ctx.now() < info.not_after and
             same_set(info.names, s.names) and same_set(info.ips, s.ips) and
             not existing.meta.revoked then
+            local kept = keep_hooks(ctx, s, existing.meta)
             ctx:emit("unchanged", { name = s.name,
-                not_after = output.time(info.not_after) }, s.name ..
+                not_after = output.time(info.not_after),
+                settings_updated = kept or nil }, s.name ..
                 ": a valid certificate with these names exists (expires " ..
-                output.date(info.not_after) .. "); nothing to do")
+                output.date(info.not_after) .. "); " .. (kept and
+                ("not issued again; its " .. kept .. " now apply to " ..
+                "renewals (--force issues now)") or "nothing to do"))
             return { code = 2, name = s.name, names = all_names(s),
                 serial = info.serial, not_before = info.not_before,
                 not_after = info.not_after, issuer = existing.meta.issuer or
                 info.issuer_cn or info.issuer, renewed = false,
-                unchanged = true }
+                unchanged = true, settings_updated = kept }
         end
     end
     local ok, res = pcall(issue_cert, ctx, s, existing, opts.reason)
@@ -530,6 +578,18 @@ end
 function M.issue(ctx, s, opts)
     if s.csr or s.csr_pem then return issue_for_csr(ctx, s) end
     local set = M.settings(ctx, s)
+    if not s.name then
+        -- The same names in another order are the same certificate.
+        for _, n in ipairs(must(state.list_certs(ctx.st))) do
+            local meta = state.read_meta(ctx.st, n)
+            if meta and not meta.deleted and
+                same_set(meta.names, set.names) and
+                same_set(meta.ips, set.ips) then
+                set.name = n
+                break
+            end
+        end
+    end
     local lk <close> = lock_cert(ctx, set.name)
     return issue_locked(ctx, set, opts)
 end
@@ -542,24 +602,31 @@ end
 local function cert_names(ctx)
     local out = {}
     for _, n in ipairs(must(state.list_certs(ctx.st))) do
-        if state.read_meta(ctx.st, n) then out[#out + 1] = n end
+        local meta = state.read_meta(ctx.st, n)
+        if meta and not meta.deleted then out[#out + 1] = n end
     end
     return out
 end
 
 -- unchanged_cert() of the deploy hooks of a certificate not due.
 local function tell_unchanged(ctx, name, s)
+    local dlist, clist = {}, {}
     for _, spec in ipairs(s.deploy_hooks) do
         local h, lerr = hooks.load(spec, "deploy")
-        if h and h.unchanged_cert then
+        dlist[#dlist + 1] = h
+        if not h then ctx.out:warn(lerr.detail) end
+    end
+    for _, spec in ipairs(s.hooks) do
+        clist[#clist + 1] = hooks.load(spec, "challenge")
+    end
+    for _, h in ipairs(hooks.deploy_list(clist, dlist)) do
+        if h.unchanged_cert then
             local hok, herr = ctx:session():add({ h })
             if hok then
                 hok, herr = hooks.call(h, "unchanged_cert",
                     cert_arg(ctx, name, s, false))
             end
             if not hok then ctx.out:warn(herr.detail) end
-        elseif not h then
-            ctx.out:warn(lerr.detail)
         end
     end
 end
@@ -688,6 +755,26 @@ local function note_failure(ctx, name, s, err)
     end
 end
 
+-- renew.due's answer (is_due, when, reason) with meta.renew_days, the
+-- "renew when fewer than N days are left" of --days: without a renewal
+-- window from the CA it replaces the lifetime rule; with one, it can only
+-- make the renewal earlier.
+local function with_days(info, meta, now, is_due, when, reason)
+    local days = math.tointeger(meta.renew_days)
+    if not days or not info or not info.not_after or meta.revoked then
+        return is_due, when, reason
+    end
+    local at = info.not_after - days * 86400
+    if now >= at then
+        if is_due and when <= at then return is_due, when, reason end
+        return true, at, string.format("fewer than %d days left", days)
+    end
+    local ari = type(meta.ari) == "table" and meta.ari.window_start
+    if ari or now >= info.not_after then return is_due, when, reason end
+    return false, at, string.format("due at %s, %d days before expiry",
+        output.date(at), days)
+end
+
 -- Is certificate name (settings s, meta) due? Fetches ARI first unless
 -- forced or the CA is not to be asked (opts.no_ari), or given
 -- opts.renewal_info (a get_renewal_info result to use instead of
@@ -731,7 +818,8 @@ local function decide(ctx, name, s, meta, opts)
             mark_down(ctx, s.directory, o)
         end
     end
-    local is_due, when, reason = renew.due(info, meta, ctx.now(), ctx.rand)
+    local is_due, when, reason = with_days(info, meta, ctx.now(),
+        renew.due(info, meta, ctx.now(), ctx.rand))
     if changed or (meta.ari and meta.ari.renew_at ~= ari_before) then
         must(state.write_meta(ctx.st, name, meta))
     end
@@ -743,6 +831,10 @@ end
 -- overrides (lock held). Raises not_found "no certificate named ...".
 local function stored(ctx, name)
     local meta, err = state.read_meta(ctx.st, name)
+    if meta and meta.deleted then
+        raise("not_found", "no certificate named " .. name .. " (it was " ..
+            "deleted)", { what = "certificate", name = name })
+    end
     if not meta then
         if err.kind == "not_found" then
             raise("not_found", "no certificate named " .. name,
@@ -775,9 +867,18 @@ end
 
 -- Renew one certificate when due (lock held inside). Returns the result
 -- table: code 0 renewed, 2 not due.
-local function renew_one(ctx, name, opts)
+local function renew_one(ctx, name, opts, named)
     local lk <close> = lock_cert(ctx, name)
     local s, meta = stored(ctx, name)
+    -- A revoked certificate was retired on purpose: a run over all
+    -- certificates (cron) must not bring it back; naming it does.
+    if meta.revoked and not opts.force and not named then
+        ctx:emit("not_due", { name = name, reason = "revoked" }, name ..
+            ": revoked, not renewed (luacme renew " .. name ..
+            " gets a new one)")
+        return { code = 2, name = name, names = all_names(s),
+            renewed = false, due = false, reason = "revoked" }
+    end
     local hold = held(ctx, s, meta)
     local is_due, when, reason, info = decide(ctx, name, s, meta, {
         force = opts.force, no_ari = hold ~= nil })
@@ -855,7 +956,8 @@ function M.renew(ctx, opts)
         ctx:emit("nothing", {}, "no certificates to renew")
     end
     for _, name in ipairs(names) do
-        local r, err = errors.protect(renew_one, ctx, name, opts)
+        local r, err = errors.protect(renew_one, ctx, name, opts,
+            opts.names ~= nil and #opts.names > 0)
         if not r then
             res.failed[#res.failed + 1] = name
             res.errors[#res.errors + 1] = { name = name, err = err }
@@ -965,7 +1067,7 @@ function M.list(ctx)
     local out = {}
     for _, name in ipairs(must(state.list_certs(ctx.st))) do
         local meta = state.read_meta(ctx.st, name)
-        if meta then
+        if meta and not meta.deleted then
             local e = { name = name,
                 names = all_names({ names = meta.names, ips = meta.ips }),
                 directory = meta.directory, key_type = meta.key_type,
@@ -984,13 +1086,144 @@ function M.list(ctx)
             -- Without a stored moment the ARI window's start shows.
             -- This is the stored view, no request: m:due(name) is the decision
             -- renew acts on (it fetches the window when it is time).
-            local is_due, when, reason = renew.due(info, meta, ctx.now(),
-                function() return 0 end)
+            local is_due, when, reason = with_days(info, meta, ctx.now(),
+                renew.due(info, meta, ctx.now(), function() return 0 end))
             e.due, e.due_at, e.reason = is_due, when, reason
             out[#out + 1] = e
         end
     end
     return { code = 0, certs = out }
+end
+
+--
+-- Changing and retiring a certificate
+--
+
+-- Everything under dir in the store (generations, links, files), and
+-- dir itself unless keep_lock (its .lock stays, for the holder).
+local function remove_tree(st, dir, keep_lock)
+    for _, f in ipairs(must(st:list(dir))) do
+        local p = dir .. "/" .. f
+        if not (keep_lock and f == ".lock") then
+            if st:exists(p) == "dir" then
+                remove_tree(st, p)
+            else
+                must(st:delete(p))
+            end
+        end
+    end
+    if not keep_lock then must(st:rmdir(dir)) end
+end
+
+local function stored_meta(ctx, name)
+    local meta, err = state.read_meta(ctx.st, name)
+    if meta and meta.deleted then
+        raise("not_found", "no certificate named " .. name .. " (it was " ..
+            "deleted)", { what = "certificate", name = name })
+    end
+    if not meta then
+        if err.kind == "not_found" then
+            raise("not_found", "no certificate named " .. name,
+                { what = "certificate" })
+        end
+        error(err, 0)
+    end
+    return meta
+end
+
+-- reconfigure(ctx, name, s): new settings for certificate name's
+-- renewals, without issuing. s.hooks, s.deploy_hooks (lists that
+-- replace the stored ones), s.key_type, s.reuse_key (true/false),
+-- s.preferred_chain, s.profile, s.dns_wait; what is nil stays. Every
+-- hook is loaded now, so a spec that cannot work is refused here and
+-- not by the next renewal from cron. Returns { code = 0 (changed) | 2
+-- (nothing to change), name, changed = { setting names } }.
+function M.reconfigure(ctx, name, s)
+    local lk <close> = lock_cert(ctx, name)
+    local meta = stored_meta(ctx, name)
+    local env = core.environ()
+    local new = {}
+    if s.hooks and #s.hooks > 0 then
+        new.hooks = {}
+        for _, h in ipairs(s.hooks) do
+            h = absolute_spec(h, env)
+            if s.dns_wait then h = with_dns_wait(h, s.dns_wait, {}) end
+            must(hooks.load(h, "challenge"))
+            new.hooks[#new.hooks + 1] = h
+        end
+    end
+    if s.deploy_hooks and #s.deploy_hooks > 0 then
+        new.deploy_hooks = {}
+        for _, h in ipairs(s.deploy_hooks) do
+            h = absolute_spec(h, env)
+            must(hooks.load(h, "deploy"))
+            new.deploy_hooks[#new.deploy_hooks + 1] = h
+        end
+    end
+    if s.key_type then new.key_type = accounts.check_key_type(s.key_type) end
+    new.reuse_key = s.reuse_key
+    new.preferred_chain = s.preferred_chain
+    new.profile = s.profile
+    local checked = M.settings(ctx, { names = meta.names, ips = meta.ips,
+        name = name, types = s.types })
+    new.types = checked.types
+    new.renew_days = s.renew_days
+    new.pre_hooks = s.pre_hooks and #s.pre_hooks > 0 and s.pre_hooks or nil
+    new.post_hooks = s.post_hooks and #s.post_hooks > 0 and s.post_hooks or
+        nil
+    local changed = {}
+    for _, k in ipairs(M.SETTINGS) do
+        local v = new[k]
+        if v ~= nil then
+            local same = v == meta[k]
+            if type(v) == "table" then
+                same = table.concat(v, "\n") ==
+                    table.concat(meta[k] or {}, "\n")
+                v = util.array(v)
+            end
+            if not same then
+                meta[k] = v
+                changed[#changed + 1] = k
+            end
+        end
+    end
+    if #changed == 0 then
+        ctx:emit("reconfigured", { name = name, changed = util.array({}) },
+            name .. ": these are its settings already; nothing to change")
+        return { code = 2, name = name, changed = changed }
+    end
+    must(state.write_meta(ctx.st, name, meta))
+    ctx:emit("reconfigured", { name = name, changed = util.array(changed) },
+        name .. ": " .. table.concat(changed, ", "):gsub("_", " ") ..
+        " changed; they apply from its next renewal (not issued now)")
+    return { code = 0, name = name, changed = changed }
+end
+
+-- delete(ctx, name, purge): certificate name is renewed no more. Its
+-- files stay where servers read them (meta.json records deleted = {
+-- time }, and list, renew and reconfigure pass it by; issuing its names
+-- again makes it a live certificate), or with purge are removed.
+-- Returns { code = 0, name, purged }.
+function M.delete(ctx, name, purge)
+    local lk = lock_cert(ctx, name)
+    local meta = stored_meta(ctx, name)
+    local dir = must(state.cert_dir(name))
+    if purge then
+        remove_tree(ctx.st, dir, true)
+    else
+        meta.deleted = { time = ctx.now() }
+        must(state.write_meta(ctx.st, name, meta))
+    end
+    lk:unlock()
+    if purge then
+        ctx.st:delete(dir .. "/.lock")
+        ctx.st:rmdir(dir)
+    end
+    ctx:emit("deleted", { name = name, purged = purge or false },
+        name .. ": deleted; not renewed any more" .. (purge and
+        ", its files removed" or ("; its files stay in " ..
+        ctx.st:path(dir))))
+    return { code = 0, name = name, purged = purge or false }
 end
 
 return M

@@ -175,6 +175,55 @@ local GLOBAL = {
 
 local KEY_TYPE_HELP = "ec256 (default), ec384, rsa2048, rsa3072, rsa4096"
 
+-- Key types as certbot, acme.sh and dehydrated write them.
+local KEY_TYPE_WORDS = {
+    ["ec-256"] = "ec256", ["ec-384"] = "ec384", ecdsa = "ec256",
+    prime256v1 = "ec256", secp256r1 = "ec256", ["p-256"] = "ec256",
+    secp384r1 = "ec384", ["p-384"] = "ec384", rsa = "rsa2048",
+    ["2048"] = "rsa2048", ["3072"] = "rsa3072", ["4096"] = "rsa4096",
+}
+
+-- The key type for --key-type v (luacme's names or the other clients'),
+-- with certbot's --elliptic-curve / --rsa-key-size refining ecdsa / rsa.
+-- Unknown values pass through for accounts.check_key_type to refuse.
+function M.key_type(v, curve, rsa_size)
+    if v == nil and curve == nil and rsa_size == nil then return nil end
+    local k = v and tostring(v):lower()
+    if (k == nil or k == "ecdsa") and curve then
+        return KEY_TYPE_WORDS[tostring(curve):lower()] or curve
+    end
+    if (k == nil or k == "rsa") and rsa_size then
+        return KEY_TYPE_WORDS[tostring(rsa_size)] or ("rsa" .. rsa_size)
+    end
+    return KEY_TYPE_WORDS[k] or v
+end
+
+-- Spellings people type from habit (certbot, acme.sh, dehydrated), each
+-- meaning one of luacme's options: { long, short, arg, to = the option
+-- it stands for, value = function(v) -> that option's value }. Shown in
+-- help under "also accepted".
+local function webroot_spec(v) return "webroot:root=" .. v end
+local GLOBAL_ALIASES = {
+    { "email", short = "m", arg = "EMAIL", to = "contact" },
+    { "server", arg = "URL", to = "directory" },
+    { "accept-tos", to = "agree-tos" },
+}
+local ISSUE_ALIASES = {
+    { "cert-name", arg = "CERTNAME", to = "name" },
+    { "webroot", short = "w", arg = "PATH", to = "hook",
+      value = webroot_spec, shows = "--hook webroot:root=PATH" },
+    { "webroot-path", arg = "PATH", to = "hook", value = webroot_spec,
+      shows = "--hook webroot:root=PATH" },
+    { "standalone", to = "hook", value = function() return "standalone" end,
+      shows = "--hook standalone" },
+    { "keylength", short = "k", arg = "LENGTH", to = "key-type",
+      shows = "--key-type (2048, 3072, 4096, ec-256, ec-384)" },
+    { "elliptic-curve", arg = "CURVE",
+      shows = "with --key-type ecdsa: secp256r1 = ec256, secp384r1 = ec384" },
+    { "rsa-key-size", arg = "BITS",
+      shows = "with --key-type rsa: 2048, 3072, 4096 = rsa2048, ..." },
+}
+
 --
 -- What commands share
 --
@@ -194,10 +243,16 @@ local function trim(s)
 end
 
 -- The manage context from the global options o.
-local function context(o, out, env)
+local function context(o, out, env, dry)
     local manage = require "luacme.manage"
     local url, err = M.directory_url(o.directory, o.staging)
     if not url then error(err, 0) end
+    if dry and not (o.directory or ""):find("^[Hh][Tt][Tt][Pp][Ss]://") then
+        -- A dry run talks to the preset's staging CA; a URL given is
+        -- taken as the test CA it is.
+        url, err = M.directory_url(o.directory, true)
+        if not url then error(err, 0) end
+    end
     local contact
     if o.contact then
         contact = {}
@@ -229,9 +284,9 @@ local function context(o, out, env)
     end
     local m
     m, err = manage.open{
-        state = o.state, env = env, out = out,
+        state = dry and dry.state or o.state, env = env, out = out,
         directory = url, directory_given = o.directory ~= nil or
-            o.staging == true,
+            o.staging == true or dry ~= nil,
         ca_file = o.ca_bundle, contact = contact,
         agree_tos = o.agree_tos, eab = eab,
         lock_timeout = number_opt(o.lock_timeout, "--lock-timeout", 0,
@@ -334,7 +389,7 @@ end
 -- The account subcommands: sub(m, opts, out) returns manage's result.
 local ACCOUNT = {
     new = function(m, o)
-        return check(m:account_new{ key_type = o.key_type })
+        return check(m:account_new{ key_type = M.key_type(o.key_type) })
     end,
     show = function(m, _, out)
         local res = check(m:account_show())
@@ -355,7 +410,7 @@ local ACCOUNT = {
         return check(m:account_deactivate())
     end,
     rollover = function(m, o)
-        return check(m:account_rollover{ key_type = o.key_type })
+        return check(m:account_rollover{ key_type = M.key_type(o.key_type) })
     end,
 }
 
@@ -373,6 +428,100 @@ local function cmd_account(p, out, env)
     return res.code
 end
 
+-- --preferred-challenges values (certbot's http, dns, or the full
+-- names), commas allowed, as challenge types.
+local CHALLENGE_WORDS = { http = "http-01", dns = "dns-01",
+    ["tls-alpn"] = "tls-alpn-01", ["http01"] = "http-01",
+    ["dns01"] = "dns-01", ["tls-alpn01"] = "tls-alpn-01" }
+local function challenge_types(list)
+    if not list then return nil end
+    local out = {}
+    local known = {}
+    for _, ty in ipairs(require("luacme.hooks").TYPES) do known[ty] = true end
+    for _, v in ipairs(list) do
+        for w in v:gmatch("[^,%s]+") do
+            local ty = CHALLENGE_WORDS[w:lower()] or w:lower()
+            if not known[ty] then
+                usage("--preferred-challenges: unknown challenge type '" ..
+                    errors.printable(w) .. "' (http-01, dns-01, " ..
+                    "tls-alpn-01; or http, dns, tls-alpn)")
+            end
+            out[#out + 1] = ty
+        end
+    end
+    return out
+end
+
+-- Settings that issue and reconfigure share: --days, challenge types,
+-- pre and post hooks.
+local function renewal_opts(o, into)
+    into.renew_days = number_opt(o.days, "--days", 1, 3650)
+    into.types = challenge_types(o.preferred_challenges)
+    into.pre_hooks = o.pre_hook
+    into.post_hooks = o.post_hook
+    return into
+end
+
+-- --deploy-hook values: a hook spec, or a command line as certbot takes
+-- it (--deploy-hook "systemctl reload nginx"), run by the shell as
+-- certbot runs it. A command the spec syntax cannot carry stays as
+-- given, and its error says what is wrong.
+local function deploy_specs(list)
+    local out = {}
+    for i, v in ipairs(list or {}) do
+        out[i] = v
+        local head = v:match("^([^:]*)")
+        if head:find("%s") and not core.stat(head) then
+            local spec = "command:sh=1,cmd=" .. v
+            local p = require("luacme.hooks").parse_spec(spec)
+            if p and p.opts.cmd == v then out[i] = spec end
+        end
+    end
+    return out
+end
+
+-- Remove dir and everything under it (a dry run's throwaway state).
+local function remove_tree(dir)
+    for _, n in ipairs(core.listdir(dir) or {}) do
+        local path = dir .. "/" .. n
+        local st = core.lstat(path)
+        if st and st.type == "dir" then remove_tree(path)
+        else core.unlink(path) end
+    end
+    core.rmdir(dir)
+end
+
+-- --dry-run (certbot's meaning): run(m, real) with m a context on a
+-- throwaway state and the CA's staging directory (or the CA given),
+-- holding a copy of the real state's account for that CA when there is
+-- one; real is the context of the real state, which is only read. No
+-- deploy hooks run (the callers leave them out). The throwaway state is
+-- removed afterwards, also on failure.
+local function dry_run(o, out, env, run)
+    local state = require "luacme.state"
+    local real <close> = context(o, out, env)
+    local tmp = os.tmpname()
+    os.remove(tmp)
+    check(core.mkdir(tmp, 448))
+    local ok, res = pcall(function()
+        local m <close> = context(o, out, env, { state = tmp })
+        local key = state.read_account_key(real.st, m.directory)
+        local acct = state.read_account(real.st, m.directory)
+        if key and acct then
+            local lk <close> = check(state.lock_account(m.st, m.directory, 5))
+            check(state.write_account_key(m.st, m.directory, key))
+            check(state.write_account(m.st, m.directory, acct))
+        end
+        out:event("dry_run", { directory = m.directory }, "dry run " ..
+            "against " .. m.directory .. ": nothing is kept, no deploy " ..
+            "hook runs")
+        return run(m, real)
+    end)
+    remove_tree(tmp)
+    if not ok then error(res, 0) end
+    return res
+end
+
 local function cmd_issue(p, out, env)
     local output = require "luacme.output"
     local o = p.opts
@@ -386,16 +535,28 @@ local function cmd_issue(p, out, env)
             COMMANDS.issue.usage)
     end
     if o.out and not o.csr then usage("--out goes with --csr") end
-    local res = check(m:issue({
+    if o.dry_run and o.csr then usage("--dry-run goes without --csr") end
+    local issue = function(ctx, s, f) return ctx:issue(s, f) end
+    if o.dry_run then
+        issue = function(_, s)
+            s.deploy_hooks = {}
+            return dry_run(o, out, env, function(dm)
+                return dm:issue(s, { force = true })
+            end)
+        end
+    end
+    local res = check(issue(m, renewal_opts(o, {
         names = o.domain, ips = o.ip, name = o.name,
-        key_type = o.key_type, reuse_key = o.reuse_key,
+        key_type = M.key_type(o.key_type, o.elliptic_curve, o.rsa_key_size),
+        reuse_key = o.reuse_key,
         must_staple = o.must_staple, csr = o.csr, out_file = o.out,
         preferred_chain = o.preferred_chain, profile = o.profile,
         valid_for = valid_for, hooks = o.hook,
-        deploy_hooks = o.deploy_hook,
+        deploy_hooks = deploy_specs(o.deploy_hook),
         dns_wait = number_opt(o.dns_wait, "--dns-wait", 0, 3600),
-    }, { force = o.force }))
+    }), { force = o.force }))
     out:result{ ok = true, command = "issue", name = res.name,
+        dry_run = o.dry_run or nil,
         names = util.array(res.names), serial = res.serial,
         not_after = output.time(res.not_after),
         unchanged = res.unchanged or false, file = res.file,
@@ -403,10 +564,56 @@ local function cmd_issue(p, out, env)
     return res.code
 end
 
+-- renew --dry-run: every stored certificate (or the ones named) is
+-- issued again at the staging CA with its settings, due or not, and
+-- without its deploy hooks; nothing is kept.
+local function renew_dry(p, out, env)
+    return dry_run(p.opts, out, env, function(m, real)
+        local state = require "luacme.state"
+        local res = { renewed = {}, not_due = {}, failed = {} }
+        local names = p.args
+        if #names == 0 then
+            names = {}
+            for _, c in ipairs(check(real:list()).certs) do
+                names[#names + 1] = c.name
+            end
+        end
+        for _, name in ipairs(names) do
+            local meta, err = state.read_meta(real.st, name)
+            local r
+            if meta then
+                local s = { name = name }
+                for _, k in ipairs(require("luacme.certs").SETTINGS) do
+                    s[k] = meta[k]
+                end
+                s.deploy_hooks, s.directory = {}, nil
+                if p.opts.ca_bundle then s.ca_bundle = p.opts.ca_bundle end
+                r, err = m:issue(s, { force = true })
+            end
+            if r then
+                res.renewed[#res.renewed + 1] = name
+            else
+                res.failed[#res.failed + 1] = name
+                out:error(err, name)
+            end
+        end
+        res.code = #res.failed > 0 and 1 or (#res.renewed > 0 and 0 or 2)
+        return res
+    end)
+end
+
 local function cmd_renew(p, out, env)
+    local res
+    if p.opts.dry_run then
+        res = renew_dry(p, out, env)
+        out:result{ ok = res.code ~= 1, command = "renew", dry_run = true,
+            renewed = util.array(res.renewed), not_due = util.array({}),
+            failed = util.array(res.failed), exit = res.code }
+        return res.code
+    end
     local m <close> = context(p.opts, out, env)
     local jitter = number_opt(p.opts.jitter, "--jitter", 0, 86400)
-    local res = check(m:renew{ names = p.args, force = p.opts.force,
+    res = check(m:renew{ names = p.args, force = p.opts.force,
         jitter = jitter })
     -- m:renew returns its failures; showing them is the command's part.
     for _, e in ipairs(res.errors) do out:error(e.err, e.name) end
@@ -441,6 +648,105 @@ local function cmd_list(p, out, env)
     say(out, list_text(res.certs))
     out:result{ ok = true, command = "list", count = #res.certs, exit = 0 }
     return 0
+end
+
+local function cmd_reconfigure(p, out, env)
+    local o = p.opts
+    local m <close> = context(o, out, env)
+    if o.reuse_key and o.no_reuse_key then
+        usage("--reuse-key or --no-reuse-key, not both")
+    end
+    local reuse
+    if o.reuse_key then reuse = true elseif o.no_reuse_key then reuse = false end
+    local res = check(m:reconfigure(p.args[1], renewal_opts(o, {
+        hooks = o.hook, deploy_hooks = deploy_specs(o.deploy_hook),
+        key_type = M.key_type(o.key_type), reuse_key = reuse,
+        preferred_chain = o.preferred_chain, profile = o.profile,
+        dns_wait = number_opt(o.dns_wait, "--dns-wait", 0, 3600),
+    })))
+    out:result{ ok = true, command = "reconfigure", name = res.name,
+        changed = util.array(res.changed), exit = res.code }
+    return res.code
+end
+
+local function cmd_delete(p, out, env)
+    local m <close> = context(p.opts, out, env)
+    local res = check(m:delete(p.args[1], p.opts.purge))
+    out:result{ ok = true, command = "delete", name = res.name,
+        purged = res.purged, exit = res.code }
+    return res.code
+end
+
+-- import TOOL [DIR]: read the plan (the source is only read), tell it,
+-- and apply it unless --dry-run.
+local function cmd_import(p, out, env)
+    local import = require "luacme.import"
+    local output = require "luacme.output"
+    local m <close> = context(p.opts, out, env)
+    local plan = import.read(p.args[1], p.args[2], env)
+    local dry = p.opts.dry_run
+    local res = { accounts = {}, certs = {} }
+    if not dry then res = import.apply(m, plan) end
+    local verb = dry and "would import" or "imported"
+    local new = 0
+    for i, a in ipairs(plan.accounts) do
+        local status = res.accounts[i] and res.accounts[i].status or verb
+        if status == "imported" or status == verb then new = new + 1 end
+        local text = "account " .. a.uri .. " for " ..
+            tostring(require("luacme.state").ca_host(a.directory)) ..
+            ": " .. status
+        if status == "conflict" then
+            text = text .. " (the state has another account for this CA: " ..
+                tostring(res.accounts[i].existing) .. "; kept)"
+        end
+        out:event("import_account", { directory = a.directory, uri = a.uri,
+            key_type = a.key_type, from = a.from, status = status }, text)
+    end
+    for i, e in ipairs(plan.certs) do
+        local status = res.certs[i] and res.certs[i].status or verb
+        if status == "imported" or status == verb then new = new + 1 end
+        local names = util.array(e.names)
+        for _, ip in ipairs(e.ips) do names[#names + 1] = ip end
+        local lines = { "certificate " .. e.name .. " (" ..
+            table.concat(names, ", ") .. "; " .. e.key_type .. "; expires " ..
+            output.date(e.not_after) .. "): " .. status }
+        for _, h in ipairs(e.hooks) do
+            lines[#lines + 1] = "  hook: " .. h
+        end
+        for _, h in ipairs(e.deploy_hooks) do
+            lines[#lines + 1] = "  deploy hook: " .. h
+        end
+        for _, h in ipairs(e.pre_hooks or {}) do
+            lines[#lines + 1] = "  pre hook: " .. h
+        end
+        for _, h in ipairs(e.post_hooks or {}) do
+            lines[#lines + 1] = "  post hook: " .. h
+        end
+        if e.renew_days then
+            lines[#lines + 1] = "  renew " .. e.renew_days ..
+                " days before expiry"
+        end
+        out:event("import_cert", { name = e.name, names = names,
+            key_type = e.key_type, directory = e.directory,
+            hooks = util.array(e.hooks),
+            deploy_hooks = util.array(e.deploy_hooks),
+            pre_hooks = util.array(e.pre_hooks or {}),
+            post_hooks = util.array(e.post_hooks or {}),
+            renew_days = e.renew_days,
+            not_after = output.time(e.not_after), from = e.from,
+            status = status }, lines[1])
+        if #lines > 1 then say(out, table.concat(lines, "\n", 2)) end
+    end
+    for _, u in ipairs(plan.unmapped) do
+        out:event("unmapped", { name = u.name, what = u.what },
+            "not mapped" .. (u.name and (" (" .. u.name .. ")") or "") ..
+            ": " .. u.what)
+    end
+    local code = new > 0 and 0 or 2
+    out:result{ ok = true, command = "import", tool = plan.tool,
+        dry_run = dry or false, accounts = #plan.accounts,
+        certs = #plan.certs, unmapped = #plan.unmapped, exit = code }
+    return code
 end
 
 -- The only one that needs neither the state nor the CA.
@@ -544,6 +850,22 @@ binding: --eab-kid KID with LUACME_EAB_HMAC_KEY or --eab-hmac-key-file.]],
                 "primaries); kept for renewals" },
             { "timeout", arg = "SECONDS", help = "limit for one issuance " ..
                 "(default 300)" },
+            { "dry-run", help = "the whole flow at the CA's staging " ..
+                "directory (or the --directory URL given), keeping " ..
+                "nothing and running no deploy hook" },
+            { "days", arg = "N", help = "renew when fewer than N days " ..
+                "are left (default: a third of the lifetime, or the CA's " ..
+                "renewal window); kept for renewals" },
+            { "preferred-challenges", arg = "TYPE[,TYPE]", multi = true,
+              help = "use only these challenge types (http-01, dns-01, " ..
+                  "tls-alpn-01; certbot's http, dns) among those the " ..
+                  "hooks offer; kept for renewals" },
+            { "pre-hook", arg = "CMD", multi = true, help = "shell " ..
+                "command run once per run before the first order, only " ..
+                "when something is ordered; kept for renewals" },
+            { "post-hook", arg = "CMD", multi = true, help = "shell " ..
+                "command run once at the end of a run that ordered " ..
+                "something; kept for renewals" },
         },
         help = [[
 Gets a certificate for the names and stores it under STATE/certs/CERTNAME/
@@ -553,6 +875,14 @@ Nothing happens when a valid certificate with the same names exists
 (exit 2) unless --force. The account for the CA is created when missing
 (add --agree-tos, and --contact). The previous certificate stays in place
 until the new one is complete, then remains as *.prev.]],
+        aliases = ISSUE_ALIASES,
+        also = {
+            { "key-type", arg = "TYPE", help = "also as ecdsa, rsa, " ..
+                "ec-256, ec-384, 2048, 3072, 4096, prime256v1, secp384r1" },
+            { "deploy-hook", arg = '"CMD ARGS"', help = "a command line " ..
+                "instead of a hook spec runs with /bin/sh -c, as certbot " ..
+                "runs it (= command:sh=1,cmd=CMD ARGS)" },
+        },
         run = cmd_issue,
     },
     renew = {
@@ -562,6 +892,9 @@ until the new one is complete, then remains as *.prev.]],
             { "force", help = "renew even when not due" },
             { "jitter", arg = "SECONDS", help = "first wait a random time " ..
                 "up to SECONDS (for cron and timers)" },
+            { "dry-run", help = "the whole flow at the CA's staging " ..
+                "directory (or the --directory URL given), keeping " ..
+                "nothing and running no deploy hook" },
             { "timeout", arg = "SECONDS", help = "limit for one issuance " ..
                 "(default 300)" },
         },
@@ -571,7 +904,9 @@ the CA's renewal window when the CA offers ARI (a random moment in it),
 otherwise once a third of the lifetime remains (half for certificates
 valid under 10 days). Uses the settings the certificate was issued with.
 Exit 0 when something was renewed, 2 when nothing was due, 1 on any error
-(the others are still tried).]],
+(the others are still tried). A revoked certificate is renewed only when
+named (luacme renew NAME) or with --force, so cron does not bring back a
+retired domain.]],
         run = cmd_renew,
     },
     revoke = {
@@ -601,6 +936,76 @@ certificate key when there is no account) or a certificate file.]],
 Every stored certificate: names, expiry, when it is due, and the last
 error. With --json one "cert" event per certificate.]],
         run = cmd_list,
+    },
+    reconfigure = {
+        usage = "luacme reconfigure CERTNAME [--hook SPEC ...] " ..
+            "[--deploy-hook SPEC ...] [--key-type TYPE] [options]",
+        positional = { min = 1, max = 1 },
+        opts = {
+            { "hook", arg = "SPEC", multi = true, help = "challenge hooks " ..
+                "(replace the stored ones)" },
+            { "deploy-hook", arg = "SPEC", multi = true, help = "deploy " ..
+                "hooks (replace the stored ones); a command line works too" },
+            { "key-type", arg = "TYPE", help = KEY_TYPE_HELP },
+            { "reuse-key", help = "keep the private key on renewal" },
+            { "no-reuse-key", help = "a new key on each renewal" },
+            { "preferred-chain", arg = "ISSUER", help = "pick the chain " ..
+                "whose top issuer has this common name" },
+            { "profile", arg = "NAME", help = "certificate profile" },
+            { "dns-wait", arg = "SECONDS", help = "with --hook: dns-01 " ..
+                "hooks wait this long" },
+            { "days", arg = "N", help = "renew when fewer than N days " ..
+                "are left (default: a third of the lifetime, or the CA's " ..
+                "renewal window); kept for renewals" },
+            { "preferred-challenges", arg = "TYPE[,TYPE]", multi = true,
+              help = "use only these challenge types (http-01, dns-01, " ..
+                  "tls-alpn-01; certbot's http, dns) among those the " ..
+                  "hooks offer; kept for renewals" },
+            { "pre-hook", arg = "CMD", multi = true, help = "shell " ..
+                "command run once per run before the first order, only " ..
+                "when something is ordered; kept for renewals" },
+            { "post-hook", arg = "CMD", multi = true, help = "shell " ..
+                "command run once at the end of a run that ordered " ..
+                "something; kept for renewals" },
+        },
+        help = [[
+Changes the settings a stored certificate is renewed with, without
+issuing now: what is given replaces what is stored, the rest stays.
+Hooks are checked at once. Exit 2 when nothing changed.]],
+        run = cmd_reconfigure,
+    },
+    delete = {
+        usage = "luacme delete CERTNAME [--purge]",
+        positional = { min = 1, max = 1 },
+        opts = {
+            { "purge", help = "also remove its files (key, certificate, " ..
+                "chain)" },
+        },
+        help = [[
+Stops renewing a certificate. Its files stay where your servers read them
+(meta.json records the deletion; list and renew skip it) unless --purge.
+It is not revoked: luacme revoke CERTNAME first for that. Issuing its
+names again makes it a certificate luacme renews again.]],
+        run = cmd_delete,
+    },
+    import = {
+        usage = "luacme import certbot|dehydrated|acme.sh [DIR] [--dry-run]",
+        positional = { min = 1, max = 2 },
+        opts = {
+            { "dry-run", help = "show what would be imported; write nothing" },
+        },
+        help = [[
+Takes over the accounts and certificates of another ACME client, from DIR
+(default: certbot /etc/letsencrypt, dehydrated /etc/dehydrated (its
+BASEDIR, or its config file), acme.sh ~/.acme.sh). Accounts are reused
+(never registered again), one per CA; each certificate keeps its key,
+chain and names, and its challenge method and deploy/reload command
+become luacme hook specs, so luacme renew carries on as the old tool
+would have. What cannot be mapped is listed ("not mapped"), never
+guessed. The source is only read; what luacme's state holds already is
+kept. Exit 0 when something was (or with --dry-run would be) imported,
+2 when everything was there already.]],
+        run = cmd_import,
     },
     hooks = {
         usage = "luacme hooks",
@@ -669,7 +1074,48 @@ local COMMA = { domain = true, ip = true }
 local function lookup(s, long, short)
     local cmd = COMMANDS[s.p.command or ""]
     return find_opt(cmd and cmd.opts, long, short) or
-        find_opt(GLOBAL, long, short)
+        find_opt(GLOBAL, long, short) or
+        find_opt(cmd and cmd.aliases, long, short) or
+        find_opt(GLOBAL_ALIASES, long, short)
+end
+
+-- Every long option known where the scan stands (for "did you mean").
+local function known_longs(s)
+    local cmd = COMMANDS[s.p.command or ""]
+    local out = {}
+    for _, l in ipairs({ cmd and cmd.opts or {}, GLOBAL,
+        cmd and cmd.aliases or {}, GLOBAL_ALIASES }) do
+        for _, o in ipairs(l) do out[#out + 1] = o[1] end
+    end
+    return out
+end
+
+-- Edit distance of a and b (Levenshtein), for "did you mean".
+local function distance(a, b)
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+        local cur = { [0] = i }
+        for j = 1, #b do
+            local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+            cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+        end
+        prev = cur
+    end
+    return prev[#b]
+end
+
+-- "; did you mean --X?" for the known option closest to long, or "".
+local function did_you_mean(s, long)
+    local best, bd
+    for _, k in ipairs(known_longs(s)) do
+        local d = distance(long, k)
+        if not bd or d < bd then best, bd = k, d end
+    end
+    if best and bd <= math.max(2, #long // 3) then
+        return "; did you mean --" .. best .. "?"
+    end
+    return ""
 end
 
 local function for_command(s)
@@ -679,14 +1125,23 @@ end
 -- Record option o with value val (nil for a flag). Returns true or nil,
 -- message.
 local function store(s, o, val)
+    if o.to then
+        local target = lookup(s, o.to) or { o.to, arg = o.arg }
+        if o.value then val = o.value(val) end
+        if target.arg and val == nil then val = "" end
+        o = target
+    end
     local opts, k = s.p.opts, key_of(o[1])
     if o.arg == nil then
         opts[k] = true
     elseif o.multi then
         opts[k] = opts[k] or {}
         if COMMA[o[1]] then
-            for piece in val:gmatch("[^,%s]+") do
-                table.insert(opts[k], piece)
+            -- Commas only: "exa mple.test" is one (bad) name, refused
+            -- later with its reason, not two names.
+            for piece in val:gmatch("[^,]+") do
+                piece = trim(piece)
+                if piece ~= "" then table.insert(opts[k], piece) end
             end
         else
             table.insert(opts[k], val)
@@ -722,7 +1177,8 @@ local function long_option(s, a)
                 "taken on the command line (others can read it there); " ..
                 "use LUACME_EAB_HMAC_KEY or --eab-hmac-key-file FILE"
         end
-        return nil, "unknown option --" .. long .. for_command(s)
+        return nil, "unknown option --" .. long .. for_command(s) ..
+            did_you_mean(s, long)
     end
     if o.arg then
         local err
@@ -881,6 +1337,15 @@ local function opt_lines(list)
     return table.concat(lines, "\n")
 end
 
+-- Help lines for aliases: "also accepted" and what each means.
+local function alias_lines(list)
+    for _, o in ipairs(list) do
+        o.help = o.help or "= " .. (o.shows or ("--" .. o.to .. (o.arg and
+            (" " .. o.arg) or "")))
+    end
+    return opt_lines(list)
+end
+
 M.HELP_EXIT = [[
 Exit codes:
   0    done: a certificate was issued or renewed, an account created, ...
@@ -889,7 +1354,13 @@ Exit codes:
        certificate with the same names, account new found an account
   130  interrupted (Ctrl-C or SIGTERM); hooks were cleaned up
 
-So from cron:  luacme renew -q && systemctl reload nginx]]
+So from cron:  luacme renew -q && systemctl reload nginx
+With several certificates one failure makes it 1 even when another was
+renewed: give each its reload as --deploy-hook "systemctl reload nginx"
+(run right after that certificate is installed). certbot's renew exits 0
+when nothing is due; where only 0 counts as success use
+  luacme renew -q || [ $? -eq 2 ]
+A revoked certificate is left alone by renew unless named.]]
 
 M.HELP_MAIN = [[
 luacme: an ACME (RFC 8555) certificate client
@@ -901,6 +1372,11 @@ Commands:
   renew [CERTNAME...]            renew what is due (all when none given)
   revoke CERTNAME|--cert FILE    revoke a certificate
   list                           certificates, expiry, when due, last error
+  reconfigure CERTNAME [--hook SPEC] [--deploy-hook SPEC] [--key-type T]
+                                 change how it is renewed, without issuing
+  delete CERTNAME [--purge]      stop renewing it (files kept unless --purge)
+  import certbot|dehydrated|acme.sh [DIR]
+                                 take over another client's state
   account new|show|update|deactivate|rollover
   hooks                          the built-in hooks and their options
   run RECIPE.lua [ARGS...]       run a Lua recipe with the whole API
@@ -927,7 +1403,8 @@ Events ("event": NAME):
   account      ca, uri, created (bool)
   order        name, identifiers [..], reason
   deployed     identifier, wildcard, type (http-01, ...), hook
-  ready_wait   pending [identifier..], elapsed, timeout
+  ready_wait   pending [identifier..], elapsed, timeout, reason (what
+               the hook's ready() said)
   validating   count
   waiting      pending (count), elapsed, timeout, finalizing (bool)
   finalize     (no fields)
@@ -943,6 +1420,14 @@ Events ("event": NAME):
                due_at, reason, last_error {time, message, kind, type},
                revoked, error           (list)
   hook         name, types, deploy, description, options [..]  (hooks)
+  reconfigured name, changed [..]        (reconfigure)
+  deleted      name, purged              (delete)
+  import_account  directory, uri, key_type, from, status (imported,
+               exists, conflict, would import)              (import)
+  import_cert  name, names, key_type, directory, hooks, deploy_hooks,
+               not_after, from, status                      (import)
+  unmapped     name, what: a setting of the old client luacme cannot
+               carry over the same way (import)
   account_updated, account_deactivated, account_rollover: ca, uri, ...
   warning      message
   debug        message                  (with -v)
@@ -953,6 +1438,7 @@ Events ("event": NAME):
                issue: name, names, serial, not_after, unchanged
                renew: renewed [..], not_due [..], failed [..]
                revoke: name, serial
+               import: tool, dry_run, accounts, certs, unmapped (counts)
                list: count;  account: action, account {ca, uri, status,
                contact, key_type, thumbprint}
                on failure: error {as above}]]
@@ -1008,7 +1494,9 @@ end
 -- The help text for topic (nil: the overview).
 function M.help(topic)
     if topic == nil or topic == "" then
-        return string.format(M.HELP_MAIN, opt_lines(GLOBAL), M.HELP_EXIT)
+        return string.format(M.HELP_MAIN, opt_lines(GLOBAL) ..
+            "\n\nAlso accepted (as certbot and acme.sh spell them):\n" ..
+            alias_lines(GLOBAL_ALIASES), M.HELP_EXIT)
     end
     if topic == "json" then return M.HELP_JSON end
     if topic == "exit-codes" or topic == "exit" then return M.HELP_EXIT end
@@ -1021,6 +1509,15 @@ function M.help(topic)
     if cmd.help then text = text .. "\n\n" .. cmd.help end
     if #cmd.opts > 0 then
         text = text .. "\n\nOptions:\n" .. opt_lines(cmd.opts)
+    end
+    if cmd.aliases then
+        local all = {}
+        for _, l in ipairs({ cmd.aliases, GLOBAL_ALIASES }) do
+            for _, o in ipairs(l) do all[#all + 1] = o end
+        end
+        for _, o in ipairs(cmd.also or {}) do all[#all + 1] = o end
+        text = text .. "\n\nAlso accepted (as certbot, acme.sh and " ..
+            "dehydrated users type them):\n" .. alias_lines(all)
     end
     -- After run FILE everything is the recipe's: no global options.
     if topic == "run" then return text end
@@ -1094,6 +1591,19 @@ function M.main(arg)
     for i = 1, #arg do argv[i] = arg[i] end
     local p, perr = M.parse(argv)
     if not p then
+        -- --json asked for JSON: a usage error is one too.
+        for _, a in ipairs(argv) do
+            if a == "--" then break end
+            if a == "--json" then
+                local output = require "luacme.output"
+                local out = output.new{ json = true, level = 0 }
+                local err = errors.new("usage", perr)
+                out:error(err)
+                out:result{ ok = false, error = output.error_fields(err),
+                    exit = 1 }
+                return 1
+            end
+        end
         io.stderr:write("luacme: ", perr, "\n(luacme help shows the " ..
             "commands and options)\n")
         return 1

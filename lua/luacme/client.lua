@@ -25,7 +25,7 @@ local PEM_CHAIN = "application/pem-certificate-chain"
 
 -- Defaults; each is a client option of the same name.
 local DEFAULTS = {
-    poll_first = 0.05,      -- first wait when polling an order/authz
+    poll_first = 0.015,     -- first wait when polling (util.backoff)
     poll_cap = 5,           -- longest wait between polls
     poll_timeout = 300,     -- polling deadline when the caller gives none
     bad_nonce_retries = 20, -- Pebble at 50% rejection: 2^-20 per request

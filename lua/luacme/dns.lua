@@ -283,15 +283,26 @@ end
 
 -- Does every authoritative server of name's zone serve the TXT value at
 -- name? Returns true, or false and a detail naming a server that does
--- not (or the lookup that failed).
+-- not (or the lookup that failed), and "unworkable" when there is no
+-- zone or no server to ask at all.
 function M.check(name, value, opts)
     opts = opts or {}
     name = M.fqdn(name)
     local zone, err = M.zone(name, opts)
-    if not zone then return false, err end
+    -- No zone, or a zone without servers to ask: waiting cannot help,
+    -- so the third value says so ("unworkable").
+    if not zone then
+        -- No SOA anywhere up the tree, or a resolver refusing to say:
+        -- neither changes while we wait. A timeout may.
+        return false, err, (err:find("^no zone found") or
+            err:find("REFUSED")) and "unworkable" or nil
+    end
     local nss
     nss, err = M.nameservers(zone, opts)
-    if not nss then return false, err end
+    if not nss then
+        return false, err, (err:find("has no NS records$") or
+            err:find("has no address$")) and "unworkable" or nil
+    end
     local port = tonumber(opts.dns_port) or 53
     for _, ns in ipairs(nss) do
         for _, addr in ipairs(ns.addrs) do
@@ -407,10 +418,19 @@ function M.ready(ch, opts)
         if left > 0 then M.sleep(left) end
         return true
     end
+    local function unworkable(detail)
+        error(detail .. ": the record cannot be checked; point " ..
+            "resolver=IP:PORT at a server that knows the zone, or give " ..
+            "dns_wait=SECONDS (--dns-wait) to wait instead of checking", 0)
+    end
     local name, err = M.target(ch, opts)
-    if not name then return nil, err end
-    local ok, detail = M.check(name, ch.value, opts)
+    if not name then
+        if err:find("REFUSED") then unworkable(err) end
+        return nil, err
+    end
+    local ok, detail, how = M.check(name, ch.value, opts)
     if ok then return true end
+    if how == "unworkable" then unworkable(detail) end
     local limit = tonumber(opts.propagation_timeout) or 120
     if M.now() - t0 >= limit then
         error("not propagated after " .. limit .. " s: " .. detail, 0)

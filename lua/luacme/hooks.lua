@@ -130,14 +130,15 @@ local function is_file(path)
 end
 
 -- Built-in hooks compiled into the binary (an appliance has no hooks/
--- directory): site.embedded("hooks/x.lua") gives the source. Their
+-- directory): site.embedded("hooks/x.lua") gives the chunk (bytecode
+-- or source, loaded with mode site.embedded_mode). Their
 -- "file" is spelled EMBEDDED .. "hooks/x.lua".
 local EMBEDDED = "[embedded]/"
 
 local function site_embedded(rel)
     local ok, site = pcall(require, "luacme.site")
     if ok and type(site) == "table" and site.embedded then
-        return site.embedded(rel)
+        return site.embedded(rel), site.embedded_mode or "t"
     end
     return nil
 end
@@ -168,9 +169,9 @@ local function load_file(path, label)
     local env = setmetatable({}, { __index = _G })
     local chunk, err
     if path:sub(1, #EMBEDDED) == EMBEDDED then
-        local src = site_embedded(path:sub(#EMBEDDED + 1))
+        local src, mode = site_embedded(path:sub(#EMBEDDED + 1))
         if not src then return hook_error(label, "no such built-in " .. path) end
-        chunk, err = load(src, "@" .. path, "t", env)
+        chunk, err = load(src, "@" .. path, mode, env)
     else
         chunk, err = loadfile(path, "t", env)
     end
@@ -570,10 +571,34 @@ function M.session(list, on_event)
         started = {}, seen = {} }, Session)
 end
 
--- A hook loaded from a spec is known by its spec; a table given inline
--- (a recipe's) by itself, so two inline hooks never share one startup.
+-- A hook's identity in a run: the script for script hooks (the same
+-- dehydrated script given as --hook ./hook.sh and as --deploy-hook
+-- exec:script=./hook.sh is one hook: startup and exit once); else a hook
+-- loaded from a spec is known by its spec, and a table given inline (a
+-- recipe's) by itself, so two inline hooks never share one startup.
 local function spec_key(h)
+    if h.opts and type(h.opts.script) == "string" then
+        return (h.file or "") .. "\0" .. h.opts.script
+    end
     return h.spec or h
+end
+M.identity = spec_key
+
+-- The hooks told of a new certificate: the deploy hooks, then each
+-- challenge hook that has deploy_cert too and is not among them, as
+-- dehydrated calls deploy_cert on the one HOOK script it was given.
+function M.deploy_list(challenge_hooks, deploy_hooks)
+    local out, seen = {}, {}
+    for _, list in ipairs({ deploy_hooks or {}, challenge_hooks or {} }) do
+        for _, h in ipairs(list) do
+            local k = spec_key(h)
+            if h.deploy_cert and not seen[k] then
+                seen[k] = true
+                out[#out + 1] = h
+            end
+        end
+    end
+    return out
 end
 
 function Session:call(h, event, ...)

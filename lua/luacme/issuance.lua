@@ -331,11 +331,15 @@ local function wait_ready(run, work)
         end
         local names = {}
         for _, w in ipairs(pending) do names[#names + 1] = who(w.ch) end
+        -- What the hook said is what the user can act on.
+        local why = pending[1].why and
+            errors.printable(tostring(pending[1].why)) or nil
         run.emit("ready_wait", { pending = names, elapsed = tenths(elapsed),
-            timeout = run.ready_timeout }, string.format(
+            timeout = run.ready_timeout, reason = why }, string.format(
             "waiting for %d challenge response%s to become visible " ..
-            "(%.1f s / %d s)", #names, #names == 1 and "" or "s", elapsed,
-            math.floor(run.ready_timeout)), { progress = true })
+            "(%.1f s / %d s)%s", #names, #names == 1 and "" or "s", elapsed,
+            math.floor(run.ready_timeout), why and (": " .. why) or ""),
+            { progress = true })
         run.sleep(delay)
         delay = math.min(delay * 2, M.READY_CAP)
     end
@@ -352,7 +356,9 @@ local function failure(run, order, work)
     for _, w in ipairs(work) do
         local a = run.client:get_authorization(w.authz.uri)
         if a and a.status ~= "valid" then
-            errs[#errs + 1] = client_mod.authz_error(a)
+            local e = client_mod.authz_error(a)
+            e.hook = w.hook.name          -- hints fit the hook used
+            errs[#errs + 1] = e
         end
     end
     if #errs == 0 then return client_mod.order_error(order) end

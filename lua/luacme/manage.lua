@@ -96,8 +96,41 @@ function Ctx:session()
     return self.sess
 end
 
--- End the run: exit() of every hook started. Also on <close>.
+-- Before an order: run each command of pre (a list of shell command
+-- lines) not run yet in this run, and remember post's for the end of the
+-- run (certbot's --pre-hook and --post-hook: once per run, only when
+-- something is ordered). A failing one is a warning, as in certbot.
+function Ctx:around(pre, post)
+    self.pre_done = self.pre_done or {}
+    self.post_todo = self.post_todo or {}
+    for _, cmd in ipairs(pre or {}) do
+        if not self.pre_done[cmd] then
+            self.pre_done[cmd] = true
+            self:command("pre_hook", cmd)
+        end
+    end
+    for _, cmd in ipairs(post or {}) do
+        if not self.post_todo[cmd] then
+            self.post_todo[cmd] = true
+            self.post_todo[#self.post_todo + 1] = cmd
+        end
+    end
+end
+
+function Ctx:command(event, cmd)
+    local ok, err = hooks.run({ "/bin/sh", "-c", cmd })
+    self:emit(event, { command = cmd, ok = ok and true or false,
+        error = err }, not ok and (event:gsub("_", "-") .. " '" .. cmd ..
+        "' failed: " .. tostring(err)) or nil,
+        { warning = not ok or nil })
+end
+
+-- End the run: the post hooks, exit() of every hook started. Also on
+-- <close>.
 function Ctx:close()
+    local post = self.post_todo
+    self.post_todo = nil
+    for _, cmd in ipairs(post or {}) do self:command("post_hook", cmd) end
     if self.sess then
         self.sess:close()
         local e = self.sess.interrupted
@@ -131,6 +164,8 @@ Ctx.renew = op(certs.renew)      -- {names, force, jitter, hooks, deploy..}
 Ctx.due = op(certs.due)                          -- (name, {renewal_info})
 Ctx.revoke = op(certs.revoke)    -- {name | cert_file, reason, cert_key_file}
 Ctx.list = op(certs.list)
+Ctx.reconfigure = op(certs.reconfigure)         -- (name, settings)
+Ctx.delete = op(certs.delete)                   -- (name, purge)
 
 M.Ctx = Ctx
 return M

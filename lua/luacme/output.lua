@@ -157,6 +157,19 @@ local function challenge_type(err)
     return nil
 end
 
+-- The hook that answered the failed challenge (issuance records it), or
+-- nil.
+local function hook_of(err)
+    if type(err) ~= "table" then return nil end
+    if err.hook then return err.hook end
+    local first = type(err.errors) == "table" and err.errors[1]
+    return type(first) == "table" and first.hook or nil
+end
+
+local function standalone(e)
+    return hook_of(e) == "standalone"
+end
+
 -- What to give on the command line for an error that names a missing
 -- or wrong setting (err.option, set by luacme.certs and luacme.accounts,
 -- which know nothing of flags).
@@ -202,6 +215,11 @@ local HINTS = {
           e.kind == "eab_required" end,
       "this CA needs external account binding: give --eab-kid KID and the " ..
       "HMAC key in LUACME_EAB_HMAC_KEY or --eab-hmac-key-file FILE" },
+    { function(e) return (errors.is(e, "connection") or
+          errors.is(e, "unauthorized")) and standalone(e) end,
+      "the CA did not get luacme's own answer on port 80: does the name " ..
+      "point to this host, is port 80 open to the CA (firewall, NAT, " ..
+      "a proxy in front), and is no other server answering there?" },
     { function(e) return errors.is(e, "connection") and
           challenge_type(e) ~= "dns-01" and
           tostring(e.detail):lower():find("refused") ~= nil end,
@@ -303,6 +321,8 @@ function M.error_lines(err)
     detail = errors.printable(detail or "(no detail)")
     -- A certificate skipped says why in its detail alone.
     local first = err.skipped and detail or (head .. ": " .. detail)
+    -- "hook webroot: ..." says its kind already: no "hook: hook".
+    if head == "hook" and detail:sub(1, 5) == "hook " then first = detail end
     if who and (cause or not detail:find(who, 1, true)) then
         first = who .. ": " .. first
     end

@@ -1,6 +1,6 @@
 -- Small pure helpers of the protocol client: header access, Link and
 -- Retry-After parsing, URI resolution, dates, a deterministic JSON
--- encoder, PEM splitting and the one polling backoff.
+-- encoder, PEM splitting and the one polling schedule.
 local core = require "luacme.core"
 local errors = require "luacme.errors"
 
@@ -425,16 +425,52 @@ function M.der_to_pem(der)
 end
 
 ---------------------------------------------------------------------------
--- Polling: the one backoff. Returns next(hint) giving the seconds to wait
--- before the next attempt, or nil when waiting would cross `deadline`
--- (in the clock of `now`). Delays start at `first` and double up to
--- `cap`; a server hint (Retry-After) replaces the computed delay.
+-- Polling: the one schedule, as times since the wait began (the reply
+-- to the last accept, or to the finalize). A CA near by is done within
+-- tens of milliseconds (Pebble: 4-20 ms for 1 to 100 names), so the
+-- first poll comes at 15 ms. A CA taking 2 s must not be polled more
+-- often than by the doubling schedule this replaces (0.05, 0.15, 0.35,
+-- 0.75, 1.55, 3.15 s: five misses, then the hit), which leaves five
+-- polls before 2 s: from 15 ms they cannot be closer than 2.7x apart on
+-- average. They are 3x apart in the first half second, where a step
+-- costs little time, and 2x after, the last one just past 2 s.
+M.POLL_AT = { 0.015, 0.05, 0.15, 0.45, 1.1, 2.1 }
+-- After the table each wait is the time waited so far (the schedule
+-- doubles), at least POLL_SLOW_GAP (never more than 2 polls a second
+-- once POLL_FAST_FOR has passed) and at most the caller's cap.
+M.POLL_FAST_FOR = 2
+M.POLL_SLOW_GAP = 0.5
+
+-- backoff(first, cap, deadline, now) -> next(hint): the seconds to wait
+-- before the next poll, or nil when waiting would cross `deadline` (in
+-- the clock of `now`). `first` scales POLL_AT (its first entry becomes
+-- `first`); times a slow reply has already passed are skipped, and no
+-- wait is shorter than `first`, nor than POLL_SLOW_GAP after
+-- POLL_FAST_FOR, so slow replies do not bunch the polls. A server
+-- hint (Retry-After) replaces the computed wait but is held to the same
+-- floors (a hint of 0 makes no busy loop); the schedule goes on from
+-- wherever the hint leaves it.
 function M.backoff(first, cap, deadline, now)
-    local d = first
+    local start = now()
+    local scale = first / M.POLL_AT[1]
+    local k, at = 0, 0
     return function(hint)
-        local wait = hint or d
+        local elapsed = now() - start
+        local gap = elapsed >= M.POLL_FAST_FOR * scale and
+            M.POLL_SLOW_GAP or first
+        local wait = hint and math.max(hint, gap)
+        if not wait then
+            repeat
+                k = k + 1
+                if M.POLL_AT[k] then
+                    at = M.POLL_AT[k] * scale
+                else
+                    at = at + math.min(cap, math.max(at, M.POLL_SLOW_GAP))
+                end
+            until at > elapsed
+            wait = math.max(at - elapsed, gap)
+        end
         if now() + wait > deadline then return nil end
-        d = math.min(d * 2, cap)
         return wait
     end
 end

@@ -1,31 +1,31 @@
 #!/usr/bin/env bash
-# Benchmark (prints figures; not a ctest test): issues against a private
-# Pebble (PEBBLE_VA_NOSLEEP=1, PEBBLE_WFE_NONCEREJECT=0) with an account
-# registered beforehand, one certificate for one name and one for twenty
-# names, ROUNDS times each (default 5), and prints per case the HTTP
-# requests per issuance (the client's counter and Pebble's log), the
-# median and spread of the wall time, and the peak RSS of the luacme
-# process.
+# Benchmark (prints figures; not a ctest test): every figure of issue 11
+# in one table with its target beside it. Two private Pebbles (nonce
+# rejection 0, account registered first, not measured):
+#   - PEBBLE_VA_NOSLEEP=1: 1 name, 20 names, wildcard + base via a dns-01
+#     exec hook, 100 names (ROUNDS each), then the peak RSS of one
+#     issuance in a fresh process with its breakdown, the stripped
+#     binary size and the `luacme --version` start-up;
+#   - a webroot that holds each challenge reply 2 s (a CA taking 2 s to
+#     validate, no random sleep): requests and poll rates for 1 and 20
+#     names.
+# Requests are the client's counter (Pebble's log in [] when it differs);
+# poll rates are 1 / the shortest gap between two polls of one URL.
 #   tests/bench/bench.sh [BUILD_DIR]     default: build
-#   LUACME_BENCH_ROUNDS=N                rounds per case
+#   LUACME_BENCH_ROUNDS=N                rounds per fast case (default 5)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
-exe=$build/luacme
+exe=$(cd "$build" && pwd)/luacme
 [ -x "$exe" ] || { echo "bench: no $exe (build first)" >&2; exit 1; }
+command -v strip >/dev/null || { echo "bench: needs strip (binutils)" >&2; exit 1; }
 
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-# /usr/bin/time -v reports the peak RSS of the whole luacme process;
-# bench.lua also prints VmHWM from /proc/self/status at its end.
-timecmd=()
-[ -x /usr/bin/time ] && timecmd=(/usr/bin/time -v -o "$out")
+fast=$(mktemp) slow=$(mktemp)
+trap 'rm -f "$fast" "$slow"' EXIT
+script=tests/bench/bench.lua
 
-python3 tests/e2e/pebble-env.py \
-    --env PEBBLE_WFE_NONCEREJECT=0 -- \
-    "${timecmd[@]}" "$exe" run tests/bench/bench.lua \
-    "${LUACME_BENCH_ROUNDS:-5}"
-if [ -s "$out" ]; then
-    rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$out")
-    echo "peak RSS of the luacme process (/usr/bin/time -v): ${rss} kB"
-fi
+python3 tests/e2e/pebble-env.py --env PEBBLE_WFE_NONCEREJECT=0 -- \
+    "$exe" run "$script" fast "$fast" "${LUACME_BENCH_ROUNDS:-5}" "$exe"
+python3 tests/e2e/pebble-env.py --env PEBBLE_WFE_NONCEREJECT=0 \
+    --webroot-delay 2 -- "$exe" run "$script" slow "$slow"
+"$exe" run "$script" table "$fast" "$slow"

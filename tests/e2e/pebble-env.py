@@ -179,7 +179,8 @@ class Env(Procs):
             self.spawn("webroot", [
                 sys.executable, "-u",
                 os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                             "webroot.py"), "127.0.0.1", str(http), webroot])
+                             "webroot.py"), "127.0.0.1", str(http), webroot,
+                str(o.webroot_delay)])
 
         # --fault-proxy: tests/e2e/faultproxy.py in front of Pebble's
         # ACME listener, with the same test certificate.
@@ -307,6 +308,10 @@ def parse(argv):
     ap.add_argument("--no-webroot", action="store_true",
                     help="start no webroot HTTP server, leaving Pebble's "
                          "httpPort free for the scenario's own responder")
+    ap.add_argument("--webroot-delay", type=float, default=0.0,
+                    metavar="SECONDS", help="the webroot server holds each "
+                    "challenge reply this long: a CA that takes that long "
+                    "to validate http-01, without Pebble's random sleep")
     ap.add_argument("--fault-proxy", action="store_true",
                     help="start tests/e2e/faultproxy.py in front of Pebble "
                          "(LUACME_E2E_PROXY_DIRECTORY, _PROXY_CONTROL)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Serve a webroot directory over plain HTTP for http-01 validation.
 
-    webroot.py ADDR PORT DIR
+    webroot.py ADDR PORT DIR [DELAY]
 
 python3 -m http.server with two changes that a real web server (nginx:
 backlog 511, TCP_NODELAY) has too: a listen backlog large enough for
@@ -9,6 +9,9 @@ Pebble's VA, which opens three connections per challenge at once (sixty
 for a twenty-name order; the stock backlog of 5 drops SYNs and costs a
 one-second retransmit), and no Nagle delay.  Files are read from DIR on
 every request; the access log (stderr) has millisecond timestamps.
+DELAY (seconds, default 0) holds every challenge reply that long: a CA
+whose validation takes that long, with no randomness (the benchmark's
+slow case; Pebble's own VA sleep is a random whole number of seconds).
 """
 
 import functools
@@ -19,6 +22,12 @@ import time
 
 class Handler(http.server.SimpleHTTPRequestHandler):
     disable_nagle_algorithm = True
+    delay = 0.0
+
+    def do_GET(self):
+        if self.delay > 0 and self.path.startswith("/.well-known/"):
+            time.sleep(self.delay)
+        super().do_GET()
 
     def log_message(self, fmt, *args):
         t = time.time()
@@ -34,7 +43,8 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
-def main(addr, port, root):
+def main(addr, port, root, delay="0"):
+    Handler.delay = float(delay)
     handler = functools.partial(Handler, directory=root)
     with Server((addr, int(port)), handler) as srv:
         sys.stderr.write("Serving HTTP on %s port %s\n" % (addr, port))
@@ -43,4 +53,4 @@ def main(addr, port, root):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -367,3 +367,79 @@ t.test("luacme hooks lists the built-ins; renew checks --jitter", function()
   t.eq(st, 1)
   t.match(err, "%-%-jitter")
 end)
+
+t.test("parse: certbot's and acme.sh's spellings mean luacme's options",
+  function()
+  local p = assert(cli.parse{ "issue", "-m", "me@example.com", "--server",
+    "https://ca.example/dir", "--accept-tos", "--cert-name", "site", "-d",
+    "a.example", "-w", "/var/www", "--webroot-path=/srv/b", "--standalone",
+    "--email=you@example.com" })
+  t.eq(table.concat(p.opts.contact, " "), "me@example.com you@example.com")
+  t.eq(p.opts.directory, "https://ca.example/dir")
+  t.eq(p.opts.agree_tos, true)
+  t.eq(p.opts.name, "site")
+  t.eq(table.concat(p.opts.hook, " "), "webroot:root=/var/www " ..
+    "webroot:root=/srv/b standalone")
+  local _, err = cli.parse{ "issue", "--name", "a", "--cert-name", "b" }
+  t.match(err, "%-%-name given twice", "an alias and its option are one")
+  _, err = cli.parse{ "renew", "-w", "/x" }
+  t.match(err, "unknown option %-w for renew", "aliases belong to issue")
+  p = assert(cli.parse{ "issue", "-k", "ec-384", "--elliptic-curve", "x" })
+  t.eq(p.opts.key_type, "ec-384")
+end)
+
+t.test("key types as certbot, acme.sh and dehydrated write them", function()
+  t.eq(cli.key_type("ec-256"), "ec256")
+  t.eq(cli.key_type("ec-384"), "ec384")
+  t.eq(cli.key_type("2048"), "rsa2048")
+  t.eq(cli.key_type("4096"), "rsa4096")
+  t.eq(cli.key_type("ecdsa"), "ec256")
+  t.eq(cli.key_type("ecdsa", "secp384r1"), "ec384")
+  t.eq(cli.key_type(nil, "secp384r1"), "ec384")
+  t.eq(cli.key_type("rsa", nil, "3072"), "rsa3072")
+  t.eq(cli.key_type("prime256v1"), "ec256")
+  t.eq(cli.key_type("rsa4096"), "rsa4096", "luacme's own names stay")
+  t.eq(cli.key_type("dsa"), "dsa", "unknown ones are refused later")
+  t.eq(cli.key_type(nil), nil)
+end)
+
+t.test("unknown options: did you mean; --json also for usage errors",
+  function()
+  local _, err = cli.parse{ "issue", "--webrot", "/x" }
+  t.match(err, "unknown option %-%-webrot for issue; did you mean " ..
+    "%-%-webroot%?")
+  _, err = cli.parse{ "issue", "--zzzzzzzz" }
+  t.ok(not err:find("did you mean"), "nothing close: no guess")
+  local st, out, errout = run({ "--json", "issue", "--dommain", "a.example" })
+  t.eq(st, 1)
+  t.eq(errout, "")
+  local lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(l) end
+  t.eq(lines[1].event, "error")
+  t.eq(lines[1].kind, "usage")
+  t.match(lines[1].detail, "did you mean %-%-domain%?")
+  t.eq(lines[#lines].event, "result")
+  t.eq(lines[#lines].ok, false)
+  t.eq(lines[#lines].exit, 1)
+end)
+
+t.test("help issue lists what is also accepted", function()
+  local text = cli.help("issue")
+  t.match(text, "Also accepted")
+  for _, s in ipairs({ "%-%-cert%-name CERTNAME +%= %-%-name",
+    "%-w, %-%-webroot PATH +%= %-%-hook webroot:root=PATH",
+    "%-m, %-%-email EMAIL +%= %-%-contact", "%-%-server URL +%= %-%-directory",
+    "%-%-accept%-tos +%= %-%-agree%-tos", "%-%-standalone +%= %-%-hook standalone",
+    "%-k, %-%-keylength", "%-%-deploy%-hook \"CMD ARGS\"" }) do
+    t.match(text, s)
+  end
+  t.match(cli.help(), "%-m, %-%-email EMAIL +%= %-%-contact")
+end)
+
+t.test("parse: -d splits on commas, never on spaces", function()
+  local p = assert(cli.parse{ "issue", "-d", "exa mple.test", "-d",
+    "a.example, b.example" })
+  t.eq(#p.opts.domain, 3)
+  t.eq(p.opts.domain[1], "exa mple.test", "kept whole, to be refused")
+  t.eq(p.opts.domain[3], "b.example")
+end)

@@ -33,3 +33,13 @@ t.test("luacme issue documents and checks --dns-wait", function()
   t.eq(r.status, 1)
   t.match(r.stderr, "%-%-dns%-wait")
 end)
+
+t.test("--dns-wait reaches a dehydrated script (exec) too", function()
+  local m = assert(manage.open{ state = t.tmpdir() .. "/state" })
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/hook.sh", "#!/bin/sh\nexit 0\n")
+  assert(core.chmod(dir .. "/hook.sh", 493))
+  local s = certs.settings(m, { names = { "a.test" }, dns_wait = 7,
+    hooks = { "exec:script=" .. dir .. "/hook.sh,types=dns-01" } })
+  t.eq(s.hooks[1], "exec:script=" .. dir .. "/hook.sh,types=dns-01,dns_wait=7")
+end)

@@ -209,6 +209,35 @@ t.test("userActionRequired shows the instance URL and the terms", function()
   t.match(f.hint, "visit https://ca%.test/agree")
 end)
 
+t.test("a hook's error says \"hook\" once", function()
+  local hooks = require "luacme.hooks"
+  local h = { name = "webroot", opts = {},
+    deploy = function() return nil, "root /nope is not a directory" end }
+  local _, err = hooks.call(h, "deploy", {})
+  local lines = output.error_lines(err)
+  t.eq(lines[1], "hook webroot: deploy: root /nope is not a directory")
+  t.eq(output.error_lines(errors.new("hook", "a script failed"))[1],
+    "hook: a script failed", "other details keep their kind")
+end)
+
+t.test("hints fit the hook: standalone failures get standalone hints",
+  function()
+  local e = authz_err("www.example.com", "connection",
+    "dial tcp 127.0.0.1:80: connect: connection refused", "http-01")
+  e.hook = "standalone"
+  local h = output.hint(e)
+  t.match(h, "luacme's own answer on port 80")
+  t.ok(not h:find("webroot"), "no webroot hint for standalone")
+  e = authz_err("www.example.com", "unauthorized", "got 404", "http-01")
+  e.hook = "standalone"
+  t.ok(not output.hint(e):find("document root"))
+  local multi = errors.new("authorization", "2 authorizations failed",
+    { errors = { e, e } })
+  t.match(output.hint(multi), "luacme's own answer")
+  e.hook = "webroot"
+  t.match(output.hint(e), "document root", "webroot keeps its hint")
+end)
+
 -- Issue 16: one convention a recipe can branch on.
 t.test("an authorization error carries the per-identifier list, also " ..
   "for one name, and says its type once", function()

@@ -143,22 +143,61 @@ t.test("pem_certs splits chains and refuses private keys", function()
     t.eq(e.kind, "too_large")
 end)
 
-t.test("backoff doubles to the cap, takes hints, stops at the deadline", function()
+local function schedule(first, cap, deadline, latency, hints)
     local clock = 0
-    local next_wait = util.backoff(0.05, 0.4, 1.0, function() return clock end)
-    local got = {}
-    while true do
-        local w = next_wait()
+    local next_wait = util.backoff(first, cap, deadline,
+        function() return clock end)
+    local at = {}
+    for i = 1, 100 do
+        clock = clock + (latency or 0)       -- the poll's reply
+        local w = next_wait(hints and hints[i])
         if not w then break end
-        got[#got + 1] = w
         clock = clock + w
+        at[#at + 1] = math.floor(clock * 1000 + 0.5) / 1000
     end
-    same(got, { 0.05, 0.1, 0.2, 0.4 }) -- 0.75 elapsed; 0.4 more would pass 1.0
-    clock = 0
-    next_wait = util.backoff(0.05, 5, 10, function() return clock end)
+    return at
+end
+
+t.test("backoff: polls from 15 ms, gently, then at most 2 a second", function()
+    same(schedule(0.015, 5, 30), { 0.015, 0.05, 0.15, 0.45, 1.1, 2.1, 4.2,
+        8.4, 13.4, 18.4, 23.4, 28.4 })
+    -- a CA taking 2 s to validate: five polls miss, as with the doubling
+    -- schedule this replaced (0.05 .. 1.55 s), and the sixth sees it
+    local before2 = 0
+    for _, s in ipairs(schedule(0.015, 5, 30)) do
+        if s < 2 then before2 = before2 + 1 end
+    end
+    t.eq(before2, 5)
+    -- slow replies: times already passed are skipped, and after 2 s no
+    -- wait is below 0.5 s, however slow or fast the server answers
+    local at = schedule(0.015, 5, 30, 0.3)
+    same(at, { 0.45, 1.1, 2.1, 4.2, 8.4, 13.4, 18.4, 23.4, 28.4 })
+    for _, lat in ipairs({ 0, 0.01, 0.2, 0.49, 0.7 }) do
+        local prev
+        for _, s in ipairs(schedule(0.015, 5, 60, lat)) do
+            if prev and prev >= 2 then
+                t.ok(s - prev >= 0.5 + lat - 1e-9, "gap after 2 s at latency " .. lat)
+            end
+            prev = s
+        end
+    end
+    -- the cap bounds the waits; first scales the whole schedule
+    same(schedule(0.015, 1, 6), { 0.015, 0.05, 0.15, 0.45, 1.1, 2.1, 3.1,
+        4.1, 5.1 })
+    same(schedule(0.15, 5, 30), { 0.15, 0.5, 1.5, 4.5, 11, 21, 26 })
+end)
+
+t.test("backoff: a hint replaces the wait; the deadline ends it", function()
+    local clock = 0
+    local next_wait = util.backoff(0.015, 5, 10, function() return clock end)
+    t.eq(next_wait(0), 0.015, "a hint of 0: still the first wait")
     t.eq(next_wait(3), 3)
-    t.eq(next_wait(), 0.1) -- the computed sequence still advanced
+    clock = 3
+    t.ok(math.abs(next_wait() - 1.2) < 1e-9, "on from 3 s: the 4.2 s poll")
+    t.eq(next_wait(0), 0.5, "a hint of 0 after 2 s: the 0.5 s floor")
     t.eq(next_wait(11), nil) -- a hint past the deadline ends the wait
+    clock = 9.5
+    t.eq(next_wait(), nil) -- so does a computed wait past it
 end)
 
 t.test("punycode and IDNA: RFC 3492 samples and lego's name", function()

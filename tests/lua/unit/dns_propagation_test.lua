@@ -255,3 +255,18 @@ t.test("ready with dns_wait: no queries, waits from the deployment",
     t.eq(asked, 0, "dns_wait asks no server")
     t.eq(table.concat(slept, ","), "7", "10 s after deploy, not after ready")
 end)
+
+t.test("ready fails at once, with a hint, when the zone cannot be found",
+    function()
+    local srv <close> = fake.start(conf(), ADDRS)
+    local slept = fake_clock()
+    local c = ch("x.nowhere")
+    local ok, err = pcall(dns.ready, c, opts(srv))
+    real_clock()
+    dns.forget(c)
+    t.eq(ok, false, "raised: waiting cannot help")
+    t.match(err, "_acme%-challenge%.x%.nowhere%..*REFUSED")
+    t.match(err, "resolver=IP:PORT")
+    t.match(err, "dns_wait=SECONDS")
+    t.eq(#slept, 0, "no waiting")
+end)

@@ -38,10 +38,41 @@ t.test("modules load from the binary when the disk has none", function()
   t.eq(r.stdout, "https://acme-v02.api.letsencrypt.org/directory function")
 end)
 
-t.test("embedded sources are byte-identical to the tree", function()
-  local src = site.embedded("lua/luacme/init.lua")
-  t.eq(src, t.readfile(site.root .. "/lua/luacme/init.lua"))
+-- What an installed binary runs: each embedded chunk is the tree's file
+-- as the build compiled it (stripped bytecode by default), so it must
+-- equal the tree's file compiled here; a "source" or "plain" build
+-- embeds the text itself.
+t.test("embedded chunks are the tree's files, compiled as built", function()
+  local n = 0
+  for _, rel in ipairs(site.embedded_list()) do
+    local src = t.readfile(site.root .. "/" .. rel)
+    local want = src
+    if site.embedded_format == "bytecode" then
+      want = string.dump(assert(load(src, "=" .. rel, "t")), true)
+    end
+    t.ok(site.embedded(rel) == want, rel .. " differs from the tree's")
+    n = n + 1
+  end
+  t.ok(n >= 10, "expected the module files, saw " .. n)
   t.eq(site.embedded("lua/luacme/no-such.lua"), nil)
+end)
+
+t.test("the release build embeds stripped bytecode", function()
+  local cache = t.readfile(os.getenv("LUACME_TEST_BUILD_DIR") ..
+    "/CMakeCache.txt")
+  local want = cache:match("LUACME_EMBED:STRING=(%w+)")
+  t.eq(site.embedded_format, want == "plain" and "source" or want)
+  if want ~= "bytecode" then return end
+  t.eq(site.embedded_mode, "b")
+  t.eq(site.embedded("lua/luacme/init.lua"):sub(1, 4), "\27Lua")
+  -- without the tree, modules are those chunks: no source lines
+  local r = assert(run_without_disk([[
+    local client = require "luacme.client"
+    local info = debug.getinfo(client.new, "SL")
+    io.write(info.source, " ", tostring(next(info.activelines or {})))
+  ]]))
+  t.eq(r.status, 0, r.stderr)
+  t.eq(r.stdout, "=? nil")
 end)
 
 t.test("a missing module still fails with a clear message", function()

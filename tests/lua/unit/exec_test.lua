@@ -199,3 +199,58 @@ t.test("the script's environment lacks luacme's secrets", function()
     local all = t.readfile(log)
     t.ok(not all:find("c2VjcmV0", 1, true), "secret value absent")
 end)
+
+t.test("dns_wait: a dns-01 script's record counts as visible that late",
+    function()
+    local dns = require "luacme.dns"
+    local _, _, spec = setup("dns-01")
+    local h = assert(hooks.load(spec .. ",dns_wait=30"))
+    local clock, slept = 1000, {}
+    local now0, sleep0 = dns.now, dns.sleep
+    dns.now = function() return clock end
+    dns.sleep = function(s) slept[#slept + 1] = s; clock = clock + s end
+    local ch = hooks.challenge({ type = "dns-01", token = "tok_2",
+        identifier = { type = "dns", value = "w.example" },
+        key_authorization = KA })
+    local ok, err = hooks.call(h, "deploy", ch)
+    t.ok(ok, tostring(err))
+    clock = clock + 10
+    ok = hooks.call(h, "ready", ch)
+    dns.now, dns.sleep = now0, sleep0
+    t.eq(ok, true)
+    t.eq(#slept, 1)
+    t.eq(slept[1], 20, "30 s after deploy_challenge, 10 of them gone")
+    t.ok(hooks.call(h, "cleanup", ch))
+    -- Without dns_wait ready is at once; a bad value is refused.
+    local plain = assert(hooks.load(spec))
+    t.eq(hooks.call(plain, "ready", ch), true)
+    local bad, berr = hooks.load(spec .. ",dns_wait=soon")
+    t.eq(bad, nil)
+    t.match(berr.detail, "dns_wait must be seconds")
+end)
+
+t.test("chain=yes: one deploy_challenge and one clean_challenge for all",
+    function()
+    local _, log, spec = setup("http-01")
+    local h = assert(hooks.load(spec .. ",chain=yes"))
+    local a, b = http_ch("a.example", "tok_a"), http_ch("b.example", "tok_b")
+    t.ok(hooks.call(h, "deploy", a))
+    t.ok(hooks.call(h, "deploy", b))
+    t.eq(#calls(log), 0, "nothing before ready()")
+    t.ok(hooks.call(h, "ready", a))
+    t.ok(hooks.call(h, "ready", b))
+    local c = calls(log)
+    t.eq(#c, 1, "one call")
+    t.eq(table.concat(c[1].args, " "), "deploy_challenge a.example tok_a " ..
+      KA .. " b.example tok_b " .. KA)
+    t.ok(hooks.call(h, "cleanup", a))
+    t.ok(hooks.call(h, "cleanup", b))
+    c = calls(log)
+    t.eq(#c, 2, "one clean call")
+    t.eq(table.concat(c[2].args, " "), "clean_challenge a.example tok_a " ..
+      KA .. " b.example tok_b " .. KA)
+    -- A chain never handed over (another hook failed first): no calls.
+    t.ok(hooks.call(h, "deploy", a))
+    t.ok(hooks.call(h, "cleanup", a))
+    t.eq(#calls(log), 2)
+end)

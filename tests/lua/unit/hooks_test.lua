@@ -83,7 +83,7 @@ t.test("load: built-in hooks and their options", function()
     t.ok(not hooks.solves(h, "dns-01"))
     fails("hook", "^hook webroot: option root is required",
         hooks.load("webroot"))
-    fails("hook", "^hook webroot:rot=/x: unknown option rot %(known: root%)",
+    fails("hook", "^hook webroot:rot=/x: unknown option rot %(known: root, flat%)",
         hooks.load("webroot:rot=/x"))
     fails("hook", "absolute", hooks.load("webroot:root=relative"))
     fails("hook", "no built%-in hook named nosuch", hooks.load("nosuch"))

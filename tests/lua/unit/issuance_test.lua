@@ -45,7 +45,8 @@ local function fake_hook(name, types, log, behave)
       local k = who(ch)
       seen[k] = (seen[k] or 0) + 1
       log[#log + 1] = "ready " .. name .. " " .. k
-      return seen[k] > behave.ready_after
+      if seen[k] > behave.ready_after then return true end
+      return false, "ns1 does not serve it yet (" .. seen[k] .. ")"
     end
   end
   if behave.events then
@@ -179,7 +180,12 @@ t.test("a whole issuance: grouped deploy, ready, accept, cleanup", function()
   t.eq(count(log, "ready dns"), 3)
   local waits = 0
   for _, e in ipairs(ev) do
-    if e.name == "ready_wait" then waits = waits + 1 end
+    if e.name == "ready_wait" then
+      waits = waits + 1
+      -- The hook's reason reaches -v and --json.
+      t.eq(e.fields.reason, "ns1 does not serve it yet (" .. waits .. ")")
+      t.match(e.text, ": ns1 does not serve it yet %(" .. waits .. "%)$")
+    end
   end
   t.eq(waits, 2, "a progress event per round still waiting")
   -- Every deployed challenge was accepted after all deploys and ready.

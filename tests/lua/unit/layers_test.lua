@@ -8,7 +8,7 @@ local core = require "luacme.core"
 -- Top to bottom; the same picture as lua/luacme/README.md.
 local LAYERS = {
   { "cli" },
-  { "manage" },
+  { "manage", "import" },
   { "certs" },
   { "accounts" },
   { "luacme" },

@@ -162,3 +162,16 @@ t.test("a symlinked .well-known (shared directory) is used, not removed",
     t.ok(not exists(shared .. "/acme-challenge"))
     t.eq(assert(core.lstat(root .. "/.well-known")).type, "link")
 end)
+
+t.test("flat=yes: the token goes into root itself (dehydrated's WELLKNOWN)",
+    function()
+    local root = t.tmpdir() .. "/challenges"
+    assert(core.mkdir(root, 493))
+    local h = assert(hooks.load("webroot:root=" .. root .. ",flat=yes"))
+    t.ok(hooks.call(h, "deploy", ch("flat")))
+    t.eq(t.readfile(root .. "/flat"), "flat.thumbprint")
+    t.ok(not exists(root .. "/.well-known"), "no .well-known made")
+    t.ok(hooks.call(h, "cleanup", ch("flat")))
+    t.ok(not exists(root .. "/flat"))
+    t.ok(exists(root), "the directory stays")
+end)
