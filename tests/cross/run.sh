@@ -46,8 +46,8 @@ need_pkgs()
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq &&
-        $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    $sudo apt-get update -qq -o DPkg::Lock::Timeout=300 &&
+        $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}" \
             >/dev/null
 }
 

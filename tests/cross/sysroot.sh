@@ -30,9 +30,18 @@ closure()
         grep -vE "$tools" | sort -u
 }
 
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+# apt lists ARCH's packages only once dpkg knows the architecture; that
+# installs nothing (apt-get download needs only the lists).
+if [ "$arch" != "$(dpkg --print-architecture)" ] &&
+    ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+    $sudo dpkg --add-architecture "$arch"
+    $sudo apt-get update -qq -o DPkg::Lock::Timeout=300
+fi
 mapfile -t want < <(closure)
 if [ ${#want[@]} -lt ${#roots[@]} ]; then
-    apt-get update -qq
+    $sudo apt-get update -qq -o DPkg::Lock::Timeout=300
     mapfile -t want < <(closure)
 fi
 [ ${#want[@]} -ge ${#roots[@]} ] || {
