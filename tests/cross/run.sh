@@ -47,8 +47,8 @@ need_pkgs()
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq -o DPkg::Lock::Timeout=300 &&
-        $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}" \
-            >/dev/null
+        $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
+            --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 build()
