@@ -1,11 +1,16 @@
 /*
- * DNS queries through glibc's libresolv; see dns.h. libresolv builds the
- * query (res_nmkquery), sends it, matches the reply to it by id,
- * question and source address, falls back to TCP on truncation
- * (res_nsend), and walks the message (ns_initparse, ns_parserr,
- * ns_name_uncompress). What is left here is choosing the server, mapping
- * failures to kinds, and the rdata of the types the propagation check
- * reads, each bounds-checked against its record (tests/fuzz/fuzz_dns.c).
+ * DNS queries; see dns.h. libresolv builds the query (res_nmkquery) and
+ * walks the reply (ns_initparse, ns_parserr, ns_name_uncompress); the
+ * exchange itself is ours. glibc's res_nsend has no wall-clock bound: a
+ * server answering NOERROR with no answer and neither AA nor RA (as
+ * pebble-challtestsrv does) made it loop at 100 % CPU forever, ignoring
+ * the timeout and Ctrl-C. Here every wait is a poll() against one
+ * deadline, in ticks short enough to notice luacme_interrupted; a reply
+ * counts only when it matches the query (dns_reply_match), and a
+ * truncated one is asked again over TCP within the same deadline.
+ * What is left is choosing the servers, mapping failures to kinds, and
+ * the rdata of the types the propagation check reads, each
+ * bounds-checked against its record (tests/fuzz/fuzz_dns.c).
  */
 #define _DEFAULT_SOURCE             /* u_char & co. for <resolv.h> */
 
@@ -14,13 +19,21 @@
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <resolv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "luacme_limits.h"
+#include "mono.h"
+
+/* How often a wait wakes to look at luacme_interrupted. */
+#define DNS_TICK_MS 100
 
 static const struct {
     unsigned code;
@@ -351,66 +364,290 @@ bad:
         "[IPv6]:PORT");
 }
 
-/* Make res use only the one server given. IPv4 goes into nsaddr_list;
- * IPv6 into the _u._ext.nsaddrs slot that glibc reads when the IPv4
- * slot's family is 0, and frees (with free()) in res_nclose. Returns 0,
- * or -1 with err filled. */
+/* The servers to ask: o->server alone, or those of resolv.conf as
+ * res_ninit read them into st (IPv4 in nsaddr_list, IPv6 in the
+ * _u._ext.nsaddrs slot whose IPv4 family is 0). Returns the count (at
+ * least 1), or -1 with err filled. */
 static int
-use_server(res_state st, const char *server, struct luacme_err *err)
+servers_of(const struct dns_query_opts *o, const struct __res_state *st,
+    struct sockaddr_storage *ss, socklen_t *sl, struct luacme_err *err)
 {
     struct sockaddr_in sin;
-    struct sockaddr_in6 sin6, *copy;
-    int family = 0;
+    struct sockaddr_in6 sin6;
+    int family = 0, i, n = 0;
 
-    if (parse_server(server, &sin, &sin6, &family, err) != 0)
-        return -1;
-    if (family == AF_INET) {
-        st->nsaddr_list[0] = sin;
-        free(st->_u._ext.nsaddrs[0]);
-        st->_u._ext.nsaddrs[0] = NULL;
-    } else {
-        copy = malloc(sizeof(*copy));
-        if (copy == NULL)
-            return err_set(err, "memory", "dns: out of memory");
-        *copy = sin6;
-        free(st->_u._ext.nsaddrs[0]);
-        st->_u._ext.nsaddrs[0] = copy;
-        memset(&st->nsaddr_list[0], 0, sizeof(st->nsaddr_list[0]));
+    if (o->server != NULL) {
+        if (parse_server(o->server, &sin, &sin6, &family, err) != 0)
+            return -1;
+        memset(&ss[0], 0, sizeof(ss[0]));
+        if (family == AF_INET) {
+            memcpy(&ss[0], &sin, sizeof(sin));
+            sl[0] = sizeof(sin);
+        } else {
+            memcpy(&ss[0], &sin6, sizeof(sin6));
+            sl[0] = sizeof(sin6);
+        }
+        return 1;
     }
-    st->nscount = 1;
-    return 0;
+    for (i = 0; i < st->nscount && i < MAXNS; i++) {
+        memset(&ss[n], 0, sizeof(ss[n]));
+        if (st->nsaddr_list[i].sin_family == AF_INET) {
+            memcpy(&ss[n], &st->nsaddr_list[i], sizeof(struct sockaddr_in));
+            sl[n++] = sizeof(struct sockaddr_in);
+        } else if (st->_u._ext.nsaddrs[i] != NULL &&
+            st->_u._ext.nsaddrs[i]->sin6_family == AF_INET6) {
+            memcpy(&ss[n], st->_u._ext.nsaddrs[i], sizeof(sin6));
+            sl[n++] = sizeof(sin6);
+        }
+    }
+    if (n == 0)
+        return err_set(err, "network", "dns: no name server configured");
+    return n;
 }
 
-/* A resolver state in st for one query with o: o's own server when
- * given, two tries of half of timeout seconds each, recursion and TCP as
- * asked. Returns 0 (release st with res_nclose), or -1 with err filled
- * and nothing to release. */
-static int
-resolver_open(struct __res_state *st, const struct dns_query_opts *o,
-    int timeout, struct luacme_err *err)
+int
+dns_reply_match(const unsigned char *q, size_t qlen, const unsigned char *r,
+    size_t rlen)
 {
-    memset(st, 0, sizeof(*st));
-    if (res_ninit(st) != 0)
-        return err_set(err, "network", "dns: res_ninit failed");
-    if (o->server != NULL && use_server(st, o->server, err) != 0) {
-        res_nclose(st);
+    size_t i, namelen;
+    int rcode;
+    unsigned char a, b;
+
+    if (qlen < NS_HFIXEDSZ + NS_QFIXEDSZ + 1 || rlen < NS_HFIXEDSZ)
+        return 0;
+    if (r[0] != q[0] || r[1] != q[1])
+        return 0;                       /* another query's reply */
+    if ((r[2] & 0x80) == 0 || (r[2] & 0x78) != (q[2] & 0x78))
+        return 0;                       /* not a response, or opcode */
+    rcode = r[3] & 0x0f;
+    /* A server that cannot read the question may leave it out. */
+    if (r[4] == 0 && r[5] == 0)
+        return rcode == ns_r_formerr || rcode == ns_r_servfail ||
+            rcode == ns_r_notimpl || rcode == ns_r_refused;
+    if (r[4] != 0 || r[5] != 1 || rlen < qlen)
+        return 0;
+    /* The question as asked: the name (uncompressed at offset 12, where
+     * there is nothing to point back to) without regard to ASCII case,
+     * which some servers change (0x20 encoding); type and class exact.
+     * Label lengths are below 64 and so never letters. */
+    namelen = qlen - NS_HFIXEDSZ - NS_QFIXEDSZ;
+    for (i = NS_HFIXEDSZ; i < NS_HFIXEDSZ + namelen; i++) {
+        a = q[i] >= 'A' && q[i] <= 'Z' ? (unsigned char)(q[i] + 32) : q[i];
+        b = r[i] >= 'A' && r[i] <= 'Z' ? (unsigned char)(r[i] + 32) : r[i];
+        if (a != b)
+            return 0;
+    }
+    return memcmp(q + NS_HFIXEDSZ + namelen, r + NS_HFIXEDSZ + namelen,
+        NS_QFIXEDSZ) == 0;
+}
+
+/* Why an exchange ended, beyond errno values. */
+#define DNS_INTERRUPTED (-2)
+
+/* Wait for events on fd until until (mono_now seconds), waking every
+ * DNS_TICK_MS for luacme_interrupted (only a signal after start_int was
+ * taken counts). Returns 1 ready, 0 at until, DNS_INTERRUPTED, or -1
+ * with errno set. */
+static int
+wait_fd(int fd, short events, double until, sig_atomic_t start_int)
+{
+    struct pollfd p;
+    double left;
+    int ms, n;
+
+    for (;;) {
+        if (start_int == 0 && luacme_interrupted != 0)
+            return DNS_INTERRUPTED;
+        left = until - mono_now();
+        if (left <= 0)
+            return 0;
+        ms = left * 1000 < DNS_TICK_MS ? (int)(left * 1000) + 1 :
+            DNS_TICK_MS;
+        p.fd = fd;
+        p.events = events;
+        p.revents = 0;
+        n = poll(&p, 1, ms);
+        if (n < 0 && errno != EINTR)
+            return -1;
+        if (n > 0)
+            return 1;
+    }
+}
+
+/* A non-blocking close-on-exec socket of type for ss, connected (UDP:
+ * so only that address's datagrams arrive, and ICMP refusals are
+ * reported; TCP: the connect is begun). Returns the fd, or -1 with
+ * errno set. */
+static int
+open_socket(const struct sockaddr_storage *ss, socklen_t sl, int type)
+{
+    int fd = socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (const struct sockaddr *)ss, sl) != 0 &&
+        errno != EINPROGRESS) {
+        int e = errno;
+
+        close(fd);
+        errno = e;
         return -1;
     }
-    /* Two tries of half the time each: one lost UDP packet is not yet a
-     * timeout. glibc waits retrans seconds per try for the first server. */
-    st->retry = 2;
-    st->retrans = (timeout + 1) / 2;
-    st->options = RES_INIT | (o->recurse ? RES_RECURSE : 0) |
-        (o->tcp ? RES_USEVC : 0);
-    /* Without pfcode glibc hides SERVFAIL and REFUSED answers behind a
-     * generic timeout; with it, res_nsend returns them to us (pfcode
-     * otherwise only steers printing in dig). */
-    st->pfcode = RES_PRF_HEAD1;
+    return fd;
+}
+
+/* Ask over UDP until until, sending again halfway (one lost datagram is
+ * not yet a timeout); replies that do not match are ignored. Returns
+ * the reply's length in ans, or DNS_INTERRUPTED, or -1 with *e set
+ * (ETIMEDOUT at until). */
+static int
+udp_exchange(const struct sockaddr_storage *ss, socklen_t sl,
+    const unsigned char *q, size_t qlen, unsigned char *ans, double until,
+    sig_atomic_t start_int, int *e)
+{
+    double resend = mono_now() + (until - mono_now()) / 2;
+    int fd, w, sent = 0, rc = -1;
+    ssize_t n;
+
+    fd = open_socket(ss, sl, SOCK_DGRAM);
+    if (fd < 0) {
+        *e = errno;
+        return -1;
+    }
+    for (;;) {
+        if (sent < 2 && (sent == 0 || mono_now() >= resend)) {
+            if (send(fd, q, qlen, 0) < 0 && errno != EAGAIN) {
+                *e = errno;
+                goto out;
+            }
+            sent++;
+        }
+        w = wait_fd(fd, POLLIN, sent < 2 ? resend : until, start_int);
+        if (w == DNS_INTERRUPTED) {
+            rc = DNS_INTERRUPTED;
+            goto out;
+        }
+        if (w < 0) {
+            *e = errno;
+            goto out;
+        }
+        if (w == 0) {
+            if (sent < 2)
+                continue;
+            *e = ETIMEDOUT;
+            goto out;
+        }
+        n = recv(fd, ans, LUACME_DNS_PACKET_MAX, 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            *e = errno;
+            goto out;
+        }
+        if (dns_reply_match(q, qlen, ans, (size_t)n)) {
+            rc = (int)n;
+            goto out;
+        }
+    }
+out:
+    close(fd);
+    return rc;
+}
+
+/* Move len bytes over fd in direction out (send) or in (recv) before
+ * until. Returns 0, DNS_INTERRUPTED, or -1 with *e set (ETIMEDOUT; EPIPE
+ * for a peer that closed early). */
+static int
+tcp_move(int fd, unsigned char *buf, size_t len, int out, double until,
+    sig_atomic_t start_int, int *e)
+{
+    size_t done = 0;
+    ssize_t n;
+    int w;
+
+    while (done < len) {
+        n = out ? send(fd, buf + done, len - done, MSG_NOSIGNAL) :
+            recv(fd, buf + done, len - done, 0);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            *e = EPIPE;
+            return -1;
+        }
+        if (errno != EAGAIN && errno != EINTR) {
+            *e = errno;
+            return -1;
+        }
+        w = wait_fd(fd, out ? POLLOUT : POLLIN, until, start_int);
+        if (w == DNS_INTERRUPTED)
+            return DNS_INTERRUPTED;
+        if (w <= 0) {
+            *e = w == 0 ? ETIMEDOUT : errno;
+            return -1;
+        }
+    }
     return 0;
 }
 
-/* Fill err for a query of tname name to where that res_nsend failed with
- * errno e after timeout seconds at most. Returns -1. */
+/* Ask over TCP (RFC 1035 §4.2.2: two length bytes before each message)
+ * until until. Returns the reply's length in ans, DNS_INTERRUPTED, or -1
+ * with *e set (a reply that does not match: EPROTO). */
+static int
+tcp_exchange(const struct sockaddr_storage *ss, socklen_t sl,
+    const unsigned char *q, size_t qlen, unsigned char *ans, double until,
+    sig_atomic_t start_int, int *e)
+{
+    unsigned char len2[2], qbuf[2 + NS_PACKETSZ];
+    socklen_t elen = sizeof(int);
+    int fd, w, soerr = 0, rc = -1;
+    size_t n;
+
+    fd = open_socket(ss, sl, SOCK_STREAM);
+    if (fd < 0) {
+        *e = errno;
+        return -1;
+    }
+    w = wait_fd(fd, POLLOUT, until, start_int);
+    if (w == DNS_INTERRUPTED) {
+        rc = DNS_INTERRUPTED;
+        goto out;
+    }
+    if (w <= 0) {
+        *e = w == 0 ? ETIMEDOUT : errno;
+        goto out;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &elen) != 0 ||
+        soerr != 0) {
+        *e = soerr != 0 ? soerr : errno;
+        goto out;
+    }
+    qbuf[0] = (unsigned char)(qlen >> 8);
+    qbuf[1] = (unsigned char)qlen;
+    memcpy(qbuf + 2, q, qlen);
+    rc = tcp_move(fd, qbuf, qlen + 2, 1, until, start_int, e);
+    if (rc == 0)
+        rc = tcp_move(fd, len2, 2, 0, until, start_int, e);
+    if (rc != 0)
+        goto out;
+    n = (size_t)len2[0] << 8 | len2[1];
+    rc = tcp_move(fd, ans, n, 0, until, start_int, e);
+    if (rc != 0)
+        goto out;
+    if (!dns_reply_match(q, qlen, ans, n)) {
+        *e = EPROTO;
+        rc = -1;
+        goto out;
+    }
+    rc = (int)n;
+out:
+    close(fd);
+    return rc;
+}
+
+/* Fill err for a query of tname name to where that failed with errno e
+ * after timeout seconds at most. Returns -1. */
 static int
 send_failed(struct luacme_err *err, int e, const char *tname,
     const char *name, const char *where, int timeout)
@@ -421,6 +658,9 @@ send_failed(struct luacme_err *err, int e, const char *tname,
     if (e == ECONNREFUSED)
         return err_set(err, "connect", "dns: %s %s: %s refused the "
             "connection", tname, name, where);
+    if (e == EPROTO)
+        return err_set(err, "network", "dns: %s %s: %s answered another "
+            "question over TCP", tname, name, where);
     return err_set(err, "network", "dns: %s %s: %s: %s", tname, name,
         where, strerror(e));
 }
@@ -430,12 +670,16 @@ dns_query(const char *name, unsigned qtype, const struct dns_query_opts *o,
     struct dns_result **res, struct luacme_err *err)
 {
     struct __res_state st;
-    struct dns_result *r = NULL;
+    struct dns_result *r = NULL, *kept = NULL;
+    struct sockaddr_storage ss[MAXNS];
+    socklen_t sl[MAXNS];
     unsigned char query[NS_PACKETSZ];
     unsigned char *answer = NULL;
     char tbuf[16], rbuf[16];
     const char *tname, *where;
-    int inited = 0, qlen, alen, timeout, saved, rc = -1;
+    int inited = 0, qlen, alen = -1, timeout, nserv, i, e = ETIMEDOUT;
+    int rc = -1;
+    double deadline, slot;
     sig_atomic_t start_int = luacme_interrupted;
 
     tname = dns_type_name(qtype, tbuf, sizeof(tbuf));
@@ -447,11 +691,20 @@ dns_query(const char *name, unsigned qtype, const struct dns_query_opts *o,
     timeout = o->timeout_s > 0 ? o->timeout_s : LUACME_DNS_TIMEOUT_S;
     if (timeout > LUACME_DNS_TIMEOUT_MAX_S)
         timeout = LUACME_DNS_TIMEOUT_MAX_S;
+    deadline = mono_now() + timeout;
 
-    if (resolver_open(&st, o, timeout, err) != 0)
+    /* res_ninit only for the query's id and flags and resolv.conf's
+     * servers; nothing is sent through it. */
+    memset(&st, 0, sizeof(st));
+    if (res_ninit(&st) != 0) {
+        err_set(err, "network", "dns: res_ninit failed");
         goto out;
+    }
     inited = 1;
-
+    st.options = RES_INIT | (o->recurse ? RES_RECURSE : 0);
+    nserv = servers_of(o, &st, ss, sl, err);
+    if (nserv < 0)
+        goto out;
     qlen = res_nmkquery(&st, ns_o_query, name, ns_c_in, (int)qtype, NULL,
         0, NULL, query, sizeof(query));
     if (qlen < 0) {
@@ -464,21 +717,43 @@ dns_query(const char *name, unsigned qtype, const struct dns_query_opts *o,
         err_set(err, "memory", "dns: out of memory");
         goto out;
     }
-    errno = 0;
-    alen = res_nsend(&st, query, qlen, answer, LUACME_DNS_PACKET_MAX);
-    saved = errno;
-    /* Only a signal that came during this query counts: once Ctrl-C has
-     * unwound into cleanup, a hook may still need DNS (as http.c). */
-    if (start_int == 0 && luacme_interrupted != 0) {
-        err_set(err, "interrupted", "dns: interrupted");
+    /* Each server gets an equal share of what is left; a server that
+     * fails (or answers SERVFAIL or REFUSED) passes on to the next. */
+    for (i = 0; i < nserv; i++) {
+        slot = mono_now() + (deadline - mono_now()) / (nserv - i);
+        if (o->tcp)
+            alen = tcp_exchange(&ss[i], sl[i], query, (size_t)qlen, answer,
+                slot, start_int, &e);
+        else
+            alen = udp_exchange(&ss[i], sl[i], query, (size_t)qlen, answer,
+                slot, start_int, &e);
+        if (alen >= NS_HFIXEDSZ && !o->tcp && (answer[2] & 0x02) != 0)
+            alen = tcp_exchange(&ss[i], sl[i], query, (size_t)qlen, answer,
+                deadline, start_int, &e);
+        if (alen == DNS_INTERRUPTED) {
+            err_set(err, "interrupted", "dns: interrupted");
+            goto out;
+        }
+        if (alen < 0)
+            continue;
+        dns_result_free(r);
+        r = NULL;
+        if (dns_parse(answer, (size_t)alen, &r, err) != 0)
+            goto out;
+        if (r->rcode == ns_r_noerror || r->rcode == ns_r_nxdomain)
+            break;
+        dns_result_free(kept);
+        kept = r;
+        r = NULL;
+    }
+    if (r == NULL && kept != NULL) {
+        r = kept;
+        kept = NULL;
+    }
+    if (r == NULL) {
+        send_failed(err, e, tname, name, where, timeout);
         goto out;
     }
-    if (alen < 0) {
-        send_failed(err, saved, tname, name, where, timeout);
-        goto out;
-    }
-    if (dns_parse(answer, (size_t)alen, &r, err) != 0)
-        goto out;
     if (r->rcode != ns_r_noerror && r->rcode != ns_r_nxdomain) {
         err_set(err, r->rcode == ns_r_servfail ? "servfail" :
             r->rcode == ns_r_refused ? "refused" : "rcode",
@@ -491,6 +766,7 @@ dns_query(const char *name, unsigned qtype, const struct dns_query_opts *o,
     rc = 0;
 out:
     dns_result_free(r);
+    dns_result_free(kept);
     free(answer);
     if (inited)
         res_nclose(&st);

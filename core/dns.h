@@ -1,10 +1,10 @@
 /*
  * DNS queries for the dns-01 propagation check: one question to one
  * server (or the system's resolvers), the answer turned into records.
- * Packets are built, sent and taken apart by glibc's libresolv
- * (res_nmkquery, res_nsend, ns_initparse, ns_parserr,
- * ns_name_uncompress); this file only walks the records it returns and
- * converts the few rdata formats we read. No Lua here: lua_dns.c binds
+ * Packets are built and taken apart by glibc's libresolv (res_nmkquery,
+ * ns_initparse, ns_parserr, ns_name_uncompress); the exchange is ours,
+ * bounded by one wall-clock deadline (res_nsend has none). This file
+ * walks the records and converts the few rdata formats we read. No Lua here: lua_dns.c binds
  * it as core.dns_query and core.dns_parse.
  */
 #ifndef LUACME_DNS_H
@@ -61,7 +61,10 @@ struct dns_query_opts {
 
 /* Ask one question: name (presentation form, trailing dot optional, at
  * most LUACME_DNS_NAME_MAX bytes) of type qtype (class IN). An answer
- * that is truncated over UDP is asked again over TCP by libresolv.
+ * that is truncated over UDP is asked again over TCP. The call returns
+ * within timeout_s (plus a poll tick) whatever the servers send: replies
+ * that do not match the query are ignored, each of resolv.conf's
+ * servers gets an equal share of the time.
  * Returns 0 with a new result in *res (free with dns_result_free) for a
  * NOERROR or NXDOMAIN answer, whatever records it holds; or -1 with err
  * filled and *res untouched, kind:
@@ -77,6 +80,14 @@ struct dns_query_opts {
 int dns_query(const char *name, unsigned qtype,
     const struct dns_query_opts *o, struct dns_result **res,
     struct luacme_err *err);
+
+/* Is the reply r of rlen bytes the answer to the query q of qlen bytes
+ * (as res_nmkquery builds it: one question)? Same id, QR set, same
+ * opcode, and the same question (name without regard to ASCII case) or,
+ * for FORMERR, SERVFAIL, NOTIMP and REFUSED, none. Returns 1 or 0;
+ * reads no byte beyond either length. */
+int dns_reply_match(const unsigned char *q, size_t qlen,
+    const unsigned char *r, size_t rlen);
 
 /* Take a raw response of len bytes (at most LUACME_DNS_PACKET_MAX)
  * apart, whatever its rcode. Returns 0 with a new result in *res (free

@@ -197,6 +197,40 @@ out:
     return rc;
 }
 
+int
+key_load_public_pem(const char *pem, size_t len, EVP_PKEY **out,
+    struct luacme_err *err)
+{
+    BIO *bio = NULL;
+    EVP_PKEY *key = NULL;
+    int rc = -1;
+
+    if (len > LUACME_PEM_MAX) {
+        err_set(err, "too_large", "key: PEM over LUACME_PEM_MAX (%d bytes)",
+            LUACME_PEM_MAX);
+        goto out;
+    }
+    bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL) {
+        err_openssl(err, "crypto", "key: out of memory");
+        goto out;
+    }
+    key = PEM_read_bio_PUBKEY_ex(bio, NULL, no_passphrase, NULL, NULL, NULL);
+    if (key == NULL) {
+        err_openssl(err, "parse", "key: no public key in PEM");
+        goto out;
+    }
+    if (key_check_supported(key, err) != 0)
+        goto out;
+    *out = key;
+    key = NULL;
+    rc = 0;
+out:
+    EVP_PKEY_free(key);
+    BIO_free(bio);
+    return rc;
+}
+
 const char *
 key_alg(EVP_PKEY *key)
 {

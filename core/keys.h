@@ -36,6 +36,13 @@ int key_generate(enum key_spec spec, EVP_PKEY **out, struct luacme_err *err);
 int key_load_pem(const char *pem, size_t len, EVP_PKEY **out,
     struct luacme_err *err);
 
+/* Load a public key from len bytes of PEM "PUBLIC KEY" (SPKI). Returns
+ * 0 with the key in *out (caller frees), or -1 with err filled and *out
+ * untouched: kind "too_large" over LUACME_PEM_MAX, "parse" when no
+ * public key can be read, "unsupported" as key_load_pem. */
+int key_load_public_pem(const char *pem, size_t len, EVP_PKEY **out,
+    struct luacme_err *err);
+
 /* Check that key is one we can use (see key_load_pem). Returns 0, or -1
  * with err filled (kind "unsupported"). */
 int key_check_supported(EVP_PKEY *key, struct luacme_err *err);

@@ -142,6 +142,29 @@ l_key_load(lua_State *L)
     return 1;
 }
 
+/* core.public_thumbprint(pem) -> the RFC 7638 thumbprint of a "PUBLIC
+ * KEY" PEM | nil, message, kind ("too_large", "parse", "unsupported").
+ * Someone else's key arrives as its public half only. */
+static int
+l_public_thumbprint(lua_State *L)
+{
+    size_t len;
+    const char *pem = luaL_checklstring(L, 1, &len);
+    char tp[KEY_THUMBPRINT_LEN + 1];
+    struct luacme_err err;
+    EVP_PKEY *pkey = NULL;
+    int rc;
+
+    if (key_load_public_pem(pem, len, &pkey, &err) != 0)
+        return lbind_err(L, &err);
+    rc = key_thumbprint(pkey, tp, &err);
+    EVP_PKEY_free(pkey);
+    if (rc != 0)
+        return lbind_err(L, &err);
+    lua_pushstring(L, tp);
+    return 1;
+}
+
 /* __gc, __close and key:close(): free the key; idempotent. */
 static int
 key_close(lua_State *L)
@@ -588,7 +611,7 @@ jb_value(struct jbuf *b, int vi, int depth)
 
 /* Encode the protected-header table at ti as JSON and push it as a
  * string; alg is set to alg when the table has none (the caller's table
- * is not changed). Returns 0; or -1 with the reason in *msg and *kind
+ * is not changed), and an alg it has must be alg ("invalid"). Returns 0; or -1 with the reason in *msg and *kind
  * (static strings) and nil pushed in place of the string, for strings
  * that are not UTF-8 and a header over LUACME_B64_MAX. Raises for values
  * JSON cannot hold (see struct jbuf). */
@@ -613,6 +636,17 @@ push_protected(lua_State *L, int ti, const char *alg, const char **msg,
         lua_pushstring(L, alg);
         lua_setfield(L, -2, "alg");
     } else {
+        /* A header naming another algorithm than the one we sign with
+         * is a caller's mistake or a downgrade; the CA would reject it
+         * at best. */
+        if (lua_type(L, -1) != LUA_TSTRING ||
+            strcmp(lua_tostring(L, -1), alg) != 0) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            *msg = "jws: the header's alg does not match the key";
+            *kind = "invalid";
+            return -1;
+        }
         lua_pop(L, 1);
         lua_pushvalue(L, ti);
     }
@@ -675,15 +709,19 @@ push_flattened(lua_State *L, EVP_PKEY *pkey, const unsigned char *mac,
 static int
 l_jws(lua_State *L)
 {
-    EVP_PKEY *pkey = key_get(L, 1);
+    const char *alg = key_alg(key_get(L, 1));
     const char *msg, *kind;
 
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checkstring(L, 3);
     lua_settop(L, 3);
-    if (push_protected(L, 2, key_alg(pkey), &msg, &kind) != 0)
+    if (alg == NULL)
+        return lbind_fail(L, "jws: unsupported key", "unsupported");
+    if (push_protected(L, 2, alg, &msg, &kind) != 0)
         return lbind_fail(L, msg, kind);
-    return push_flattened(L, pkey, NULL, 0);
+    /* The key again: encoding allocated, and a finalizer may have
+     * closed it meanwhile (key_get then raises). */
+    return push_flattened(L, key_get(L, 1), NULL, 0);
 }
 
 /* core.jws_hmac(mac_key, protected, payload) -> the same with HS256
@@ -731,6 +769,7 @@ lbind_keys(lua_State *L)
     static const luaL_Reg funcs[] = {
         {"key_generate", l_key_generate},
         {"key_load", l_key_load},
+        {"public_thumbprint", l_public_thumbprint},
         {"jws", l_jws},
         {"jws_hmac", l_jws_hmac},
         {NULL, NULL}

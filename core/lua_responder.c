@@ -253,7 +253,7 @@ set_count(lua_State *L, const char *name, uint64_t v)
 }
 
 /* r:stats() -> {connections=, requests=, served=, not_found=, bad=,
- * timeouts=, active=, peak=, entries=} (responder.h says what each
+ * timeouts=, evicted=, active=, peak=, entries=} (responder.h says what each
  * counts). Also after close(): the counters as they were then. */
 static int
 m_stats(lua_State *L)
@@ -266,13 +266,14 @@ m_stats(lua_State *L)
         responder_stats(lr->r, &st);
     else
         st = lr->last;
-    lua_createtable(L, 0, 9);
+    lua_createtable(L, 0, 10);
     set_count(L, "connections", st.connections);
     set_count(L, "requests", st.requests);
     set_count(L, "served", st.served);
     set_count(L, "not_found", st.not_found);
     set_count(L, "bad", st.bad);
     set_count(L, "timeouts", st.timeouts);
+    set_count(L, "evicted", st.evicted);
     set_count(L, "active", st.active);
     set_count(L, "peak", st.peak);
     set_count(L, "entries", st.entries);

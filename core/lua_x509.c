@@ -89,51 +89,76 @@ fail_box(lua_State *L, int idx, const struct luacme_err *err)
     return lbind_err(L, err);
 }
 
+/* Push t[field] of the table at idx without metamethods: a caller's
+ * __index must not run while C holds pointers into the arguments (it
+ * could close the key or drop the names). Returns the value's type. */
+static int
+raw_field(lua_State *L, int idx, const char *field)
+{
+    lua_pushstring(L, field);
+    return lua_rawget(L, idx);
+}
+
 /* The strings of the list field `field` of the table at idx (nil means
- * empty) into an array of C strings kept alive by the table; the array
- * lives in a userdata pushed on the stack. Returns the count; raises for
- * a field that is not a table or an element that is not a string. A
- * string with a NUL byte sets *bad (the caller returns "invalid"). */
+ * empty) into an array of C strings. The strings are our own copies
+ * (DNS names lower-cased when lower), kept in a table only this call
+ * can reach, so nothing the caller runs (a finalizer included) can
+ * free them. Pushes that table and the array (a userdata); returns the
+ * count. Raises for a field that is not a table or an element that is
+ * not a string; a string with a NUL byte sets *bad (the caller returns
+ * "invalid"). */
 static size_t
-string_list(lua_State *L, int idx, const char *field, const char ***out,
-    int *bad)
+string_list(lua_State *L, int idx, const char *field, int lower,
+    const char ***out, int *bad)
 {
     const char **v;
-    size_t i, n, len;
+    const char *s;
+    char *d;
+    size_t i, n, len, k;
+    luaL_Buffer buf;
     int t;
 
-    t = lua_getfield(L, idx, field);
-    if (t == LUA_TNIL) {
-        lua_pop(L, 1);
-        *out = lua_newuserdatauv(L, sizeof(char *), 0);
-        return 0;
-    }
-    if (t != LUA_TTABLE)
+    t = raw_field(L, idx, field);
+    if (t != LUA_TNIL && t != LUA_TTABLE)
         luaL_error(L, "csr: field '%s' must be a list of strings", field);
-    n = (size_t)lua_rawlen(L, -1);
+    n = t == LUA_TNIL ? 0 : (size_t)lua_rawlen(L, -1);
     if (n > LUACME_CSR_MAX_NAMES) {
         /* Checked again in x509.c; here it saves a huge allocation. */
         *bad = 2;
         n = 0;
     }
-    v = lua_newuserdatauv(L, (n > 0 ? n : 1) * sizeof(char *), 0);
+    lua_createtable(L, (int)n, 0);                      /* the copies */
     for (i = 0; i < n; i++) {
         /* rawgeti: no metamethod may run and drop the string. */
         if (lua_rawgeti(L, -2, (lua_Integer)i + 1) != LUA_TSTRING)
             luaL_error(L, "csr: %s[%d] must be a string", field, (int)i + 1);
-        v[i] = lua_tolstring(L, -1, &len);
-        if (strlen(v[i]) != len)
+        s = lua_tolstring(L, -1, &len);
+        if (strlen(s) != len)
             *bad = 1;
+        d = luaL_buffinitsize(L, &buf, len);
+        for (k = 0; k < len; k++)
+            d[k] = lower && s[k] >= 'A' && s[k] <= 'Z' ?
+                (char)(s[k] - 'A' + 'a') : s[k];
+        luaL_pushresultsize(&buf, len);
+        lua_rawseti(L, -3, (lua_Integer)i + 1);
         lua_pop(L, 1);
     }
-    lua_remove(L, -2);          /* the table stays referenced by arg 1 */
+    lua_remove(L, -2);          /* the caller's list (or nil) */
+    v = lua_newuserdatauv(L, (n > 0 ? n : 1) * sizeof(char *), 0);
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, (lua_Integer)i + 1);
+        v[i] = lua_tostring(L, -1);     /* anchored by the copies table */
+        lua_pop(L, 1);
+    }
     *out = v;
     return n;
 }
 
 /* core.csr{key=, names={...}, ips={...}, must_staple=false} -> DER string
  * of a PKCS#10 CSR signed by key | nil, message, "invalid" for bad or
- * missing names and IPs. Unknown fields and wrong types raise. */
+ * missing names and IPs. DNS names are lower-cased (ASCII), as orders
+ * are. The table is read raw (no metamethods). Unknown fields and wrong
+ * types raise. */
 static int
 l_csr(lua_State *L)
 {
@@ -161,28 +186,31 @@ l_csr(lua_State *L)
             return luaL_error(L, "csr: unknown field '%s'",
                 lua_tostring(L, -1));
     }
-    lua_getfield(L, 1, "key");                          /* 2 */
-    if (luaL_testudata(L, 2, LUACME_KEY_MT) == NULL)
-        return luaL_error(L, "csr: field 'key' must be a luacme.key");
-    key = lbind_checkkey(L, 2);
-    t = lua_getfield(L, 1, "must_staple");
+    t = raw_field(L, 1, "must_staple");
     if (t != LUA_TNIL && t != LUA_TBOOLEAN)
         return luaL_error(L, "csr: field 'must_staple' must be a boolean");
     staple = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    nnames = string_list(L, 1, "names", &names, &bad);  /* 3 */
-    nips = string_list(L, 1, "ips", &ips, &bad);        /* 4 */
+    nnames = string_list(L, 1, "names", 1, &names, &bad);     /* 2, 3 */
+    nips = string_list(L, 1, "ips", 0, &ips, &bad);           /* 4, 5 */
     if (bad == 1)
         return lbind_fail(L, "csr: name or IP with a NUL byte", "invalid");
     if (bad == 2 || nnames + nips > LUACME_CSR_MAX_NAMES)
         return lbind_fail(L, "csr: more than LUACME_CSR_MAX_NAMES names",
             "invalid");
-    b = box_new(L);                                     /* 5 */
+    b = box_new(L);                                           /* 6 */
+    /* The key last: from here on nothing allocates (no collection, no
+     * finalizer) before x509_csr is done with it; the userdata stays on
+     * the stack. */
+    raw_field(L, 1, "key");                                   /* 7 */
+    if (luaL_testudata(L, 7, LUACME_KEY_MT) == NULL)
+        return luaL_error(L, "csr: field 'key' must be a luacme.key");
+    key = lbind_checkkey(L, 7);
     if (x509_csr(key, names, nnames, ips, nips, staple, &b->der,
         &b->der_len, &err) != 0)
-        return fail_box(L, 5, &err);
+        return fail_box(L, 6, &err);
     lua_pushlstring(L, (const char *)b->der, b->der_len);
-    box_empty(L, 5);
+    box_empty(L, 6);
     return 1;
 }
 

@@ -71,6 +71,16 @@
 #define LUACME_RESPONDER_MAX_CONNS 64
 #define LUACME_RESPONDER_MAX_CONNS_CEIL 1024
 
+/* One peer must not starve the validation (A#9.5). A request head (or
+ * a TLS handshake) must arrive within HEAD_MS of the connection, however
+ * long the connection timeout; a peer address holding PER_ADDR
+ * connections, or a full responder, evicts the oldest connection still
+ * without a complete head that is at least IDLE_MIN_MS old (younger ones
+ * are the CA's own, whose request is on its way). */
+#define LUACME_RESPONDER_HEAD_MS 2500
+#define LUACME_RESPONDER_PER_ADDR 16
+#define LUACME_RESPONDER_IDLE_MIN_MS 200
+
 /* Largest http-01 request head (request line and headers) read before
  * answering 431; max_request= may ask from the floor up to the ceiling. */
 #define LUACME_RESPONDER_MAX_REQUEST (8 * 1024)

@@ -83,7 +83,8 @@ struct conn {
     int fd;
     enum conn_state state;
     short events;       /* POLLIN / POLLOUT to wait for */
-    int64_t deadline;   /* monotonic ms */
+    int64_t born;       /* monotonic ms of the accept */
+    struct sockaddr_storage peer;   /* its port ignored */
     SSL *ssl;
     enum tls_fail fail;
     int hello;          /* a ClientHello arrived (counted) */
@@ -682,6 +683,68 @@ conn_free(struct conn *c)
     free(c);
 }
 
+/* Has c still no complete request head (http-01) or handshake
+ * (tls-alpn-01)? Such a connection may be evicted, and has
+ * LUACME_RESPONDER_HEAD_MS to move on. */
+static int
+conn_waiting(const struct conn *c)
+{
+    return c->state == ST_READ || c->state == ST_HANDSHAKE;
+}
+
+/* When c must be done: HEAD_MS after the accept while it waits for the
+ * head, the connection timeout after it otherwise. */
+static int64_t
+conn_deadline(const struct responder *r, const struct conn *c)
+{
+    if (conn_waiting(c) && r->timeout_ms > LUACME_RESPONDER_HEAD_MS)
+        return c->born + LUACME_RESPONDER_HEAD_MS;
+    return c->born + r->timeout_ms;
+}
+
+/* Do a and b come from the same address (any port)? */
+static int
+same_peer(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+            &((const struct sockaddr_in *)b)->sin_addr,
+            sizeof(struct in_addr)) == 0;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+            &((const struct sockaddr_in6 *)b)->sin6_addr,
+            sizeof(struct in6_addr)) == 0;
+    return 0;
+}
+
+/* The oldest evictable connection (waiting, at least IDLE_MIN_MS old),
+ * of peer only when peer is not NULL; its index, or -1. Also counts
+ * peer's connections into *count when asked. */
+static long
+oldest_idle(const struct responder *r, const struct sockaddr_storage *peer,
+    int64_t now, size_t *count)
+{
+    long best = -1;
+    size_t i;
+    const struct conn *c;
+
+    if (count != NULL)
+        *count = 0;
+    for (i = 0; i < r->n_conns; i++) {
+        c = r->conns[i];
+        if (peer != NULL && !same_peer(&c->peer, peer))
+            continue;
+        if (count != NULL)
+            (*count)++;
+        if (conn_waiting(c) && now - c->born >= LUACME_RESPONDER_IDLE_MIN_MS &&
+            (best < 0 || c->born < r->conns[best]->born))
+            best = (long)i;
+    }
+    return best;
+}
+
 /* Drop connection i (swap with the last one). */
 static void
 conn_drop(struct responder *r, size_t i)
@@ -797,17 +860,48 @@ conn_step(struct responder *r, struct conn *c)
     }
 }
 
-/* Accept what the listening socket has, up to max_conns. */
+/* Make room for one more connection from peer: when the responder is
+ * full, or peer holds LUACME_RESPONDER_PER_ADDR, evict the oldest idle
+ * connection (of peer first). Returns 0 when there is room. */
+static int
+make_room(struct responder *r, const struct sockaddr_storage *peer,
+    int64_t now)
+{
+    size_t count;
+    long i = oldest_idle(r, peer, now, &count);
+
+    if (count >= LUACME_RESPONDER_PER_ADDR && i >= 0) {
+        conn_drop(r, (size_t)i);
+        stat_add(r, &r->st.evicted);
+    }
+    if (r->n_conns < (size_t)r->max_conns)
+        return 0;
+    i = oldest_idle(r, NULL, now, NULL);
+    if (i < 0)
+        return -1;
+    conn_drop(r, (size_t)i);
+    stat_add(r, &r->st.evicted);
+    return 0;
+}
+
+/* Accept what the listening socket has while there is room (see
+ * make_room). */
 static void
 accept_some(struct responder *r, int64_t now)
 {
+    struct sockaddr_storage peer;
+    socklen_t plen;
     struct conn *c;
     int fd;
 
-    while (r->n_conns < (size_t)r->max_conns) {
+    while (r->n_conns < (size_t)r->max_conns ||
+        oldest_idle(r, NULL, now, NULL) >= 0) {
         /* Close-on-exec at once: the thread running Lua may fork a
          * hook at any moment, and it must not inherit a connection. */
-        fd = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        plen = sizeof(peer);
+        memset(&peer, 0, sizeof(peer));
+        fd = accept4(r->lfd, (struct sockaddr *)&peer, &plen,
+            SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -820,6 +914,10 @@ accept_some(struct responder *r, int64_t now)
                 r->accept_pause = now + ACCEPT_PAUSE_MS;
             return;
         }
+        if (make_room(r, &peer, now) != 0) {
+            close(fd);
+            return;
+        }
         c = calloc(1, sizeof(*c));
         if (c == NULL) {
             free(c);
@@ -827,7 +925,8 @@ accept_some(struct responder *r, int64_t now)
             return;
         }
         c->fd = fd;
-        c->deadline = now + r->timeout_ms;
+        c->born = now;
+        c->peer = peer;
         if (r->kind == RESPONDER_HTTP01) {
             c->state = ST_READ;
             c->events = POLLIN;
@@ -872,7 +971,7 @@ serve(void *arg)
         now = now_ms();
         /* Expire first, so the poll timeout below is never negative. */
         for (i = r->n_conns; i-- > 0;) {
-            if (r->conns[i]->deadline <= now) {
+            if (conn_deadline(r, r->conns[i]) <= now) {
                 if (r->conns[i]->state != ST_DRAIN)
                     stat_add(r, &r->st.timeouts);
                 conn_drop(r, i);
@@ -881,8 +980,8 @@ serve(void *arg)
         n = 0;
         r->pfds[n].fd = r->wake_r;
         r->pfds[n++].events = POLLIN;
-        listening = r->n_conns < (size_t)r->max_conns &&
-            r->accept_pause <= now;
+        listening = (r->n_conns < (size_t)r->max_conns ||
+            oldest_idle(r, NULL, now, NULL) >= 0) && r->accept_pause <= now;
         if (listening) {
             r->pfds[n].fd = r->lfd;
             r->pfds[n++].events = POLLIN;
@@ -895,12 +994,16 @@ serve(void *arg)
             c = r->conns[i];
             r->pfds[n].fd = c->fd;
             r->pfds[n++].events = c->events;
-            if (next < 0 || c->deadline < next)
-                next = c->deadline;
+            if (next < 0 || conn_deadline(r, c) < next)
+                next = conn_deadline(r, c);
+            /* Full: wake when the oldest waiting one becomes evictable. */
+            if (!listening && r->accept_pause <= now && conn_waiting(c) &&
+                c->born + LUACME_RESPONDER_IDLE_MIN_MS < next)
+                next = c->born + LUACME_RESPONDER_IDLE_MIN_MS;
         }
         for (i = 0; i < n; i++)
             r->pfds[i].revents = 0;
-        timeout = next < 0 ? -1 : (int)(next - now);
+        timeout = next < 0 ? -1 : next <= now ? 0 : (int)(next - now);
         rc = poll(r->pfds, (nfds_t)n, timeout);
         if (rc < 0 && errno != EINTR)
             break;

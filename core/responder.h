@@ -52,9 +52,13 @@ struct responder_opts {
  * unknown tokens (http-01) or unknown/absent SNI (tls-alpn-01); "bad"
  * counts malformed, oversize or refused requests (wrong method, no or
  * another ALPN protocol, TLS errors); "timeouts" connections closed
- * because they outlived the connection timeout. */
+ * because they outlived the connection timeout (or, without a complete
+ * request head or handshake, LUACME_RESPONDER_HEAD_MS); "evicted" idle
+ * connections closed to make room (LUACME_RESPONDER_PER_ADDR, a full
+ * responder). */
 struct responder_stats {
     uint64_t connections, requests, served, not_found, bad, timeouts;
+    uint64_t evicted;
     unsigned active;        /* connections open now */
     unsigned peak;          /* most connections open at once */
     size_t entries;         /* tokens / identifiers currently added */

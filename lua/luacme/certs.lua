@@ -440,6 +440,12 @@ local function issue_cert(ctx, s, existing, why, csr)
         raise("usage", "no challenge hook given", { option = "hook" })
     end
     if not csr then dhooks = hooks.deploy_list(chooks, dhooks) end
+    -- --timeout bounds the whole issuance from here: the clients made
+    -- for it stop retrying and polling at ctx.deadline (A#9.4).
+    ctx.deadline = ctx.now() + ctx.timeout
+    local _ <close> = setmetatable({}, { __close = function()
+        ctx.deadline = nil
+    end })
     local c, acct = accounts.open(ctx, s.directory, true,
         { ca_file = s.ca_bundle })
     local key

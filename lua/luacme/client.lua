@@ -40,7 +40,7 @@ local OPTIONS = {
     transport = "table", sleep = "function", now = "function",
     poll_first = "number", poll_cap = "number", poll_timeout = "number",
     bad_nonce_retries = "number", max_retries = "number",
-    max_retry_wait = "number", allow_http = "boolean",
+    max_retry_wait = "number", allow_http = "boolean", deadline = "number",
 }
 
 local Client = {}
@@ -100,6 +100,7 @@ function M.new(opts)
         transport = opts.transport,
         sleep = opts.sleep or core.sleep,
         now = opts.now or core.time,
+        deadline = opts.deadline,   -- no retry waits past it (client clock)
         nonces = {},
         counters = { requests = 0, nonce_requests = 0, bad_nonces = 0,
             retries = 0 },
@@ -224,8 +225,18 @@ local function finish(resp)
 end
 
 -- Seconds to wait before retry n after a failed attempt (status nil for
--- a transport error), or nil to give up.
+-- a transport error), or nil to give up: also when the wait would end
+-- past self.deadline (an unreachable CA retried silently for 27 s under
+-- --timeout 5, A#9.4).
 function Client:_retry_wait(n, status, headers)
+    local w = self:_retry_delay(n, status, headers)
+    if w and self.deadline and self.now() + w > self.deadline then
+        return nil
+    end
+    return w
+end
+
+function Client:_retry_delay(n, status, headers)
     local w
     if self.retry_backoff then
         w = self.retry_backoff(n, status, headers)
@@ -999,6 +1010,7 @@ end
 function Client:poll(url, fetch, classify, opts)
     opts = opts or {}
     local deadline = opts.deadline or (self.now() + self.poll_timeout)
+    if self.deadline then deadline = math.min(deadline, self.deadline) end
     local next_wait = util.backoff(self.poll_first, self.poll_cap, deadline,
         self.now)
     local on_wait = opts.on_wait or function() end
@@ -1253,6 +1265,10 @@ function Client:fetch_cert(url, bundle)
     return ders, { pem = resp.body, pems = pems, url = url,
         alternates = util.link(resp.headers, "alternate", url) }
 end
+
+-- Most alternate chains fetched for one certificate: a server listing
+-- endless alternates must not keep the client downloading (A#9.2).
+M.MAX_ALTERNATES = 10
 
 -- list_cert_alternates(url): URLs of the alternate chains of the
 -- certificate at url.

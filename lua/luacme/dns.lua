@@ -27,6 +27,7 @@
 -- Queries go through core.dns_query (glibc libresolv). Names handed back
 -- are lower case with the trailing dot.
 local core = require "luacme.core"
+local errors = require "luacme.errors"
 local util = require "luacme.util"
 
 local M = {}
@@ -151,8 +152,25 @@ function M.query(name, qtype, server, recurse)
     return r
 end
 
+-- Is name (an fqdn) a host name: labels of letters, digits, "-" and
+-- "_" (for _acme-challenge), 1..63 bytes each, 253 in all? A CNAME
+-- target comes from whoever answers DNS and goes on to provider APIs,
+-- nsupdate scripts and acme.sh shell functions; libresolv hands other
+-- bytes over escaped ("\$", "\032"), which fail here too.
+function M.is_host_name(name)
+    if type(name) ~= "string" or #name > 254 or
+        not name:find("^[%w_%-][%w_.%-]*%.$") then
+        return false
+    end
+    for label in name:gmatch("([^.]*)%.") do
+        if #label == 0 or #label > 63 then return false end
+    end
+    return true
+end
+
 -- Follow CNAMEs from name (at most MAX_CNAMES). Returns the final name
--- (fqdn) and the list of names passed, or nil, message.
+-- (fqdn) and the list of names passed, or nil, message. Every target
+-- must be a host name (M.is_host_name) before anyone sees it.
 function M.follow_cname(name, opts)
     name = M.fqdn(name)
     local chain = { name }
@@ -169,6 +187,10 @@ function M.follow_cname(name, opts)
             end
         end
         if not target then return name, chain end
+        if not M.is_host_name(target) then
+            return nil, "the CNAME of " .. name .. " points to " ..
+                errors.printable(target) .. ", which is not a host name"
+        end
         for _, seen in ipairs(chain) do
             if seen == target then
                 return nil, "CNAME loop at " .. target
@@ -404,7 +426,9 @@ end
 -- raises "not propagated after N s: <detail>" once propagation_timeout
 -- seconds have passed since the deployment, so a record that will not
 -- show fails early and says where. With dns_wait it checks nothing: it
--- sleeps until that many seconds after the deployment and says true.
+-- sleeps until that many seconds after the deployment and says true
+-- (or, when that is past ch.deadline, sleeps until then and says not
+-- yet).
 function M.ready(ch, opts)
     opts = opts or {}
     local t0 = started[key(ch)]
@@ -415,6 +439,13 @@ function M.ready(ch, opts)
     local wait = tonumber(opts.dns_wait)
     if wait then
         local left = t0 + wait - M.now()
+        -- Never past the issuance's deadline (ch.deadline, our clock).
+        local room = ch.deadline and (ch.deadline - M.now()) or left
+        if left > room then
+            if room > 0 then M.sleep(room) end
+            return nil, "waiting " .. wait .. " s after deploying " ..
+                "(dns_wait) would pass the deadline"
+        end
         if left > 0 then M.sleep(left) end
         return true
     end

@@ -44,11 +44,12 @@ end
 M.printable = printable
 
 -- "rateLimited" for "urn:ietf:params:acme:error:rateLimited"; other
--- strings as they are; nil for anything else.
+-- strings as they are; nil for anything else. Made printable: it is
+-- shown to people and comes from the server.
 local function short_type(t)
     if type(t) ~= "string" then return nil end
-    if t:sub(1, #M.PREFIX) == M.PREFIX then return t:sub(#M.PREFIX + 1) end
-    return t
+    if t:sub(1, #M.PREFIX) == M.PREFIX then t = t:sub(#M.PREFIX + 1) end
+    return printable(t)
 end
 M.short_type = short_type
 
@@ -62,7 +63,8 @@ end
 M.repeats = repeats
 
 function E.__tostring(e)
-    local head = e.type and short_type(e.type) or e.kind or "error"
+    local head = e.type and short_type(e.type) or
+        printable(e.kind or "error")
     local detail = printable(e.detail or "(no detail)")
     -- "unauthorized: unauthorized: ..." says nothing twice.
     if detail:sub(1, #head + 2) == head .. ": " then
@@ -72,7 +74,8 @@ function E.__tostring(e)
     if type(e.subproblems) == "table" then
         for _, sp in ipairs(e.subproblems) do
             local id = sp.identifier
-            local who = id and (id.type .. ":" .. printable(id.value)) or "?"
+            local who = id and (printable(id.type) .. ":" ..
+                printable(id.value)) or "?"
             s = s .. "\n  " .. who .. ": " .. tostring(sp)
         end
     end

@@ -19,6 +19,7 @@
 --   sleep = fn(s), now = fn() -> epoch seconds,
 --   poll_first =, poll_cap =, poll_timeout =, bad_nonce_retries =,
 --   max_retries =, max_retry_wait =,
+--   deadline = epoch seconds,   -- no retry or poll waits past it
 -- }
 --
 -- client:issue{...} is the whole issuance of luacme.issuance (a method
@@ -95,16 +96,47 @@ function M.accept_tos()
     return true
 end
 
--- jwk_thumbprint(key): RFC 7638 thumbprint (base64url).
+-- The members of a public JWK that its RFC 7638 thumbprint covers, in
+-- lexicographic order, per key type.
+local JWK_MEMBERS = { EC = { "crv", "kty", "x", "y" }, RSA = { "e", "kty", "n" } }
+
+-- jwk_thumbprint(key): RFC 7638 thumbprint (base64url) of a key object,
+-- a public key PEM ("PUBLIC KEY") or a public JWK table; nil, err for a
+-- PEM or JWK that is no usable public key.
 function M.jwk_thumbprint(key)
-    return key:thumbprint()
+    if type(key) == "string" then
+        local tp, msg, kind = core.public_thumbprint(key)
+        if not tp then return nil, errors.new(kind or "parse", msg) end
+        return tp
+    end
+    if type(key) ~= "table" then return key:thumbprint() end
+    local members = JWK_MEMBERS[key.kty]
+    if not members then
+        return nil, errors.new("invalid", "JWK: kty EC or RSA expected")
+    end
+    -- The canonical JSON by hand (RFC 7638 §3): the values are
+    -- base64url or fixed names, so none needs escaping.
+    local parts = {}
+    for i, m in ipairs(members) do
+        local v = key[m]
+        if type(v) ~= "string" or not v:match("^[%w%-_]+$") then
+            return nil, errors.new("invalid", "JWK: member " .. m ..
+                " missing or not base64url")
+        end
+        parts[i] = '"' .. m .. '":"' .. v .. '"'
+    end
+    return core.b64url_encode(core.sha256("{" .. table.concat(parts, ",") ..
+        "}"))
 end
 
 -- rate_limit(err) -> seconds, true when err is a rate limit (HTTP 429 or
--- rateLimited); 0, false otherwise.
+-- rateLimited, the URN in any case: RFC 8141 URNs are case-insensitive);
+-- 0, false otherwise.
 function M.rate_limit(err)
     if type(err) ~= "table" then return 0, false end
-    if err.status == 429 or errors.is(err, "rateLimited") then
+    local ty = type(err.type) == "string" and err.type:lower() or ""
+    if err.status == 429 or err.kind == "rateLimited" or
+        ty == "ratelimited" or ty:sub(-12) == ":ratelimited" then
         return err.retry_after or 0, true
     end
     return 0, false

@@ -140,12 +140,21 @@ function Ctx:close()
 end
 Ctx.__close = Ctx.close
 
+-- Longest single HTTP exchange and connect (seconds) of a client, as
+-- core.http's defaults; a shorter --timeout shortens them.
+M.HTTP_TIMEOUT, M.CONNECT_TIMEOUT = 30, 10
+
 -- A protocol client for the CA at url (ca_file: its bundle, default the
--- context's).
+-- context's). During an issuance (self.deadline set) it waits for
+-- nothing past the deadline.
 function Ctx:client(url, key, kid, ca_file)
+    local limit = self.deadline and math.max(1, self.deadline - self.now())
     return client.new{ directory = url, key = key, kid = kid,
         ca_file = ca_file or self.ca_file, transport = self.transport,
-        now = self.transport and self.now or nil, sleep = self.sleep }
+        now = self.transport and self.now or nil, sleep = self.sleep,
+        deadline = self.deadline,
+        timeout = limit and math.min(M.HTTP_TIMEOUT, limit) or nil,
+        connect_timeout = limit and math.min(M.CONNECT_TIMEOUT, limit) or nil }
 end
 
 -- The operations: each runs under errors.protect, so a failure is

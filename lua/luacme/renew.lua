@@ -68,7 +68,8 @@ end
 -- window it was drawn from, renew_at_start/renew_at_end), so repeated
 -- runs do not re-roll; the caller saves meta. A changed window draws a
 -- new moment. A window with end <= start is invalid: the lifetime rule
--- applies. An expired certificate is always due.
+-- applies, and so it does when the chosen moment is later than the
+-- lifetime rule's. An expired certificate is always due.
 function M.due(info, meta, now, rand)
     rand = rand or M.random
     if type(info) ~= "table" or not num(info.not_after) or
@@ -112,6 +113,14 @@ function M.due(info, meta, now, rand)
         -- RFC 9773 §4.2: the CA may say why (an incident, a revocation).
         if type(ari.explanation_url) == "string" then
             window = window .. " (explained at " .. ari.explanation_url .. ")"
+        end
+        -- A window later than the lifetime rule (one after expiry, a
+        -- CA's mistake or a hostile one) must not keep a certificate
+        -- past it: the earlier of the two wins.
+        local _, lwhen = by_lifetime(nb, na, now, "")
+        if at > lwhen then
+            return by_lifetime(nb, na, now, "; " .. window ..
+                " is later than that")
         end
         if now >= we then
             return true, now, window .. " has passed"

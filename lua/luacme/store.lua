@@ -100,14 +100,48 @@ local function allowed_bits(rel, ftype)
     return 420                                    -- 0644
 end
 
+-- Paths whose owner decides what runs as the caller: meta.json, which
+-- names hooks, and every directory that could swap it (the root,
+-- certs/, a certificate's directory and its generations). "dir" when
+-- only a directory there counts.
+local function guarded(rel)
+    if rel == "" or rel == "certs" or rel:match("^certs/[^/]+$") or
+        rel:match("^certs/[^/]+/meta%.json$") or
+        rel:match("^certs/[^/]+/[^/]+/meta%.json$") then
+        return "any"
+    end
+    if rel:match("^certs/[^/]+/[^/]+$") then return "dir" end
+    return nil
+end
+
+-- Why a guarded path (followed if a link) must not be trusted, or nil:
+-- another owner than the caller, or writable by group or others.
+local function untrusted(abs, uid, what)
+    local st = core.stat(abs)
+    if not st or (what == "dir" and st.type ~= "dir") then return nil end
+    if st.uid ~= uid then
+        return string.format("%s: owned by uid %d, not %d", abs, st.uid, uid)
+    end
+    if st.mode & 18 ~= 0 then                       -- 0022
+        return string.format("%s: writable by %s (mode %s)", abs,
+            st.mode & 16 ~= 0 and "group" or "others", octal(st.mode & 4095))
+    end
+    return nil
+end
+
 -- Look at the modes of what is already there (up to WALK_DEPTH levels):
 -- directories must be 0700, secrets 0600, other files no looser than
 -- 0644. Symbolic links are not followed; one is reported unless it is
 -- relative and stays inside its directory's subtree (what the store
 -- makes itself: a certificate's files point into its generation).
--- Appends human-readable lines to warnings.
-local function walk_modes(self, rel, depth, warnings)
+-- Appends human-readable lines to warnings; guarded paths another user
+-- controls (links followed) go to refusals.
+local function walk_modes(self, rel, depth, warnings, refusals)
     local abs = self:path(rel)
+    local what = guarded(rel)
+    if what then
+        refusals[#refusals + 1] = untrusted(abs, self.uid, what)
+    end
     local st = core.lstat(abs)
     if not st then return end
     if st.type == "link" then
@@ -131,7 +165,7 @@ local function walk_modes(self, rel, depth, warnings)
         local names = core.listdir(abs)
         for _, n in ipairs(names or {}) do
             walk_modes(self, rel == "" and n or rel .. "/" .. n, depth + 1,
-                warnings)
+                warnings, refusals)
         end
     end
 end
@@ -140,7 +174,9 @@ end
 -- the store and a list of warnings (also kept in store.warnings): files
 -- and directories whose modes are looser than required. Nothing is
 -- changed about existing files. nil, err when dir cannot be created or
--- is not a directory.
+-- is not a directory, and (kind "permission") when the root, certs/,
+-- a certificate directory or a meta.json is owned by another user or
+-- writable by group or others.
 function M.open(dir)
     if type(dir) ~= "string" or dir == "" then
         error("store.open: directory must be a non-empty string", 2)
@@ -156,8 +192,15 @@ function M.open(dir)
         return fail("invalid", "state directory " .. dir ..
             " is not a directory")
     end
-    local self = setmetatable({ dir = dir, warnings = {} }, Store)
-    walk_modes(self, "", 0, self.warnings)
+    local self = setmetatable({ dir = dir, warnings = {},
+        uid = core.getuid() }, Store)
+    local refusals = {}
+    walk_modes(self, "", 0, self.warnings, refusals)
+    if #refusals > 0 then
+        return fail("permission", "refusing state another user controls " ..
+            "(its meta.json names hooks that would run as you): " ..
+            table.concat(refusals, "; "))
+    end
     return self, self.warnings
 end
 

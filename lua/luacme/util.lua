@@ -227,18 +227,28 @@ function M.parse_http_date(s)
         tonumber(sec))
 end
 
--- Retry-After (delta-seconds or HTTP-date) of `headers` as seconds from
--- `now` (epoch seconds), at least 0; nil when absent or unparseable.
+-- The shortest wait a Retry-After can ask for. A hint is a floor for
+-- politeness, not a licence: 0, a negative number or a date in the past
+-- once made thousands of polls a second (A#9.2).
+M.MIN_RETRY_AFTER = 1
+
+-- Retry-After (delta-seconds, possibly negative, or HTTP-date) of
+-- `headers` as seconds from `now` (epoch seconds), at least
+-- M.MIN_RETRY_AFTER; nil when absent or unparseable.
 function M.retry_after(headers, now)
     local v = M.header(headers, "retry-after")
     if not v then return nil end
-    if v:match("^%d+$") then
-        if #v > 10 then return nil end
-        return tonumber(v)
+    local n
+    local digits = v:match("^%-?(%d+)$")
+    if digits then
+        if #digits > 10 then return nil end
+        n = tonumber(v)
+    else
+        local t = M.parse_http_date(v)
+        if not t then return nil end
+        n = t - math.floor(now)
     end
-    local t = M.parse_http_date(v)
-    if not t then return nil end
-    return math.max(0, t - math.floor(now))
+    return math.max(M.MIN_RETRY_AFTER, n)
 end
 
 -- An RFC 3339 date-time as epoch seconds (float with fractions), or nil.

@@ -438,8 +438,11 @@ test_http_slow_client(void)
     responder_stop(r);
 }
 
-/* With max_conns open connections, the next one waits in the listen
- * queue and is served once a slot is free; many at once are all served. */
+/* With max_conns busy connections (answered, not yet closed by the
+ * client), the next one waits in the listen queue and is served once a
+ * slot is free; many at once are all served. Connections that sent
+ * nothing are not busy: they are evicted for a newcomer (A#9.5; this
+ * test used to hold the slots with such idle connections). */
 static void
 test_http_conn_limit(void)
 {
@@ -457,6 +460,10 @@ test_http_conn_limit(void)
     idle1 = connect_to(AF_INET, responder_port(r));
     idle2 = connect_to(AF_INET, responder_port(r));
     CHECK(idle1 >= 0 && idle2 >= 0);
+    CHECK(send_all(idle1, "GET " PATH " HTTP/1.1\r\n\r\n",
+        strlen("GET " PATH " HTTP/1.1\r\n\r\n")) == 0);
+    CHECK(send_all(idle2, "GET " PATH " HTTP/1.1\r\n\r\n",
+        strlen("GET " PATH " HTTP/1.1\r\n\r\n")) == 0);
     CHECK(wait_active(r, 2));
     third = connect_to(AF_INET, responder_port(r));
     CHECK(third >= 0);
@@ -493,7 +500,28 @@ test_http_conn_limit(void)
     CHECK(ok);
     responder_stats(r, &st);
     CHECK(st.peak == 2);
-    CHECK(st.served == 41);
+    CHECK(st.served == 43);
+    CHECK(st.evicted == 0);
+
+    /* Two connections that send nothing, older than IDLE_MIN_MS: a
+     * newcomer evicts the older one and is served at once. */
+    idle1 = connect_to(AF_INET, responder_port(r));
+    CHECK(wait_active(r, 1));
+    idle2 = connect_to(AF_INET, responder_port(r));
+    CHECK(wait_active(r, 2));
+    poll(NULL, 0, LUACME_RESPONDER_IDLE_MIN_MS + 50);
+    third = connect_to(AF_INET, responder_port(r));
+    CHECK(third >= 0);
+    CHECK(send_all(third, "GET " PATH " HTTP/1.1\r\n\r\n",
+        strlen("GET " PATH " HTTP/1.1\r\n\r\n")) == 0);
+    CHECK(read_all(third, buf, sizeof(buf)) > 0);
+    CHECK_STR(body_of(buf), KEYAUTH);
+    CHECK(read_all(idle1, buf, sizeof(buf)) == 0);  /* the older: closed */
+    responder_stats(r, &st);
+    CHECK(st.evicted == 1);
+    close(third);
+    close(idle1);
+    close(idle2);
     responder_stop(r);
 }
 

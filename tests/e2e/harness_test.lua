@@ -75,3 +75,21 @@ t.test("the ports are free of other servers and distinct", function()
     .. E.env.tls_port .. "/")
   t.ok(not ok, "tlsPort is unused")
 end)
+
+-- A#9.4: challtestsrv answers a name it has no record for with NOERROR,
+-- no answer, neither AA nor RA; glibc's res_nsend looped on that at
+-- 100 % CPU forever. The query comes back within its timeout.
+t.test("core.dns_query of an unknown name at challtestsrv returns in time", function()
+  for _, ty in ipairs({ "TXT", "CNAME" }) do
+    local t0 = core.monotonic()
+    local r, msg, kind = core.dns_query("_acme-challenge.x.test.", ty,
+      { server = "127.0.0.1:" .. E.env.dns_port, timeout = 2 })
+    local took = core.monotonic() - t0
+    t.ok(took < 2.5, ty .. " took " .. took .. " s")
+    if r then
+      t.eq(#r, 0, ty .. ": no record")
+    else
+      t.eq(kind, "timeout", ty .. ": " .. tostring(msg))
+    end
+  end
+end)

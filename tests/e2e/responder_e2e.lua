@@ -12,8 +12,10 @@ local M = {}
 -- Issue for names with the hook of spec. Returns the issuance result
 -- plus deployed (the challenge tables the hook got, in order), key (the
 -- certificate key) and cleaned (cleanup calls that succeeded). Raises
--- when anything fails.
-function M.issue(spec, names)
+-- when anything fails. opts (optional): after_deploy(ch) runs after each
+-- successful deploy, on_event is issuance's.
+function M.issue(spec, names, opts)
+  opts = opts or {}
   local hook = assert(hooks.load(spec, "challenge"))
   local c = E.account()
   local ids, dns, ips = E.ids(names)
@@ -22,9 +24,11 @@ function M.issue(spec, names)
   local deployed, cleaned = {}, 0
   -- The loaded hook, watched: what it was given and what it cleaned.
   local watched = { name = hook.name, opts = hook.opts, types = hook.types,
-    deploy = function(ch, opts)
+    deploy = function(ch, hopts)
       deployed[#deployed + 1] = ch
-      return hook.deploy(ch, opts)
+      local ok, e = hook.deploy(ch, hopts)
+      if ok and opts.after_deploy then opts.after_deploy(ch) end
+      return ok, e
     end,
     cleanup = function(ch, opts)
       local ok, e = hook.cleanup(ch, opts)
@@ -32,7 +36,8 @@ function M.issue(spec, names)
       return ok, e
     end }
   local res, err = issuance.issue(c, {
-    identifiers = ids, csr = csr, timeout = 60, hooks = { watched } })
+    identifiers = ids, csr = csr, timeout = 60, hooks = { watched },
+    on_event = opts.on_event })
   if not res then error("issue " .. table.concat(names, ",") .. ": " ..
     tostring(err), 2) end
   res.deployed, res.key, res.cleaned = deployed, key, cleaned

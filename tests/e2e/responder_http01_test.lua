@@ -8,6 +8,7 @@ package.path = here .. "/?.lua;" .. package.path
 local t = require "testlib"
 local E = require "e2e"
 local R = require "responder_e2e"
+local core = require "luacme.core"
 
 local function spec()
   return "standalone:address=127.0.0.1,port=" .. E.env.http_port
@@ -46,4 +47,54 @@ t.test("standalone http-01: three names and the IP share one responder",
     t.eq(res.deployed[i].responder, res.deployed[1].responder)
   end
   t.ok(not R.http_port_answers())
+end)
+
+-- A#9.5: one peer holding 300 idle connections to the responder cannot
+-- starve Pebble's validation: it is answered within 2 s.
+local IDLE = [[
+import os, socket, sys, time
+socks = []
+for i in range(int(sys.argv[2])):
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+        socks.append(s)
+    except OSError:
+        pass
+print("open %d %d" % (len(socks), os.getpid()), flush=True)
+time.sleep(120)
+]]
+
+t.test("standalone http-01: 300 idle connections, validated within 2 s",
+  function()
+  local dir = E.env.workdir
+  local f = assert(io.open(dir .. "/idle.py", "w"))
+  f:write(IDLE)
+  f:close()
+  local p, pid, opened
+  local at = {}
+  local ok, err = pcall(function()
+    local res = R.issue(spec(), { E.name("starved") }, {
+      after_deploy = function()
+        p = assert(io.popen("exec python3 " .. E.q(dir .. "/idle.py") ..
+          " " .. E.env.http_port .. " 300"))
+        local line = p:read("l") or ""
+        opened, pid = line:match("^open (%d+) (%d+)$")
+      end,
+      on_event = function(name)
+        at[name] = at[name] or core.monotonic()
+      end })
+    t.ok(tonumber(opened) and tonumber(opened) >= 150,
+      "idle peer opened " .. tostring(opened))
+    t.ok(at.validating and at.finalize, "validating and finalize seen")
+    local took = at.finalize - at.validating
+    t.ok(took < 2, "validated in " .. took .. " s")
+    local st = res.deployed[1].responder:stats()
+    t.ok(st.evicted > 0, "idle connections evicted: " .. st.evicted)
+    t.eq(st.served, 3, "Pebble's three requests served")
+    print(string.format("  figure: validated in %.2f s with %s idle " ..
+      "connections opened, %d evicted", took, opened, st.evicted))
+  end)
+  if pid then os.execute("kill " .. pid) end
+  if p then p:close() end
+  if not ok then error(err, 0) end
 end)

@@ -6,6 +6,7 @@ local util = require "luacme.util"
 local errors = require "luacme.errors"
 local ident = require "luacme.ident"
 local client = require "luacme.client"
+local dns = require "luacme.dns"
 
 local base = "https://ca.test:14000/acme/order/1"
 local now = 1700000000
@@ -21,6 +22,10 @@ return function(data)
   util.resolve(base, data)
   ident.normalize({ type = "dns", value = data })
   ident.normalize({ type = "ip", value = data })
+  -- a CNAME target as libresolv hands it over (alias mode)
+  if dns.is_host_name(data) and (#data > 254 or data:find("[^%w_.%-]")) then
+    error("is_host_name accepted " .. data)
+  end
   local doc = cjson.decode(data)
   if doc ~= nil then
     client.parse.order(doc, base, { url = base })

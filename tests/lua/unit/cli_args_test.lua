@@ -368,6 +368,21 @@ t.test("luacme hooks lists the built-ins; renew checks --jitter", function()
   t.match(err, "%-%-jitter")
 end)
 
+-- A#9.4: an unreachable CA with --timeout 5 retried silently for 27 s;
+-- --timeout bounds the whole issuance, connect retries included.
+t.test("issue --timeout 5 against an unreachable CA ends within it",
+  function()
+  local state = t.tmpdir() .. "/state"
+  local t0 = core.monotonic()
+  local st, _, err = run({ "--state", state, "--directory",
+    "https://127.0.0.1:1/dir", "issue", "--timeout", "5", "--agree-tos",
+    "-d", "a.example", "--hook", "webroot:root=" .. t.tmpdir() })
+  local took = core.monotonic() - t0
+  t.eq(st, 1, err)
+  t.ok(took < 7, "ended after " .. took .. " s")
+  t.match(err, "127%.0%.0%.1")
+end)
+
 t.test("parse: certbot's and acme.sh's spellings mean luacme's options",
   function()
   local p = assert(cli.parse{ "issue", "-m", "me@example.com", "--server",

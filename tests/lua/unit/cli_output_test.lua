@@ -89,6 +89,30 @@ t.test("server text is made printable, JSON stays valid UTF-8", function()
   t.match(l.detail, "\\xff\\xfe")
 end)
 
+-- A#9.5: every string from the server, not only the detail: an ESC in
+-- the problem type once reached the terminal through tostring(err).
+t.test("problem and subproblem types and identifiers are made printable",
+  function()
+  local esc = "\27[2J\27]0;pwned\7"
+  local e = errors.problem(400, { type = errors.PREFIX .. "x" .. esc,
+    detail = "d" .. esc, subproblems = {
+      { type = errors.PREFIX .. "y" .. esc, detail = "sub" .. esc,
+        identifier = { type = "dns" .. esc, value = "v" .. esc } } } })
+  local a = errors.new("authorization", "authorization failed",
+    { identifier = { type = "dns", value = "n" .. esc }, cause = e,
+      errors = { e } })
+  for _, err in ipairs({ e, a }) do
+    local texts = {}
+    for l in tostring(err):gmatch("[^\n]+") do texts[#texts + 1] = l end
+    for _, l in ipairs(output.error_lines(err)) do texts[#texts + 1] = l end
+    for _, s in ipairs(texts) do
+      t.ok(not s:find("[%c\127]"), "control character in " .. s:gsub("%c", "?"))
+    end
+  end
+  t.match(tostring(e), "^x\\x1b%[2J")
+  t.match(output.error_lines(a)[1], "x\\x1b%[2J")
+end)
+
 t.test("an ACME problem: type, detail, identifier, status, hint", function()
   local e = errors.problem(403, { type = errors.PREFIX .. "agreementRequired",
     detail = "Provided account did not agree to the terms of service" })

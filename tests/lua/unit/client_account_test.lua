@@ -322,3 +322,29 @@ t.test("challenge helpers give Go's known answers", function()
     t.ok(info.der:find(ext, 1, true), "RFC 8737 extension with Go's digest")
     t.ok(core.cert_matches_key(pem, ckey))
 end)
+
+-- A#9.6: a thumbprint from what a person holds of someone else's key:
+-- its public PEM or its JWK.
+t.test("jwk_thumbprint accepts a public key PEM or a JWK table", function()
+    local key = assert(core.key_load(t.readfile(
+        "tests/fixtures/keys/go-testkey-ec256.pem")))
+    local tp = "zedj-Bd1Zshp8KLePv2MB-lJ_Hagp7wAwdkA0NUTniU"
+    t.eq(acme.jwk_thumbprint(key:public_pem()), tp, "public PEM")
+    t.eq(acme.jwk_thumbprint(key:jwk()), tp, "JWK table")
+    local jwk = key:jwk()
+    jwk.kid, jwk.use = "extra", "sig"
+    t.eq(acme.jwk_thumbprint(jwk), tp, "members beyond the required ignored")
+    for _, spec in ipairs({ "rsa2048", "ec384" }) do
+        local k = core.key_generate(spec)
+        t.eq(acme.jwk_thumbprint(k:public_pem()), k:thumbprint(), spec)
+        t.eq(acme.jwk_thumbprint(k:jwk()), k:thumbprint(), spec)
+    end
+    local v, err = acme.jwk_thumbprint("not a key")
+    t.eq(v, nil)
+    t.ok(acme.errors.iserror(err))
+    v, err = acme.jwk_thumbprint({ kty = "EC", crv = "P-256", x = "a" })
+    t.eq(v, nil)
+    t.eq(err.kind, "invalid")
+    v = acme.jwk_thumbprint({ kty = "oct", k = "abc" })
+    t.eq(v, nil)
+end)

@@ -231,6 +231,13 @@ t.test("an invalid authorization is reported with the CA's detail, no finalize",
     t.eq(#ca:find("POST", "/finalize-order/"), 0)
     t.eq(rec.cleanups, 2, "both deployed challenges cleaned up")
     t.ok(err.order and err.order.status == "invalid")
+    -- A#9.6: the challenge problems as a list, also when there is one
+    t.eq(type(err.errors), "table")
+    t.eq(#err.errors, 1)
+    t.eq(err.errors[1].type, URN .. "unauthorized")
+    t.eq(err.errors[1].cause, err.cause)
+    local _, n = tostring(err):gsub("Invalid response", "")
+    t.eq(n, 1, "the problem shown once: " .. tostring(err))
 end)
 
 t.test("deploy failure and deadline: cleanup runs, nothing finalized", function()
@@ -374,6 +381,29 @@ t.test("wait_* honour Retry-After, capped by the deadline", function()
     t.eq(#clock.slept, 0)
 end)
 
+-- A#9.2: Retry-After: 0 on every poll reply once made 5,616
+-- authorization polls in one second.
+t.test("polls with Retry-After 0, negative or past wait at least 1 s", function()
+    for _, hint in ipairs({ "0", "-3", "Thu, 01 Jan 1970 00:00:00 GMT" }) do
+        local c, ca, clock = setup{ validation_delay = 1e6 }
+        local o = assert(c:authorize_order(acme.domain_ids("a.example")))
+        ca:once("POST", "/authZ/", function(_, s, h, b)
+            h["retry-after"] = hint
+            return s, h, b
+        end, 50)
+        clock.slept = {}
+        local got, err = c:wait_authorization(o.authz_urls[1],
+            clock.now() + 20)
+        t.eq(got, nil, hint)
+        t.eq(err.kind, "deadline", hint)
+        t.ok(#clock.slept > 0 and #clock.slept <= 20, hint .. ": " ..
+            #clock.slept .. " polls in 20 s")
+        for _, s in ipairs(clock.slept) do
+            t.ok(s >= 1, hint .. ": slept " .. s)
+        end
+    end
+end)
+
 t.test("finalize handles processing by polling the order URL", function()
     local c, ca = setup{ issue_delay = 0.3 }
     local rec = recorder(ca)
@@ -447,6 +477,47 @@ t.test("alternate chains: listed, and chosen by issuer CN", function()
     res = assert(c:issue{ identifiers = acme.domain_ids("c.example"), csr = "x",
         hooks = { recorder(ca).hook }, preferred_chain = "Root A" })
     t.eq(#ca:find("POST", "/alternate/"), before)
+end)
+
+-- A#9.2: lists from the server are bounded.
+t.test("at most MAX_ALTERNATES alternate chains are fetched", function()
+    local dir = t.tmpdir()
+    local c, ca = setup{ chains = { selfsigned(dir, "Root A"),
+        selfsigned(dir, "Root B") } }
+    ca:once("POST", "/certZ/", function(_, s, h, b)
+        local links = { h.link[1] }
+        for i = 1, 40 do
+            links[#links + 1] = "<" .. ca.base .. "/certZ/9/alternate/1?n=" ..
+                i .. '>;rel="alternate"'
+        end
+        h.link = links
+        return s, h, b
+    end)
+    local res = assert(c:issue{ identifiers = acme.domain_ids("a.example"),
+        csr = "x", hooks = { recorder(ca).hook }, preferred_chain = "Nobody" })
+    t.eq(core.cert_info(res.certs[1]).issuer_cn, "Root A", "the default")
+    t.eq(require("luacme.client").MAX_ALTERNATES, 10)
+    t.eq(#ca:find("POST", "/alternate/"), 10, "10 of 40 alternates fetched")
+end)
+
+t.test("an order with more authorizations than identifiers is refused", function()
+    local c, ca = setup()
+    ca:once("POST", "/order-plz", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        for i = 1, 5 do
+            doc.authorizations[#doc.authorizations + 1] =
+                ca.base .. "/authZ/90" .. i
+        end
+        return s, h, cjson.encode(doc)
+    end)
+    local rec = recorder(ca)
+    local res, err = c:issue{ identifiers = acme.domain_ids("a.example",
+        "b.example"), csr = "x", hooks = { rec.hook } }
+    t.eq(res, nil)
+    t.eq(err.kind, "response")
+    t.match(err.detail, "7 authorizations for 2 identifiers")
+    t.eq(#ca:find("POST", "/authZ/"), 0, "no authorization fetched")
+    t.eq(rec.deploys, 0)
 end)
 
 t.test("orders listed across pages", function()
@@ -671,6 +742,57 @@ t.test("an order whose identifiers or authorizations change is invalid", functio
     end)
     assert(c:issue{ identifiers = acme.domain_ids("a.example", "b.example"),
         csr = "x", hooks = { recorder(ca).hook } })
+end)
+
+-- A#9.6: the order's identifiers are checked also when no
+-- authorization needs solving, and after finalize.
+t.test("a ready order for other names, or one changed by finalize, is refused", function()
+    -- ready at creation (authorization reused) but for another name
+    local c, ca = setup{ reuse = { ["a.example"] = true } }
+    ca:once("POST", "/order-plz", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        t.eq(doc.status, "ready")
+        doc.identifiers[1].value = "victim.example"
+        return s, h, cjson.encode(doc)
+    end)
+    local res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
+        csr = "x", hooks = { recorder(ca).hook } }
+    t.eq(res, nil)
+    t.eq(err.kind, "response")
+    t.match(err.detail, "victim.example")
+    t.eq(#ca:find("POST", "/finalize-order/"), 0, "nothing finalized")
+    -- ready at creation with one name fewer than asked
+    c, ca = setup{ reuse = { ["a.example"] = true, ["b.example"] = true } }
+    ca:once("POST", "/order-plz", function(_, s, h, b)
+        local doc = cjson.decode(b)
+        table.remove(doc.identifiers)
+        return s, h, cjson.encode(doc)
+    end)
+    res, err = c:issue{ identifiers = acme.domain_ids("a.example",
+        "b.example"), csr = "x", hooks = { recorder(ca).hook } }
+    t.eq(res, nil)
+    t.eq(err.kind, "response")
+    t.eq(#ca:find("POST", "/finalize-order/"), 0, "nothing finalized")
+    -- the order names another identifier from finalize on
+    c, ca = setup()
+    local function victim(_, s, h, b)
+        local doc = cjson.decode(b)
+        doc.identifiers[1].value = "victim.example"
+        return s, h, cjson.encode(doc)
+    end
+    ca:once("POST", "/finalize-order/", function(...)
+        ca:once("POST", "/my-order/", victim, 20)
+        return victim(...)
+    end)
+    res, err = c:issue{ identifiers = acme.domain_ids("a.example"),
+        csr = "x", hooks = { recorder(ca).hook } }
+    t.eq(res, nil)
+    t.eq(err.kind, "order")
+    t.eq(err.changed, true)
+    -- and unchanged, both paths issue
+    c, ca = setup{ reuse = { ["a.example"] = true } }
+    assert(c:issue{ identifiers = acme.domain_ids("A.example"), csr = "x",
+        hooks = { recorder(ca).hook } })
 end)
 
 -- A#42 with hostile data: a pending authorization for a name that was

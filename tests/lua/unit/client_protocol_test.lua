@@ -285,6 +285,38 @@ t.test("rateLimited: long Retry-After returned at once, rate_limit reads it", fu
     t.eq(select(2, acme.rate_limit(nil)), false)
 end)
 
+-- A#9.6: problem types are case-insensitive URNs (RFC 8141).
+t.test("rate_limit matches the problem type case-insensitively", function()
+    for _, ty in ipairs({ "urn:ietf:params:acme:error:rateLimited",
+        "URN:IETF:PARAMS:ACME:ERROR:RATELIMITED",
+        "urn:ietf:params:acme:error:ratelimited" }) do
+        local e = acme.errors.new("acme", "slow down",
+            { type = ty, status = 400, retry_after = 5 })
+        local secs, limited = acme.rate_limit(e)
+        t.eq(limited, true, ty)
+        t.eq(secs, 5, ty)
+    end
+    local _, limited = acme.rate_limit(acme.errors.new("acme", "x",
+        { type = "urn:ietf:params:acme:error:notRateLimited", status = 400 }))
+    t.eq(limited, false)
+end)
+
+-- A#9.4: an unreachable CA with --timeout 5 retried silently for 27 s.
+t.test("retries stop at the client's deadline", function()
+  local c, ca, clock = registered()
+  c.deadline = clock.now() + 5
+  local t0 = clock.now()
+  ca:once("GET", "/dir", "connect", 50)
+  ca:once("HEAD", "/nonce", "connect", 50)
+  ca:once("POST", "/order-plz", { status = 503, headers = {} }, 50)
+  c.nonces = {}
+  c.dir = nil
+  local _, err = c:authorize_order(acme.domain_ids("a.example"))
+  t.ok(err, "failed")
+  t.ok(clock.now() - t0 <= 5, "gave up within the deadline: " ..
+    (clock.now() - t0))
+end)
+
 t.test("rateLimited with a short Retry-After is waited out and resent", function()
     local c, ca, clock = registered()
     ca:once("POST", "/order-plz", problem_reply(429, "rateLimited", "wait",

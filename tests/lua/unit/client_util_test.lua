@@ -82,13 +82,25 @@ t.test("Retry-After: seconds and HTTP dates (B.8)", function()
     t.eq(ra("Thu Apr 27 11:00:00 2017"), 3600)
     t.eq(ra("Tue Apr 27 11:00:00 2017"), 3600) -- weekday not checked
     t.eq(ra("Thursday, 27-Apr-17 11:00:00 GMT"), 3600)
-    t.eq(ra("Wed, 26 Apr 2017 11:00:00 GMT"), 0) -- past: now
     t.eq(ra(" 7 "), 7)
-    for _, bad in ipairs({ "soon", "-5", "1.5", "", "Thu, 32 Apr 2017 11:00:00 GMT",
+    for _, bad in ipairs({ "soon", "1.5", "", "Thu, 32 Apr 2017 11:00:00 GMT",
         "Thu, 27 Foo 2017 11:00:00 GMT", "99999999999999999999" }) do
         t.eq(ra(bad), nil, bad)
     end
     t.eq(util.retry_after({}, now), nil)
+end)
+
+-- A#9.2: a hint is a floor for politeness, not a licence to hammer.
+t.test("Retry-After of 0, negative or in the past waits at least 1 s", function()
+    local now = util.epoch(2017, 4, 27, 10, 0, 0)
+    local function ra(v) return util.retry_after({ ["retry-after"] = v }, now) end
+    t.eq(util.MIN_RETRY_AFTER, 1)
+    t.eq(ra("0"), 1)
+    t.eq(ra("-5"), 1)
+    t.eq(ra("Wed, 26 Apr 2017 11:00:00 GMT"), 1, "past date")
+    t.eq(ra("Thu, 27 Apr 2017 10:00:00 GMT"), 1, "now")
+    t.eq(ra("1"), 1)
+    t.eq(ra("2"), 2)
 end)
 
 t.test("RFC 3339 parse and format", function()

@@ -136,6 +136,50 @@ t.test("alias mode: CNAMEs followed; challenge_alias", function()
     t.eq(dns.ready(ch("cn.example.test"), o), true)
 end)
 
+-- A#9.5: a CNAME target comes from DNS, which anyone on the path may
+-- answer; it reaches provider APIs, nsupdate scripts and acme.sh
+-- shell functions. rfc2136 checked it; now the shared layer does, for
+-- every provider.
+t.test("alias mode: a CNAME target that is no host name is refused", function()
+    local bad = { "evil$(id).alias.test.", "a;b.alias.test.",
+        "sp ace.alias.test.", "quo'te.alias.test.", "nl\n.alias.test.",
+        "back\\slash.alias.test." }
+    local extra = {}
+    for i, target in ipairs(bad) do
+        extra[#extra + 1] = { "_acme-challenge.bad" .. i .. ".example.test.",
+            "CNAME", 60, target }
+    end
+    -- one hop fine, the second hostile
+    extra[#extra + 1] = { "_acme-challenge.hop.example.test.", "CNAME", 60,
+        "ok-hop.example.test." }
+    extra[#extra + 1] = { "ok-hop.example.test.", "CNAME", 60,
+        "x$(id).alias.test." }
+    local srv <close> = fake.start(conf(both(extra)), ADDRS)
+    local o = opts(srv)
+    local names = {}
+    for i = 1, #bad do names[#names + 1] = "bad" .. i .. ".example.test" end
+    names[#names + 1] = "hop.example.test"
+    local added = 0
+    local deploy = dns.provider("test", function()
+        added = added + 1
+        return true
+    end, function() return true end)
+    for _, n in ipairs(names) do
+        local name, err = dns.target(ch(n), o)
+        t.eq(name, nil, n)
+        t.match(tostring(err), "not a host name")
+        local ok, derr = deploy(ch(n), o)
+        t.eq(ok, nil, n)
+        t.match(tostring(derr), "^test: .*not a host name")
+    end
+    t.eq(added, 0, "no provider saw a hostile name")
+    -- names with _ and - pass
+    srv:set(conf(both({ { "_acme-challenge.u.example.test.", "CNAME", 60,
+        "_acme-challenge.u-x_y.alias.test." } })))
+    t.eq(dns.target(ch("u.example.test"), o),
+        "_acme-challenge.u-x_y.alias.test.")
+end)
+
 t.test("setup checks the options", function()
     t.eq(dns.setup({}), true)
     t.eq(dns.setup({ resolver = "127.0.0.1:53", dns_port = "5353",

@@ -351,6 +351,58 @@ t.test("ready() that never says yes ends in a deadline error", function()
   t.eq(count(log, "cleanup"), 1)
 end)
 
+-- A#9.4: --timeout bounds the whole issuance, ready() waits included
+-- (a 20 s ready() with --timeout 10 ran 22.5 s and showed "/ 300 s").
+t.test("the run's timeout bounds the ready() waits; progress shows it",
+  function()
+  local c, ca, clock = setup()
+  local log = {}
+  local dns = fake_hook("dns", { "dns-01" }, log, { ready_after = 1e9 })
+  local seen
+  local inner = dns.ready
+  function dns.ready(ch, opts)
+    seen = ch.deadline
+    return inner(ch, opts)
+  end
+  local ev, on_event = events()
+  local t0 = clock.t
+  local res, err = issuance.issue(c, { identifiers = ids("*.z.example"),
+    csr = "x", hooks = { dns }, now = clock.now, sleep = clock.sleep,
+    timeout = 10, on_event = on_event })
+  t.eq(res, nil)
+  t.eq(err.kind, "deadline")
+  t.ok(clock.t - t0 <= 10, "ended within the 10 s timeout: " .. (clock.t - t0))
+  t.ok(seen and seen <= t0 + 10, "ready() is told the deadline")
+  for _, e in ipairs(ev) do
+    if e.name == "ready_wait" then
+      t.ok(e.fields.timeout <= 10, "ready_wait shows the real limit: " ..
+        e.fields.timeout)
+      t.ok(not e.text:find("/ 300 s", 1, true), e.text)
+    end
+  end
+  t.eq(count(log, "cleanup"), 1)
+end)
+
+-- dns_wait sleeps inside ready(): it must not sleep past ch.deadline.
+t.test("dns.ready with dns_wait stops at the deadline it is given",
+  function()
+  local dns = require "luacme.dns"
+  local now, slept = 100, {}
+  local save_now, save_sleep = dns.now, dns.sleep
+  dns.now = function() return now end
+  dns.sleep = function(s) slept[#slept + 1] = s; now = now + s end
+  local ch = { type = "dns-01", name = "_acme-challenge.dw.example.",
+    value = "v", domain = "dw.example", deadline = 105 }
+  dns.deployed(ch)
+  local ok, r, why = pcall(dns.ready, ch, { dns_wait = "20" })
+  dns.now, dns.sleep = save_now, save_sleep
+  dns.forget(ch)
+  t.ok(ok, r)
+  t.eq(r, nil, "not ready: the wait would pass the deadline")
+  t.match(tostring(why), "dns_wait")
+  t.eq(table.concat(slept, ","), "5")
+end)
+
 t.test("ready(): nil, why means not yet; raising fails at once", function()
   local c, _, clock = setup()
   local log = {}
@@ -463,4 +515,17 @@ t.test("progress while the order is polled", function()
   t.ok(waiting, "a waiting event")
   t.eq(waiting.fields.pending, 2)
   t.match(waiting.text, "^waiting for 2 authorizations %(%d+%.%d s / 60 s%)$")
+  -- with a deadline given, the limit shown is the time that was left
+  local c2, _, clock2 = setup{ validation_delay = 3 }
+  local ev2, on_event2 = events()
+  assert(issuance.issue(c2, { identifiers = ids("a.example"), csr = "x",
+    hooks = { fake_hook("web", { "http-01" }, {}) }, on_event = on_event2,
+    now = clock2.now, sleep = clock2.sleep,
+    deadline = clock2.now() + 42 }))
+  waiting = nil
+  for _, e in ipairs(ev2) do
+    if e.name == "waiting" then waiting = e end
+  end
+  t.ok(waiting, "a waiting event")
+  t.match(waiting.text, "/ 42 s%)$")
 end)

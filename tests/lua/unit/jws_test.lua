@@ -80,7 +80,21 @@ t.test("POST-as-GET payload is empty; an explicit alg is kept", function()
   local j, h = decode(core.jws(k, { kid = "k", alg = "ES256" }, ""))
   t.eq(j.payload, "")
   t.eq(h.alg, "ES256")
-  t.eq(header(k, { alg = "XX" }), '{"alg":"XX"}')
+end)
+
+-- A#9.5: a header naming another algorithm than the one signing would
+-- be rejected by the CA at best, misread at worst.
+t.test("an alg that does not match the key is refused", function()
+  local ec, rsa = key("go-testkey-ec256.pem"), key("go-testkey-rsa.pem")
+  t.fails("invalid", "does not match", core.jws(ec, { alg = "XX" }, ""))
+  t.fails("invalid", "does not match", core.jws(ec, { alg = "ES384" }, ""))
+  t.fails("invalid", "does not match", core.jws(ec, { alg = "RS256" }, ""))
+  t.fails("invalid", "does not match", core.jws(ec, { alg = "none" }, ""))
+  t.fails("invalid", "does not match", core.jws(rsa, { alg = "ES256" }, ""))
+  t.fails("invalid", "does not match", core.jws(ec, { alg = 1 }, ""))
+  t.fails("invalid", "does not match", core.jws_hmac("k", { alg = "ES256" }, ""))
+  t.ok(core.jws(rsa, { alg = "RS256" }, ""))
+  t.ok(core.jws_hmac("k", { alg = "HS256" }, ""))
 end)
 
 t.test("the protected header encoder is deterministic JSON", function()
@@ -89,24 +103,24 @@ t.test("the protected header encoder is deterministic JSON", function()
   t.eq(header(k, { url = "https://a/b", nonce = "x", b = true, a = false }),
     '{"a":false,"alg":"ES256","b":true,"nonce":"x","url":"https://a/b"}')
   -- Escapes: quote, backslash, control characters; '/' and UTF-8 as is.
-  t.eq(header(k, { alg = "a", s = 'q"b\\s/\n\r\t\b\f\1\31\127é€' }),
-    '{"alg":"a","s":"q\\"b\\\\s/\\n\\r\\t\\b\\f\\u0001\\u001f\127é€"}')
+  t.eq(header(k, { alg = "ES256", s = 'q"b\\s/\n\r\t\b\f\1\31\127é€' }),
+    '{"alg":"ES256","s":"q\\"b\\\\s/\\n\\r\\t\\b\\f\\u0001\\u001f\127é€"}')
   -- Integers; floats with integral values become integers.
-  t.eq(header(k, { alg = "a", i = 42, n = -7, f = 3.0, z = 0,
+  t.eq(header(k, { alg = "ES256", i = 42, n = -7, f = 3.0, z = 0,
     big = math.maxinteger }),
-    '{"alg":"a","big":9223372036854775807,"f":3,"i":42,"n":-7,"z":0}')
+    '{"alg":"ES256","big":9223372036854775807,"f":3,"i":42,"n":-7,"z":0}')
   -- Nested tables are sorted too; keys sort bytewise (upper case first).
-  t.eq(header(k, { alg = "a", jwk = { y = "2", x = "1", kty = "EC",
+  t.eq(header(k, { alg = "ES256", jwk = { y = "2", x = "1", kty = "EC",
     crv = "P-256" }, B = 1, ["b"] = 2, [""] = 3 }),
-    '{"":3,"B":1,"alg":"a","b":2,"jwk":{"crv":"P-256","kty":"EC","x":"1","y":"2"}}')
-  t.eq(header(k, { alg = "a", e = {} }), '{"alg":"a","e":{}}')
+    '{"":3,"B":1,"alg":"ES256","b":2,"jwk":{"crv":"P-256","kty":"EC","x":"1","y":"2"}}')
+  t.eq(header(k, { alg = "ES256", e = {} }), '{"alg":"ES256","e":{}}')
   -- A key with a NUL and one that is a prefix of another.
-  t.eq(header(k, { alg = "a", ab = 1, a = 2, ["a\0"] = 3 }),
-    '{"a":2,"a\\u0000":3,"ab":1,"alg":"a"}')
+  t.eq(header(k, { alg = "ES256", ab = 1, a = 2, ["a\0"] = 3 }),
+    '{"a":2,"a\\u0000":3,"ab":1,"alg":"ES256"}')
 end)
 
 local function nest(n)
-  local top = { alg = "a" }
+  local top = { alg = "ES256" }
   local c = top
   for _ = 2, n do c.x = {}; c = c.x end
   return top
@@ -127,7 +141,7 @@ t.test("the encoder refuses what it cannot encode", function()
   -- a table that contains itself is caught by the same limit.
   t.ok(core.jws(k, nest(JSON_MAX_DEPTH), ""))
   t.raises(function() core.jws(k, nest(JSON_MAX_DEPTH + 1), "") end, "LUACME_JSON_MAX_DEPTH")
-  local loop = { alg = "a" }
+  local loop = { alg = "ES256" }
   loop.self = loop
   t.raises(function() core.jws(k, loop, "") end, "LUACME_JSON_MAX_DEPTH")
   -- Argument types.

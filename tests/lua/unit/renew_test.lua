@@ -95,10 +95,41 @@ t.test("ARI window in the future: random moment chosen once", function()
     due, when = renew.due(cert(90), meta, at, never)
     t.eq(due, true)
     t.eq(when, at)
-    -- ARI wins over the lifetime rule: day 61 is past 2/3 of 90 days
-    due = renew.due(cert(90), { ari = { window_start = T0 + 70 * DAY,
-        window_end = T0 + 71 * DAY } }, T0 + 61 * DAY, fixed(0))
+end)
+
+-- A#9.5: a window later than the lifetime rule (or after expiry) does
+-- not postpone renewal past it; the earlier of the two wins. (This test
+-- used to assert the opposite: ARI winning at day 61 with a window at
+-- days 70..71.)
+t.test("an ARI window later than the lifetime rule does not postpone it", function()
+    -- day 61 of 90 is past the lifetime rule (day 60)
+    local due, when, reason = renew.due(cert(90), { ari = {
+        window_start = T0 + 70 * DAY, window_end = T0 + 71 * DAY } },
+        T0 + 61 * DAY, fixed(0))
+    t.eq(due, true)
+    t.eq(when, T0 + 60 * DAY)
+    t.match(reason, "later than")
+    -- a window after expiry: due at the lifetime rule, not after it
+    local meta = { ari = { window_start = T0 + 95 * DAY,
+        window_end = T0 + 99 * DAY } }
+    due, when = renew.due(cert(90), meta, T0 + 30 * DAY, fixed(0.5))
     t.eq(due, false)
+    t.eq(when, T0 + 60 * DAY)
+    due = renew.due(cert(90), meta, T0 + 60 * DAY, fixed(0.5))
+    t.eq(due, true)
+    -- an earlier window still wins (the CA wants it sooner)
+    due, when, reason = renew.due(cert(90), { ari = {
+        window_start = T0 + 20 * DAY, window_end = T0 + 22 * DAY } },
+        T0 + 21 * DAY, fixed(0))
+    t.eq(due, true)
+    t.eq(when, T0 + 20 * DAY)
+    t.match(reason, "inside the CA's renewal window")
+    -- a window straddling the lifetime moment: the chosen moment if
+    -- earlier, else the lifetime moment
+    due, when = renew.due(cert(90), { ari = { window_start = T0 + 55 * DAY,
+        window_end = T0 + 65 * DAY } }, T0 + 10 * DAY, fixed(0.99))
+    t.eq(due, false)
+    t.eq(when, T0 + 60 * DAY)
 end)
 
 t.test("ARI stored moment survives a JSON round trip", function()

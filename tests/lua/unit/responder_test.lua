@@ -200,6 +200,83 @@ t.test("a slow client does not block others and times out", function()
     t.eq(r:stats().timeouts, 1)
 end)
 
+-- A python3 client that opens argv[2] connections to 127.0.0.1:argv[1]
+-- and sends nothing: one peer trying to starve the responder. Prints
+-- how many it opened, then holds them until killed.
+local IDLE = [[
+import os, socket, sys, time
+socks = []
+for i in range(int(sys.argv[2])):
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+        socks.append(s)
+    except OSError:
+        pass
+print("open %d %d" % (len(socks), os.getpid()), flush=True)
+time.sleep(60)
+]]
+
+-- Start IDLE against port with n connections; returns the count it
+-- opened and a function stopping it.
+local function idle_peer(port, n)
+    local dir = t.tmpdir()
+    t.writefile(dir .. "/idle.py", IDLE)
+    local p = assert(io.popen("exec python3 " .. q(dir .. "/idle.py") ..
+        " " .. port .. " " .. n))
+    local line = p:read("l") or ""
+    local opened, pid = line:match("^open (%d+) (%d+)$")
+    local function stop()
+        if pid then os.execute("kill " .. pid) end
+        p:close()
+    end
+    return tonumber(opened), stop
+end
+
+-- A#9.5: one peer cannot starve the validation: idle connections are
+-- evicted when a peer has too many or the responder is full, and a
+-- request head must arrive within LUACME_RESPONDER_HEAD_MS.
+t.test("300 idle connections from one address do not starve a request",
+    function()
+    local r <close> = assert(core.http01_responder{ address = "127.0.0.1",
+        port = 0 })
+    t.ok(r:add(TOKEN, KA))
+    local opened, stop = idle_peer(r:port(), 300)
+    local ok, err = pcall(function()
+        t.ok(opened and opened >= 150, "idle peer opened " ..
+            tostring(opened))
+        local t0 = core.monotonic()
+        for _ = 1, 3 do
+            local status, _, body = get(r:port(), PATH .. TOKEN)
+            t.eq(status, 200)
+            t.eq(body, KA)
+        end
+        t.ok(core.monotonic() - t0 < 2, "served within 2 s: " ..
+            (core.monotonic() - t0))
+        local st = r:stats()
+        t.ok(st.evicted > 0, "idle connections evicted")
+        t.ok(st.active <= 64, "at most max_conns open: " .. st.active)
+    end)
+    stop()
+    if not ok then error(err, 0) end
+end)
+
+t.test("a request head must arrive within 2.5 s, whatever the timeout",
+    function()
+    local r <close> = assert(core.http01_responder{ address = "127.0.0.1",
+        port = 0, timeout = 30 })
+    t.ok(r:add(TOKEN, KA))
+    local dir = t.tmpdir()
+    t.writefile(dir .. "/slow.py", SLOW)
+    local p = assert(io.popen("exec python3 " .. q(dir .. "/slow.py") ..
+        " " .. r:port()))
+    t.eq(p:read("l"), "sent")
+    local line = p:read("l") or ""
+    p:close()
+    local secs = tonumber(line:match("^closed ([%d.]+) 0$"))
+    t.ok(secs and secs > 1.5 and secs < 3.5, line)
+    t.eq(r:stats().timeouts, 1)
+end)
+
 t.test("close stops serving and frees the port; stats stay", function()
     local r = assert(core.http01_responder{ address = "127.0.0.1", port = 0 })
     local port = r:port()
@@ -341,6 +418,23 @@ t.test("tls-alpn presents the challenge cert for acme-tls/1 + SNI",
         t.eq(ext_value(text), "0420" .. acme_digest_hex(ka2))
     end
     t.eq(r:stats().served, 4)
+end)
+
+t.test("tls-alpn: 300 idle connections do not starve a handshake",
+    function()
+    local r <close> = tls_setup()
+    local opened, stop = idle_peer(r:port(), 300)
+    local ok, err = pcall(function()
+        t.ok(opened and opened >= 150, "idle peer opened " ..
+            tostring(opened))
+        local t0 = core.monotonic()
+        local out = s_client(r:port(), "-alpn acme-tls/1 -servername a.example")
+        t.match(out, "ALPN protocol: acme%-tls/1")
+        t.ok(core.monotonic() - t0 < 2, "served within 2 s")
+        t.ok(r:stats().evicted > 0)
+    end)
+    stop()
+    if not ok then error(err, 0) end
 end)
 
 t.test("tls-alpn refuses no ALPN, other protocols, unknown SNI", function()

@@ -72,6 +72,67 @@ t.test("open creates the directory 0700 and reports loose modes", function()
     t.eq(mode_of(dir .. "/certs/a/privkey.pem"), 420)
 end)
 
+-- A#9.5: meta.json names hooks that run as the caller; a state root,
+-- certificate directory or meta.json someone else owns or may write is
+-- refused, not warned about (a 0700 root owned by nobody once made root
+-- run its Lua hook silently).
+t.test("open refuses state others own or may write", function()
+    local uid = core.getuid()
+    local function setup()
+        local st, dir = open()
+        assert(st:put("certs/a/meta.json", "{}"))
+        assert(st:put("certs/a/cert.pem", "c"))
+        return dir
+    end
+    local cases = {
+        { "root writable by group", function(dir)
+            assert(core.chmod(dir, 504)) end, "nested: writable by group" },  -- 0770
+        { "root writable by others", function(dir)
+            assert(core.chmod(dir, 450)) end, "writable by others" },         -- 0702
+        { "certs writable by others", function(dir)
+            assert(core.chmod(dir .. "/certs", 455)) end, "certs: writable" },-- 0707
+        { "cert dir writable by group", function(dir)
+            assert(core.chmod(dir .. "/certs/a", 472)) end, "certs/a: writable" },
+        { "meta.json writable by others", function(dir)
+            assert(core.chmod(dir .. "/certs/a/meta.json", 386)) end,
+            "meta%.json: writable by others" },                               -- 0602
+        { "a generation writable by group", function(dir)
+            assert(core.mkdir(dir .. "/certs/a/gen.1", 448))
+            assert(core.chmod(dir .. "/certs/a/gen.1", 504)) end,             -- 0770
+            "gen%.1: writable by group" },
+        { "a generation's meta.json writable by others", function(dir)
+            assert(core.mkdir(dir .. "/certs/a/gen.2", 448))
+            t.writefile(dir .. "/certs/a/gen.2/meta.json", "{}")
+            assert(core.chmod(dir .. "/certs/a/gen.2/meta.json", 386)) end,
+            "gen%.2/meta%.json: writable by others" },
+    }
+    if uid == 0 then
+        -- Ownership needs a second user: root can give files away.
+        for _, c in ipairs({ { "root", "" }, { "cert dir", "/certs/a" },
+            { "meta.json", "/certs/a/meta.json" } }) do
+            cases[#cases + 1] = { c[1] .. " owned by nobody", function(dir)
+                assert(t.sh("chown nobody " .. dir .. c[2]))
+            end, "owned by uid %d+, not %d" }
+        end
+    end
+    for _, c in ipairs(cases) do
+        local dir = setup()
+        c[2](dir)
+        local st, err = store.open(dir)
+        t.eq(st, nil, c[1])
+        t.eq(type(err) == "table" and err.kind, "permission", c[1])
+        t.match(tostring(err and err.detail), c[3])
+    end
+    -- loose modes that give nobody else control stay warnings
+    local dir = setup()
+    assert(core.chmod(dir, 493))                                   -- 0755
+    assert(core.chmod(dir .. "/certs/a", 488))                     -- 0750
+    assert(core.chmod(dir .. "/certs/a/meta.json", 416))           -- 0640
+    local st, w = store.open(dir)
+    t.ok(st, tostring(w))
+    t.eq(#w, 3, table.concat(w, "\n"))
+end)
+
 t.test("open refuses a file where the directory should be", function()
     local base = t.tmpdir()
     t.writefile(base .. "/file", "x")

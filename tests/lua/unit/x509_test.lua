@@ -122,6 +122,44 @@ t.test("csr_info reads back names, IPs, CN, must-staple and the key", function()
   t.raises(function() core.csr_info(der, 1) end, "no value expected")
 end)
 
+-- A#9.6: as authorize_order does, so the CSR names what was ordered.
+t.test("csr lower-cases DNS names (SANs and CN)", function()
+  local key = core.key_generate("ec256")
+  local info = assert(core.csr_info(assert(core.csr{ key = key,
+    names = { "Example.COM", "WWW.Example.com", "*.A.example" } })))
+  t.eq(info.names[1], "example.com")
+  t.eq(info.names[2], "www.example.com")
+  t.eq(info.names[3], "*.a.example")
+  t.eq(info.cn, "example.com")
+end)
+
+-- A#9.5: the option table is read raw; an __index function once closed
+-- the key or dropped the names under the C code (ASan: use-after-free).
+t.test("csr reads its options raw; a metamethod cannot pull the key away", function()
+  local key = core.key_generate("ec256")
+  local calls = 0
+  local opts = { key = key, names = { "a.example", "b.example" } }
+  setmetatable(opts, { __index = function(tbl)
+    calls = calls + 1
+    key:close()
+    rawset(tbl, "names", nil)
+    collectgarbage()
+    return nil
+  end })
+  local der = core.csr(opts)
+  t.eq(calls, 0, "no metamethod ran")
+  local info = assert(core.csr_info(assert(der)))
+  t.eq(#info.names, 2)
+  -- nor one on the names list
+  local key2 = core.key_generate("ec256")
+  local names = setmetatable({ "c.example" }, { __index = function()
+    key2:close()
+    return "x.example"
+  end })
+  info = assert(core.csr_info(assert(core.csr{ key = key2, names = names })))
+  t.eq(#info.names, 1)
+end)
+
 t.test("csr with must_staple carries the TLS feature", function()
   local key = core.key_generate("ec256")
   local der = core.csr{ key = key, names = { "example.com" }, must_staple = true }
