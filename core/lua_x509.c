@@ -154,18 +154,160 @@ string_list(lua_State *L, int idx, const char *field, int lower,
     return n;
 }
 
-/* core.csr{key=, names={...}, ips={...}, must_staple=false} -> DER string
- * of a PKCS#10 CSR signed by key | nil, message, "invalid" for bad or
- * missing names and IPs. DNS names are lower-cased (ASCII), as orders
- * are. The table is read raw (no metamethods). Unknown fields and wrong
- * types raise. */
+/* The subject attributes a template may name (x509.h), in DN order. */
+static const char *const csr_attrs[] = {
+    "C", "ST", "L", "street", "postalCode", "O", "OU", "CN", "serialNumber",
+    NULL
+};
+
+/* Anchor the string on top of the stack in the table at anchor (so it
+ * outlives whatever the caller does with its own tables) and return it;
+ * a NUL byte in it sets *bad. Leaves the stack as it was. */
+static const char *
+anchor_string(lua_State *L, int anchor, size_t *len, int *bad)
+{
+    const char *s = lua_tolstring(L, -1, len);
+
+    if (strlen(s) != *len)
+        *bad = 1;
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+    return s;
+}
+
+/* Raise unless every key of the table at idx is one of names. */
+static void
+check_keys(lua_State *L, int idx, const char *what,
+    const char *const *names)
+{
+    int i;
+
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "csr: %s: unexpected non-string key", what);
+        for (i = 0; names[i] != NULL; i++)
+            if (strcmp(names[i], lua_tostring(L, -1)) == 0)
+                break;
+        if (names[i] == NULL)
+            luaL_error(L, "csr: %s: unknown field '%s'", what,
+                lua_tostring(L, -1));
+    }
+}
+
+/* Read the template fields `subject` ({CN=, O= string or list, ...})
+ * and `extensions` ({{oid=, value=, critical=}, ...}) of the table at
+ * index 1 into *t, raw. Pushes 3 values that keep it valid: the table
+ * anchoring its strings and the two arrays. Too many entries set *bad
+ * to 2, a NUL byte to 1. Wrong shapes raise. */
+static void
+read_template(lua_State *L, struct x509_csr_template *t, int *bad)
+{
+    static const char *const ext_fields[] = {
+        "oid", "value", "critical", NULL
+    };
+    struct x509_csr_attr *sa;
+    struct x509_csr_ext *ea;
+    const char *v;
+    size_t len, i, n;
+    int anchor, idx, k, vt;
+
+    memset(t, 0, sizeof(*t));
+    lua_newtable(L);
+    anchor = lua_gettop(L);
+    sa = lua_newuserdatauv(L, LUACME_CSR_MAX_TEMPLATE * sizeof(*sa), 0);
+    ea = lua_newuserdatauv(L, LUACME_CSR_MAX_TEMPLATE * sizeof(*ea), 0);
+    vt = raw_field(L, 1, "subject");
+    idx = lua_gettop(L);
+    if (vt == LUA_TTABLE) {
+        check_keys(L, idx, "subject", csr_attrs);
+        for (k = 0; csr_attrs[k] != NULL; k++) {
+            vt = raw_field(L, idx, csr_attrs[k]);
+            n = vt == LUA_TTABLE ? (size_t)lua_rawlen(L, -1) :
+                vt == LUA_TSTRING ? 1 : 0;
+            if (vt != LUA_TNIL && vt != LUA_TTABLE && vt != LUA_TSTRING)
+                luaL_error(L, "csr: subject %s must be a string or a list "
+                    "of strings", csr_attrs[k]);
+            for (i = 0; i < n; i++) {
+                if (vt == LUA_TTABLE &&
+                    lua_rawgeti(L, -1, (lua_Integer)i + 1) != LUA_TSTRING)
+                    luaL_error(L, "csr: subject %s[%d] must be a string",
+                        csr_attrs[k], (int)i + 1);
+                if (vt == LUA_TSTRING)
+                    lua_pushvalue(L, -1);
+                v = anchor_string(L, anchor, &len, bad);
+                lua_pop(L, 1);
+                if (t->nsubject == LUACME_CSR_MAX_TEMPLATE) {
+                    *bad = 2;
+                    continue;
+                }
+                sa[t->nsubject].field = csr_attrs[k];
+                sa[t->nsubject++].value = v;
+            }
+            lua_pop(L, 1);
+        }
+    } else if (vt != LUA_TNIL) {
+        luaL_error(L, "csr: field 'subject' must be a table");
+    }
+    lua_pop(L, 1);
+    vt = raw_field(L, 1, "extensions");
+    idx = lua_gettop(L);
+    if (vt != LUA_TNIL && vt != LUA_TTABLE)
+        luaL_error(L, "csr: field 'extensions' must be a list of tables");
+    n = vt == LUA_TTABLE ? (size_t)lua_rawlen(L, idx) : 0;
+    for (i = 0; i < n; i++) {
+        struct x509_csr_ext e;
+        int et;
+
+        if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TTABLE)
+            luaL_error(L, "csr: extensions[%d] must be a table", (int)i + 1);
+        et = lua_gettop(L);
+        check_keys(L, et, "extension", ext_fields);
+        if (raw_field(L, et, "oid") != LUA_TSTRING)
+            luaL_error(L, "csr: extensions[%d].oid must be a string",
+                (int)i + 1);
+        e.oid = anchor_string(L, anchor, &len, bad);
+        lua_pop(L, 1);
+        if (raw_field(L, et, "value") != LUA_TSTRING)
+            luaL_error(L, "csr: extensions[%d].value must be a string "
+                "(DER)", (int)i + 1);
+        e.value = (const unsigned char *)anchor_string(L, anchor, &e.len,
+            &k);                /* DER may hold NUL bytes */
+        lua_pop(L, 1);
+        vt = raw_field(L, et, "critical");
+        if (vt != LUA_TNIL && vt != LUA_TBOOLEAN)
+            luaL_error(L, "csr: extensions[%d].critical must be a boolean",
+                (int)i + 1);
+        e.critical = lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        if (t->next == LUACME_CSR_MAX_TEMPLATE) {
+            *bad = 2;
+            continue;
+        }
+        ea[t->next++] = e;
+    }
+    lua_pop(L, 1);
+    t->subject = sa;
+    t->ext = ea;
+}
+
+/* core.csr{key=, names={...}, ips={...}, must_staple=false, subject=,
+ * extensions=} -> DER string of a PKCS#10 CSR signed by key | nil,
+ * message, "invalid" for bad or missing names and IPs and a template
+ * x509_csr_ex refuses. DNS names are lower-cased (ASCII), as orders
+ * are. subject = {CN=, O=, OU=, C=, ST=, L=, street=, postalCode=,
+ * serialNumber=} (each a string or a list of strings); extensions =
+ * {{oid = "1.2.3", value = DER, critical = false}, ...}. The table is
+ * read raw (no metamethods). Unknown fields and wrong types raise. */
 static int
 l_csr(lua_State *L)
 {
     static const char *const fields[] = {
-        "key", "names", "ips", "must_staple", NULL
+        "key", "names", "ips", "must_staple", "subject", "extensions", NULL
     };
     const char **names, **ips;
+    struct x509_csr_template tmpl;
     size_t nnames, nips;
     EVP_PKEY *key;
     struct luacme_err err;
@@ -198,19 +340,27 @@ l_csr(lua_State *L)
     if (bad == 2 || nnames + nips > LUACME_CSR_MAX_NAMES)
         return lbind_fail(L, "csr: more than LUACME_CSR_MAX_NAMES names",
             "invalid");
-    b = box_new(L);                                           /* 6 */
+    read_template(L, &tmpl, &bad);                            /* 6, 7, 8 */
+    if (bad == 1)
+        return lbind_fail(L, "csr: subject value or extension OID with a "
+            "NUL byte", "invalid");
+    if (bad == 2)
+        return lbind_fail(L, "csr: more than LUACME_CSR_MAX_TEMPLATE "
+            "subject attributes or extensions", "invalid");
+    b = box_new(L);                                           /* 9 */
     /* The key last: from here on nothing allocates (no collection, no
-     * finalizer) before x509_csr is done with it; the userdata stays on
-     * the stack. */
-    raw_field(L, 1, "key");                                   /* 7 */
-    if (luaL_testudata(L, 7, LUACME_KEY_MT) == NULL)
+     * finalizer) before x509_csr_ex is done with it; the userdata stays
+     * on the stack. */
+    raw_field(L, 1, "key");                                   /* 10 */
+    if (luaL_testudata(L, 10, LUACME_KEY_MT) == NULL)
         return luaL_error(L, "csr: field 'key' must be a luacme.key");
-    key = lbind_checkkey(L, 7);
-    if (x509_csr(key, names, nnames, ips, nips, staple, &b->der,
+    key = lbind_checkkey(L, 10);
+    if (x509_csr_ex(key, names, nnames, ips, nips, staple,
+        tmpl.nsubject + tmpl.next > 0 ? &tmpl : NULL, &b->der,
         &b->der_len, &err) != 0)
-        return fail_box(L, 6, &err);
+        return fail_box(L, 9, &err);
     lua_pushlstring(L, (const char *)b->der, b->der_len);
-    box_empty(L, 6);
+    box_empty(L, 9);
     return 1;
 }
 

@@ -34,6 +34,11 @@
 /* Most names (DNS + IP) in one CSR; RFC 8555 CAs allow about 100. */
 #define LUACME_CSR_MAX_NAMES 1000
 
+/* Most subject attributes, and most extra extensions, a CSR template
+ * adds; and the largest value of one such extension (DER bytes). */
+#define LUACME_CSR_MAX_TEMPLATE 16
+#define LUACME_CSR_MAX_EXT_VALUE 4096
+
 /* Longest identifier we put into a certificate (DNS name limit + slack). */
 #define LUACME_NAME_MAX 255
 

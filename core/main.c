@@ -4,10 +4,12 @@
  * line handed to require("luacme.cli").main(arg) under a protected call.
  */
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lua.h>
@@ -22,6 +24,23 @@
 #include "lua_bind.h"
 
 static lua_State *globalL = NULL;
+
+/* GnuTLS's documented opt-out of its load-time initialisation
+ * (GNUTLS_SKIP_GLOBAL_INIT in gnutls.h): we never use GnuTLS, but
+ * Debian's libcurl pulls it in through librtmp and libldap, and its
+ * constructor would otherwise parse its ASN.1 tables, set up its RNG and
+ * read its system configuration at every start: about 0.8 MB resident
+ * for nothing. Whoever does use it (librtmp for rtmps, libldap for
+ * ldaps) calls gnutls_global_init first, as GnuTLS requires without the
+ * implicit init. The executable exports the symbol (see CMakeLists.txt)
+ * so the dynamic linker binds GnuTLS's weak default to this one. */
+int _gnutls_global_init_skip(void);
+
+int
+_gnutls_global_init_skip(void)
+{
+    return 1;
+}
 
 /* Raise inside Lua at the next hook point, so Ctrl-C and SIGTERM unwind
  * through pcall and every <close> guard: hooks get their cleanup. The
@@ -77,34 +96,132 @@ msghandler(lua_State *L)
     return 1;
 }
 
-/* The expanded blob: the compiled-in data itself when stored, else
- * expanded once on first use and kept (about 200 KB) until exit. NULL
- * when that fails (out of memory, or a corrupt build). */
-static unsigned char *embedded_raw = NULL;
+/* The expanded blob (about 200 KB) sits in a box (a full userdata),
+ * named by a weak-valued registry table (field "raw") and held by a
+ * strong registry reference while modules are being loaded. Loading comes
+ * in bursts (the command line at start, a hook later): at the end of a
+ * collection cycle at least EMBEDDED_IDLE_MS after the blob was last
+ * used, the strong reference goes and the collector frees it (issue 11:
+ * it was kept until exit, at the peak of an issuance); a later require
+ * expands it again (a fraction of a millisecond, a few times a run at
+ * most). Time rather than cycles: cycles come every few requires while
+ * the heap is small, which would expand the blob again and again. */
+static const char EMBEDDED_CACHE[] = "luacme.embedded";
+static const char EMBEDDED_KEEP[] = "luacme.embedded.keep";
+#define EMBEDDED_IDLE_MS 50
+static double embedded_last_use;    /* monotonic seconds */
+static int embedded_armed;          /* a sentinel waits for a cycle end */
 
+static double
+embedded_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void embedded_arm(lua_State *L);
+
+/* __gc of the sentinel: called at the end of a collection cycle. */
+static int
+embedded_cycle(lua_State *L)
+{
+    embedded_armed = 0;
+    if (embedded_now() - embedded_last_use < EMBEDDED_IDLE_MS / 1000.0) {
+        embedded_arm(L);
+    } else {
+        lua_pushnil(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, EMBEDDED_KEEP);
+    }
+    return 0;
+}
+
+/* An unreachable table with a __gc: finalized by the next cycle. */
+static void
+embedded_arm(lua_State *L)
+{
+    lua_newtable(L);
+    if (luaL_newmetatable(L, "luacme.embedded.cycle")) {
+        lua_pushcfunction(L, embedded_cycle);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+    embedded_armed = 1;
+}
+
+/* __gc of the blob's box. */
+static int
+embedded_free(lua_State *L)
+{
+    unsigned char **box = lua_touserdata(L, 1);
+
+    free(*box);
+    *box = NULL;
+    return 0;
+}
+
+/* The expanded blob: the compiled-in data itself when stored, else the
+ * cached or freshly expanded copy. Pushes one value that keeps the bytes
+ * alive while it is on the stack (nil when stored). NULL when the
+ * expansion fails (a corrupt build); raises when out of memory. The
+ * bytes are malloc'd outside the Lua heap, in a box: 200 KB counted as
+ * Lua allocation would drive the collector through whole cycles at
+ * once, and so free the blob in the middle of a burst of requires. */
 static const unsigned char *
-embedded_data(void)
+embedded_data(lua_State *L)
 {
     const struct luacme_embedded_blob *b = &luacme_embedded_blob;
+    unsigned char **box;
     size_t n;
 
-    if (!b->compressed)
+    if (!b->compressed) {
+        lua_pushnil(L);
         return b->data;
-    if (embedded_raw != NULL)
-        return embedded_raw;
-    embedded_raw = malloc(b->raw_size ? b->raw_size : 1);
-    if (embedded_raw == NULL)
-        return NULL;
-    n = ZSTD_decompress(embedded_raw, b->raw_size, b->data, b->size);
-    if (ZSTD_isError(n) || n != b->raw_size) {
-        free(embedded_raw);
-        embedded_raw = NULL;
     }
-    return embedded_raw;
+    if (!luaL_getsubtable(L, LUA_REGISTRYINDEX, EMBEDDED_CACHE)) {
+        lua_pushliteral(L, "v");
+        lua_setfield(L, -2, "__mode");
+        lua_pushvalue(L, -1);
+        lua_setmetatable(L, -2);
+    }
+    if (lua_getfield(L, -1, "raw") == LUA_TUSERDATA) {
+        box = lua_touserdata(L, -1);
+    } else {
+        lua_pop(L, 1);
+        box = lua_newuserdatauv(L, sizeof(*box), 0);
+        *box = NULL;
+        if (luaL_newmetatable(L, "luacme.embedded.blob")) {
+            lua_pushcfunction(L, embedded_free);
+            lua_setfield(L, -2, "__gc");
+        }
+        lua_setmetatable(L, -2);
+        *box = malloc(b->raw_size ? b->raw_size : 1);
+        if (*box == NULL)
+            luaL_error(L, "not enough memory");
+        n = ZSTD_decompress(*box, b->raw_size, b->data, b->size);
+        if (ZSTD_isError(n) || n != b->raw_size) {
+            lua_pop(L, 2);
+            lua_pushnil(L);
+            return NULL;
+        }
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "raw");
+    }
+    lua_remove(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, EMBEDDED_KEEP);
+    embedded_last_use = embedded_now();
+    if (!embedded_armed)
+        embedded_arm(L);
+    return *box;
 }
 
 /* The chunk of an embedded file: its bytes in *data and *len, or NULL
- * when path is not embedded. Raises when the blob cannot be expanded. */
+ * when path is not embedded. When found, pushes the value that keeps
+ * *data alive (see embedded_data). Raises when the blob cannot be
+ * expanded. */
 static const struct luacme_embedded *
 embedded_find(lua_State *L, const char *path, const char **data)
 {
@@ -116,7 +233,7 @@ embedded_find(lua_State *L, const char *path, const char **data)
             break;
     if (e->path == NULL)
         return NULL;
-    raw = embedded_data();
+    raw = embedded_data(L);
     if (raw == NULL)
         luaL_error(L, "cannot expand the embedded Lua modules");
     *data = (const char *)raw + e->off;
@@ -150,6 +267,7 @@ searcher_embedded(lua_State *L)
             lua_pop(L, 1);
             continue;
         }
+        /* on the stack: path, the blob's anchor */
         lua_pushfstring(L, "@[embedded]/%s", path);
         if (luaL_loadbufferx(L, data, e->len, lua_tostring(L, -1),
             embedded_mode()) != LUA_OK)
@@ -300,6 +418,14 @@ main(int argc, char **argv)
      * Lua side makes every handle, on this thread), so commands that
      * never go on the network (--version, list, hooks) skip initialising
      * libcurl and OpenSSL's TLS: a few milliseconds of start-up. */
+#ifdef M_MMAP_THRESHOLD
+    /* glibc's default threshold moves up to the size of the last freed
+     * mmap'd block, so a second expansion of the embedded modules would
+     * land in the heap and stay resident after it is freed (issue 11,
+     * peak RSS). A fixed threshold keeps blocks of 128 KB and more in
+     * their own maps, returned as soon as they are freed. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
     L = luaL_newstate();
     if (L == NULL) {
         fprintf(stderr, "luacme: cannot create Lua state\n");
@@ -330,6 +456,5 @@ main(int argc, char **argv)
      * when no handle was ever made). */
     lua_close(L);
     curl_global_cleanup();
-    free(embedded_raw);
     return code;
 }

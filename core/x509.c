@@ -375,11 +375,112 @@ x509_csr(EVP_PKEY *key, const char *const *names, size_t nnames,
     const char *const *ips, size_t nips, int must_staple,
     unsigned char **der, size_t *der_len, struct luacme_err *err)
 {
+    return x509_csr_ex(key, names, nnames, ips, nips, must_staple, NULL,
+        der, der_len, err);
+}
+
+/* The subject attributes a template may set, in the order x509.h gives. */
+static const char *const tmpl_fields[] = {
+    "C", "ST", "L", "street", "postalCode", "O", "OU", "CN", "serialNumber",
+    NULL
+};
+
+/* Check template t; sets *has_cn when it names a CN. */
+static int
+tmpl_check(const struct x509_csr_template *t, int *has_cn,
+    struct luacme_err *err)
+{
+    size_t i, j;
+    int k;
+
+    *has_cn = 0;
+    if (t->nsubject > LUACME_CSR_MAX_TEMPLATE ||
+        t->next > LUACME_CSR_MAX_TEMPLATE)
+        return err_set(err, "invalid", "csr: more than %d subject "
+            "attributes or extensions", LUACME_CSR_MAX_TEMPLATE);
+    for (i = 0; i < t->nsubject; i++) {
+        for (k = 0; tmpl_fields[k] != NULL; k++)
+            if (strcmp(tmpl_fields[k], t->subject[i].field) == 0)
+                break;
+        if (tmpl_fields[k] == NULL)
+            return err_set(err, "invalid", "csr: unknown subject "
+                "attribute '%.32s'", t->subject[i].field);
+        if (strcmp(t->subject[i].field, "CN") == 0)
+            *has_cn = 1;
+    }
+    for (i = 0; i < t->next; i++) {
+        const struct x509_csr_ext *e = &t->ext[i];
+        const unsigned char *p = e->value;
+        ASN1_OBJECT *obj = OBJ_txt2obj(e->oid, 1);
+        ASN1_TYPE *v;
+        int nid = obj != NULL ? OBJ_obj2nid(obj) : NID_undef;
+
+        ASN1_OBJECT_free(obj);
+        if (obj == NULL)
+            return err_set(err, "invalid", "csr: extension OID '%.64s' "
+                "is not a dotted OID", e->oid);
+        if (nid == NID_subject_alt_name || nid == NID_tlsfeature)
+            return err_set(err, "invalid", "csr: extension %.64s is made "
+                "from names, ips and must_staple", e->oid);
+        for (j = 0; j < i; j++)
+            if (strcmp(t->ext[j].oid, e->oid) == 0)
+                return err_set(err, "invalid", "csr: extension %.64s "
+                    "given twice", e->oid);
+        if (e->len > LUACME_CSR_MAX_EXT_VALUE || e->len == 0)
+            return err_set(err, "invalid", "csr: extension %.64s: value "
+                "empty or over %d bytes", e->oid, LUACME_CSR_MAX_EXT_VALUE);
+        v = d2i_ASN1_TYPE(NULL, &p, (long)e->len);
+        ASN1_TYPE_free(v);
+        if (v == NULL || p != e->value + e->len) {
+            ERR_clear_error();
+            return err_set(err, "invalid", "csr: extension %.64s: value "
+                "is not one DER element", e->oid);
+        }
+    }
+    return 0;
+}
+
+/* Add template t's subject attributes and extensions to req and exts. */
+static int
+tmpl_apply(X509_REQ *req, STACK_OF(X509_EXTENSION) **exts,
+    const struct x509_csr_template *t, struct luacme_err *err)
+{
+    X509_NAME *subj = X509_REQ_get_subject_name(req);
+    X509_EXTENSION *ext;
+    size_t i;
+
+    for (i = 0; i < t->nsubject; i++) {
+        if (X509_NAME_add_entry_by_txt(subj, t->subject[i].field,
+            MBSTRING_UTF8, (const unsigned char *)t->subject[i].value, -1,
+            -1, 0) != 1) {
+            ERR_clear_error();
+            return err_set(err, "invalid", "csr: subject %s: value not "
+                "allowed", t->subject[i].field);
+        }
+    }
+    for (i = 0; i < t->next; i++) {
+        ext = ext_raw(NID_undef, t->ext[i].oid, t->ext[i].critical,
+            t->ext[i].value, t->ext[i].len);
+        if (ext == NULL || X509v3_add_ext(exts, ext, -1) == NULL) {
+            X509_EXTENSION_free(ext);
+            return err_openssl(err, "crypto", "csr: adding an extension");
+        }
+        X509_EXTENSION_free(ext);
+    }
+    return 0;
+}
+
+int
+x509_csr_ex(EVP_PKEY *key, const char *const *names, size_t nnames,
+    const char *const *ips, size_t nips, int must_staple,
+    const struct x509_csr_template *t,
+    unsigned char **der, size_t *der_len, struct luacme_err *err)
+{
     X509_REQ *req = NULL;
     GENERAL_NAMES *gens = NULL;
     STACK_OF(X509_EXTENSION) *exts = NULL;
     X509_EXTENSION *ext = NULL;
-    int empty_subject, rc = -1;
+    int empty_subject, tmpl_cn = 0, rc = -1;
 
     if (nnames + nips == 0)
         return err_set(err, "invalid", "csr: no names and no IPs");
@@ -387,6 +488,8 @@ x509_csr(EVP_PKEY *key, const char *const *names, size_t nnames,
         nnames + nips > LUACME_CSR_MAX_NAMES)
         return err_set(err, "invalid", "csr: more than "
             "LUACME_CSR_MAX_NAMES (%d) names", LUACME_CSR_MAX_NAMES);
+    if (t != NULL && tmpl_check(t, &tmpl_cn, err) != 0)
+        return -1;
     gens = GENERAL_NAMES_new();
     if (gens == NULL) {
         err_openssl(err, "crypto", "csr: out of memory");
@@ -404,6 +507,13 @@ x509_csr(EVP_PKEY *key, const char *const *names, size_t nnames,
     /* A CN holds at most 64 characters (RFC 5280 ub-common-name); longer
      * first names go only into the SAN, under an empty subject. */
     empty_subject = nnames == 0 || strlen(names[0]) > 64;
+    if (t != NULL) {
+        /* A template's CN replaces ours; any attribute fills the subject. */
+        if (tmpl_apply(req, &exts, t, err) != 0)
+            goto out;
+        if (tmpl_cn)
+            empty_subject = 1;
+    }
     if (!empty_subject && X509_NAME_add_entry_by_txt(
         X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC,
         (const unsigned char *)names[0], -1, -1, 0) != 1) {
@@ -411,7 +521,8 @@ x509_csr(EVP_PKEY *key, const char *const *names, size_t nnames,
         goto out;
     }
     /* RFC 5280 §4.2.1.6: with an empty subject the SAN is critical. */
-    if (X509V3_add1_i2d(&exts, NID_subject_alt_name, gens, empty_subject,
+    if (X509V3_add1_i2d(&exts, NID_subject_alt_name, gens,
+        X509_NAME_entry_count(X509_REQ_get_subject_name(req)) == 0,
         X509V3_ADD_DEFAULT) != 1) {
         err_openssl(err, "crypto", "csr: adding subjectAltName");
         goto out;

@@ -64,6 +64,39 @@ int x509_csr(EVP_PKEY *key, const char *const *names, size_t nnames,
     const char *const *ips, size_t nips, int must_staple,
     unsigned char **der, size_t *der_len, struct luacme_err *err);
 
+/* What a CSR may carry beyond its names, as Go's x509 template allows:
+ * subject attributes by OpenSSL short name (C, ST, L, street,
+ * postalCode, O, OU, CN, serialNumber), in the order given, and extra
+ * extensions (a dotted OID, the DER of the extension's value, critical
+ * or not). */
+struct x509_csr_attr {
+    const char *field;
+    const char *value;          /* UTF-8 */
+};
+struct x509_csr_ext {
+    const char *oid;
+    const unsigned char *value; /* one complete DER element */
+    size_t len;
+    int critical;
+};
+struct x509_csr_template {
+    const struct x509_csr_attr *subject;
+    size_t nsubject;            /* at most LUACME_CSR_MAX_TEMPLATE */
+    const struct x509_csr_ext *ext;
+    size_t next;                /* at most LUACME_CSR_MAX_TEMPLATE */
+};
+
+/* x509_csr with a template (NULL: none). A template CN replaces the
+ * default CN=names[0]; other attributes are added to the subject. An
+ * extension may not be subjectAltName or the TLS Feature (names, ips
+ * and must_staple make those) nor appear twice; a value must be one DER
+ * element; an unknown field, or a value the attribute's ASN.1 type
+ * refuses (C is two letters), fails with "invalid". */
+int x509_csr_ex(EVP_PKEY *key, const char *const *names, size_t nnames,
+    const char *const *ips, size_t nips, int must_staple,
+    const struct x509_csr_template *t,
+    unsigned char **der, size_t *der_len, struct luacme_err *err);
+
 /* What x509_csr_read reports about a CSR. */
 struct x509_csr_info {
     struct x509_names names;    /* the subjectAltName entries */

@@ -19,6 +19,7 @@ build=${1:-build}
 exe=$(cd "$build" && pwd)/luacme
 [ -x "$exe" ] || { echo "bench: no $exe (build first)" >&2; exit 1; }
 command -v strip >/dev/null || { echo "bench: needs strip (binutils)" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "bench: needs /usr/bin/time (time)" >&2; exit 1; }
 
 fast=$(mktemp) slow=$(mktemp)
 trap 'rm -f "$fast" "$slow"' EXIT

@@ -160,6 +160,91 @@ t.test("csr reads its options raw; a metamethod cannot pull the key away", funct
   t.eq(#info.names, 1)
 end)
 
+t.test("csr template: subject attributes and extra extensions (Go's " ..
+  "WithTemplate)", function()
+  local key = core.key_generate("ec256")
+  -- OCTET STRING "abc" as the value of a private extension.
+  local der = assert(core.csr{ key = key, names = { "a.example" },
+    subject = { O = { "Acme", "Acme Two" }, C = "DE", L = "Berlin",
+      CN = "custom cn" },
+    extensions = { { oid = "1.3.6.1.4.1.99999.1", value = "\4\3abc" },
+      { oid = "1.3.6.1.4.1.99999.2", value = "\5\0", critical = true } } })
+  local d = t.tmpdir()
+  t.writefile(d .. "/r.der", der)
+  t.match(run("openssl req -inform DER -in " .. q(d .. "/r.der") ..
+    " -verify -noout"), "verify OK")
+  local text = run("openssl req -inform DER -in " .. q(d .. "/r.der") ..
+    " -noout -text")
+  -- In DN order whatever the table's order; the template CN replaces ours.
+  t.match(text, "Subject: C = DE, L = Berlin, O = Acme, O = Acme Two, " ..
+    "CN = custom cn\n")
+  t.match(text, "1%.3%.6%.1%.4%.1%.99999%.1: *\n *%.%.abc")
+  t.match(text, "1%.3%.6%.1%.4%.1%.99999%.2: critical")
+  -- The SAN is made from the names, not critical under a subject.
+  t.match(text, "X509v3 Subject Alternative Name: *\n *DNS:a%.example")
+  local info = assert(core.csr_info(der))
+  t.eq(info.names[1], "a.example")
+  t.eq(info.cn, "custom cn")
+  -- Without a CN in the template, ours (the first name) is added.
+  info = assert(core.csr_info(assert(core.csr{ key = key,
+    names = { "b.example" }, subject = { O = "Acme" } })))
+  t.eq(info.cn, "b.example")
+end)
+
+t.test("csr template: what a CSR cannot carry is refused as invalid",
+  function()
+  local key = core.key_generate("ec256")
+  local function bad(opts, pat)
+    opts.key, opts.names = key, { "a.example" }
+    t.fails("invalid", pat, core.csr(opts))
+  end
+  bad({ subject = { C = "DEU" } }, "subject C")
+  bad({ subject = { CN = "a\0b" } }, "NUL")
+  bad({ extensions = { { oid = "2.5.29.17", value = "\48\0" } } },
+    "made from names")
+  bad({ extensions = { { oid = "1.3.6.1.5.5.7.1.24", value = "\48\0" } } },
+    "made from names")
+  bad({ extensions = { { oid = "1.2.3", value = "\48\5" } } },
+    "not one DER element")
+  bad({ extensions = { { oid = "1.2.3", value = "\5\0\5\0" } } },
+    "not one DER element")
+  bad({ extensions = { { oid = "1.2.3", value = "" } } }, "empty")
+  bad({ extensions = { { oid = "not.an.oid", value = "\5\0" } } },
+    "dotted OID")
+  bad({ extensions = { { oid = "1.2.3", value = "\5\0" },
+    { oid = "1.2.3", value = "\5\0" } } }, "twice")
+  local many = {}
+  for i = 1, 17 do many[i] = { oid = "1.2.3." .. i, value = "\5\0" } end
+  bad({ extensions = many }, "MAX_TEMPLATE")
+  many = {}
+  for i = 1, 17 do many[i] = "o" .. i end
+  bad({ subject = { O = many } }, "MAX_TEMPLATE")
+  -- Caller mistakes raise.
+  t.raises(function() core.csr{ key = key, names = { "a.example" },
+    subject = { X = "y" } } end, "unknown field 'X'")
+  t.raises(function() core.csr{ key = key, names = { "a.example" },
+    subject = "CN=x" } end, "subject")
+  t.raises(function() core.csr{ key = key, names = { "a.example" },
+    extensions = { { oid = "1.2.3" } } } end, "value")
+  t.raises(function() core.csr{ key = key, names = { "a.example" },
+    extensions = { { oid = "1.2.3", value = "\5\0", crit = true } } } end,
+    "unknown field 'crit'")
+end)
+
+t.test("csr template is read raw too", function()
+  local key = core.key_generate("ec256")
+  local subject = setmetatable({}, { __index = function()
+    key:close()
+    collectgarbage()
+    return "x"
+  end })
+  local ext = setmetatable({ oid = "1.2.3", value = "\5\0" },
+    { __index = function() key:close() return true end })
+  local info = assert(core.csr_info(assert(core.csr{ key = key,
+    names = { "a.example" }, subject = subject, extensions = { ext } })))
+  t.eq(info.cn, "a.example", "no metamethod ran: no CN came from it")
+end)
+
 t.test("csr with must_staple carries the TLS feature", function()
   local key = core.key_generate("ec256")
   local der = core.csr{ key = key, names = { "example.com" }, must_staple = true }
