@@ -6,6 +6,7 @@
  */
 #include "http.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,11 +41,43 @@ struct xfer {
     size_t up_len, up_pos;
 };
 
+/* The transfers of every client made with the same multi share its
+ * connection cache: one pool per process when the Lua binding gives
+ * them all one multi. Counted references: clients and transfers hold
+ * it, so the order in which they are freed does not matter. */
+struct http_multi {
+    CURLM *m;
+    int refs;
+};
+
+/* A client is the settings every transfer gets; the easy handles are
+ * per transfer (one kept idle for the next), since the connections live
+ * in the multi. Counted references: each transfer holds its client. */
 struct http_client {
-    CURL *h;
+    struct http_multi *multi;
+    CURL *idle;                 /* a set-up handle for the next transfer */
+    char *ca_file;
+    char *user_agent;
+    long timeout_ms;
+    long connect_ms;
     size_t max_body;
     int allow_http;
+    int refs;
     struct http_stats stats;
+};
+
+/* One request in flight (or done) on a client's multi. */
+struct http_xfer {
+    struct http_client *c;
+    CURL *h;
+    struct curl_slist *hl;
+    struct xfer x;
+    char *method;
+    char *url;
+    char *up_copy;              /* a once request's body (x.up) */
+    int added;                  /* in the multi */
+    int done;
+    CURLcode cc;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -340,15 +373,125 @@ timeout_ms(double s, long dflt_s)
     return ms;
 }
 
+/* The client's settings on a fresh easy handle h; every security
+ * setting is made here and never relaxed. Returns CURLE_OK or the first
+ * failure. */
+static CURLcode
+setup_handle(const struct http_client *c, CURL *h)
+{
+    const char *protocols = c->allow_http ? "http,https" : "https";
+    CURLcode cc = CURLE_OK;
+
+    /* No SIGALRM for DNS timeouts: the process has its own handlers. */
+    SETOPT(cc, h, CURLOPT_NOSIGNAL, 1L);
+    /* The scheme is also checked before each transfer; this makes sure
+     * libcurl itself never speaks anything else. */
+    SETOPT(cc, h, CURLOPT_PROTOCOLS_STR, protocols);
+    SETOPT(cc, h, CURLOPT_REDIR_PROTOCOLS_STR, protocols);
+    SETOPT(cc, h, CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(cc, h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    /* Requests started together wait for one HTTP/2 connection to
+     * multiplex on instead of each opening its own. */
+    SETOPT(cc, h, CURLOPT_PIPEWAIT, 1L);
+    SETOPT(cc, h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    SETOPT(cc, h, CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(cc, h, CURLOPT_SSL_VERIFYHOST, 2L);
+    SETOPT(cc, h, CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
+    SETOPT(cc, h, CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
+    if (c->ca_file != NULL) {
+        /* Only this file: a system CA directory must not widen trust. */
+        SETOPT(cc, h, CURLOPT_CAINFO, c->ca_file);
+        SETOPT(cc, h, CURLOPT_CAPATH, (char *)NULL);
+    }
+    SETOPT(cc, h, CURLOPT_USERAGENT, c->user_agent);
+    SETOPT(cc, h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    SETOPT(cc, h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
+    SETOPT(cc, h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    SETOPT(cc, h, CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(cc, h, CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(cc, h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    SETOPT(cc, h, CURLOPT_NOPROGRESS, 0L);
+    SETOPT(cc, h, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+    return cc;
+}
+
+/* A set-up easy handle of c: the idle one, or a new one. Returns NULL
+ * with err filled on failure. */
+static CURL *
+take_handle(struct http_client *c, struct luacme_err *err)
+{
+    CURL *h = c->idle;
+    CURLcode cc;
+
+    if (h != NULL) {
+        c->idle = NULL;
+        return h;
+    }
+    h = curl_easy_init();
+    if (h == NULL) {
+        err_set(err, "protocol", "http: curl_easy_init failed");
+        return NULL;
+    }
+    cc = setup_handle(c, h);
+    if (cc != CURLE_OK) {
+        err_set(err, "protocol", "http: setting up libcurl: %s",
+            curl_easy_strerror(cc));
+        curl_easy_cleanup(h);
+        return NULL;
+    }
+    return h;
+}
+
+int
+http_multi_new(struct http_multi **out, struct luacme_err *err)
+{
+    struct http_multi *m = calloc(1, sizeof(*m));
+    CURLMcode mc = CURLM_OK;
+
+    if (m == NULL)
+        return err_set(err, "protocol", "http: out of memory");
+    m->m = curl_multi_init();
+    if (m->m == NULL) {
+        free(m);
+        return err_set(err, "protocol", "http: curl_multi_init failed");
+    }
+    m->refs = 1;
+    /* Bounds on the sockets one process keeps, however many transfers
+     * run at once: more wait in libcurl's queue (their timeouts run). */
+    mc = curl_multi_setopt(m->m, CURLMOPT_MAX_HOST_CONNECTIONS,
+        (long)LUACME_HTTP_MAX_HOST_CONNS);
+    if (mc == CURLM_OK)
+        mc = curl_multi_setopt(m->m, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+            (long)LUACME_HTTP_MAX_TOTAL_CONNS);
+    if (mc == CURLM_OK)
+        mc = curl_multi_setopt(m->m, CURLMOPT_MAXCONNECTS,
+            (long)LUACME_HTTP_MAX_CACHED_CONNS);
+    if (mc != CURLM_OK) {
+        curl_multi_cleanup(m->m);
+        free(m);
+        return err_set(err, "protocol", "http: setting up libcurl: %s",
+            curl_multi_strerror(mc));
+    }
+    *out = m;
+    return 0;
+}
+
+void
+http_multi_free(struct http_multi *m)
+{
+    if (m == NULL || --m->refs > 0)
+        return;
+    curl_multi_cleanup(m->m);
+    free(m);
+}
+
 int
 http_client_new(const struct http_opts *opts, struct http_client **out,
     struct luacme_err *err)
 {
     struct http_client *c = NULL;
-    const char *protocols = opts->allow_http ? "http,https" : "https";
     const curl_version_info_data *cv;
     char ua[128];
-    CURLcode cc = CURLE_OK;
     int rc = -1;
 
     c = calloc(1, sizeof(*c));
@@ -356,9 +499,11 @@ http_client_new(const struct http_opts *opts, struct http_client **out,
         err_set(err, "protocol", "http: out of memory");
         goto out;
     }
-    c->h = curl_easy_init();
-    if (c->h == NULL) {
-        err_set(err, "protocol", "http: curl_easy_init failed");
+    c->refs = 1;
+    if (opts->multi != NULL) {
+        c->multi = opts->multi;
+        c->multi->refs++;
+    } else if (http_multi_new(&c->multi, err) != 0) {
         goto out;
     }
     c->allow_http = opts->allow_http != 0;
@@ -369,43 +514,20 @@ http_client_new(const struct http_opts *opts, struct http_client **out,
         cv = curl_version_info(CURLVERSION_NOW);
         snprintf(ua, sizeof(ua), "luacme libcurl/%s", cv->version);
     }
-
-    SETOPT(cc, c->h, CURLOPT_ERRORBUFFER, c->errbuf);
-    /* No SIGALRM for DNS timeouts: the process has its own handlers. */
-    SETOPT(cc, c->h, CURLOPT_NOSIGNAL, 1L);
-    /* The scheme is also checked before each transfer; this makes sure
-     * libcurl itself never speaks anything else. */
-    SETOPT(cc, c->h, CURLOPT_PROTOCOLS_STR, protocols);
-    SETOPT(cc, c->h, CURLOPT_REDIR_PROTOCOLS_STR, protocols);
-    SETOPT(cc, c->h, CURLOPT_FOLLOWLOCATION, 0L);
-    SETOPT(cc, c->h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    SETOPT(cc, c->h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    SETOPT(cc, c->h, CURLOPT_SSL_VERIFYPEER, 1L);
-    SETOPT(cc, c->h, CURLOPT_SSL_VERIFYHOST, 2L);
-    SETOPT(cc, c->h, CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
-    SETOPT(cc, c->h, CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
-    if (opts->ca_file != NULL) {
-        /* Only this file: a system CA directory must not widen trust. */
-        SETOPT(cc, c->h, CURLOPT_CAINFO, opts->ca_file);
-        SETOPT(cc, c->h, CURLOPT_CAPATH, (char *)NULL);
-    }
-    SETOPT(cc, c->h, CURLOPT_USERAGENT,
-        opts->user_agent != NULL ? opts->user_agent : ua);
-    SETOPT(cc, c->h, CURLOPT_TIMEOUT_MS,
-        timeout_ms(opts->timeout_s, LUACME_HTTP_TIMEOUT_S));
-    SETOPT(cc, c->h, CURLOPT_CONNECTTIMEOUT_MS,
-        timeout_ms(opts->connect_timeout_s, LUACME_HTTP_CONNECT_TIMEOUT_S));
-    SETOPT(cc, c->h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
-    SETOPT(cc, c->h, CURLOPT_WRITEFUNCTION, on_body);
-    SETOPT(cc, c->h, CURLOPT_HEADERFUNCTION, on_header);
-    SETOPT(cc, c->h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    SETOPT(cc, c->h, CURLOPT_NOPROGRESS, 0L);
-    SETOPT(cc, c->h, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
-    if (cc != CURLE_OK) {
-        err_set(err, "protocol", "http: setting up libcurl: %s",
-            curl_easy_strerror(cc));
+    c->user_agent = strdup(opts->user_agent != NULL ? opts->user_agent : ua);
+    c->ca_file = opts->ca_file != NULL ? strdup(opts->ca_file) : NULL;
+    if (c->user_agent == NULL || (opts->ca_file != NULL &&
+        c->ca_file == NULL)) {
+        err_set(err, "protocol", "http: out of memory");
         goto out;
     }
+    c->timeout_ms = timeout_ms(opts->timeout_s, LUACME_HTTP_TIMEOUT_S);
+    c->connect_ms = timeout_ms(opts->connect_timeout_s,
+        LUACME_HTTP_CONNECT_TIMEOUT_S);
+    /* A handle now, so a libcurl that cannot be set up fails here. */
+    c->idle = take_handle(c, err);
+    if (c->idle == NULL)
+        goto out;
     *out = c;
     c = NULL;
     rc = 0;
@@ -414,13 +536,23 @@ out:
     return rc;
 }
 
+static void
+client_unref(struct http_client *c)
+{
+    if (--c->refs > 0)
+        return;
+    curl_easy_cleanup(c->idle);     /* accepts NULL */
+    http_multi_free(c->multi);
+    free(c->ca_file);
+    free(c->user_agent);
+    free(c);
+}
+
 void
 http_client_free(struct http_client *c)
 {
-    if (c == NULL)
-        return;
-    curl_easy_cleanup(c->h);    /* accepts NULL */
-    free(c);
+    if (c != NULL)
+        client_unref(c);
 }
 
 int
@@ -497,14 +629,16 @@ fail_kind(CURLcode cc, const struct xfer *x)
 }
 
 static void
-fail_message(struct http_client *c, CURLcode cc, const struct xfer *x,
-    const char *method, const char *url, struct luacme_err *err)
+fail_message(const struct http_xfer *xf, struct luacme_err *err)
 {
-    const char *kind = fail_kind(cc, x);
+    const struct xfer *x = &xf->x;
+    const char *kind = fail_kind(xf->cc, x);
+    const char *method = xf->method, *url = xf->url;
+    CURLcode cc = xf->cc;
 
     if (x->body_over)
         err_set(err, kind, "http: %s %s: body over max_body (%zu bytes)",
-            method, url, c->max_body);
+            method, url, xf->c->max_body);
     else if (x->hdr_over)
         err_set(err, kind, "http: %s %s: headers over "
             "LUACME_HTTP_MAX_HEADERS (%d bytes)", method, url,
@@ -513,13 +647,13 @@ fail_message(struct http_client *c, CURLcode cc, const struct xfer *x,
         err_set(err, kind, "http: %s %s: out of memory", method, url);
     else if (cc == CURLE_FILESIZE_EXCEEDED)
         err_set(err, kind, "http: %s %s: Content-Length over max_body "
-            "(%zu bytes)", method, url, c->max_body);
+            "(%zu bytes)", method, url, xf->c->max_body);
     else if (cc == CURLE_ABORTED_BY_CALLBACK)
         err_set(err, kind, "http: %s %s: interrupted by signal", method,
             url);
-    else if (c->errbuf[0] != '\0')
+    else if (xf->errbuf[0] != '\0')
         err_set(err, kind, "http: %s %s: %s (%s)", method, url,
-            curl_easy_strerror(cc), c->errbuf);
+            curl_easy_strerror(cc), xf->errbuf);
     else
         err_set(err, kind, "http: %s %s: %s", method, url,
             curl_easy_strerror(cc));
@@ -669,140 +803,289 @@ check_request(const struct http_client *c, const struct http_request *req,
     return 0;
 }
 
-/* Set this request's options on the reused handle: URL, method, body,
- * headers hl, and x as the sink of the reply. Returns CURLE_OK or the
- * first failure. */
+/* Set this request's options on xf's handle: URL, method, body (copied
+ * by libcurl), headers, and xf as the sink of the reply. Returns
+ * CURLE_OK or the first failure. */
 static CURLcode
-set_request(struct http_client *c, const char *url, const char *method,
-    const char *body, size_t body_len, int head, struct curl_slist *hl,
-    struct xfer *x)
+set_request(struct http_xfer *xf, const char *body, size_t body_len,
+    int head)
 {
-    curl_off_t maxfile = head ? 0 : (curl_off_t)c->max_body;
+    CURL *h = xf->h;
+    curl_off_t maxfile = head ? 0 : (curl_off_t)xf->c->max_body;
     CURLcode cc = CURLE_OK;
 
-    /* The handle keeps options between transfers: put the method back
-     * to a plain GET first, then set what this request needs. */
-    SETOPT(cc, c->h, CURLOPT_URL, url);
-    SETOPT(cc, c->h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
-    SETOPT(cc, c->h, CURLOPT_HTTPGET, 1L);
-    SETOPT(cc, c->h, CURLOPT_MAXFILESIZE_LARGE, maxfile);
+    /* A reused handle keeps options between transfers: put the method
+     * back to a plain GET first, then set what this request needs. */
+    SETOPT(cc, h, CURLOPT_URL, xf->url);
+    SETOPT(cc, h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+    SETOPT(cc, h, CURLOPT_HTTPGET, 1L);
+    SETOPT(cc, h, CURLOPT_MAXFILESIZE_LARGE, maxfile);
     if (head)
-        SETOPT(cc, c->h, CURLOPT_NOBODY, 1L);
-    if (body != NULL && x->up != NULL) {
+        SETOPT(cc, h, CURLOPT_NOBODY, 1L);
+    if (body != NULL && xf->x.up != NULL) {
         /* Read through callbacks that refuse a rewind, so that libcurl
-         * cannot send it twice; the size still gives a Content-Length. */
-        SETOPT(cc, c->h, CURLOPT_POST, 1L);
-        SETOPT(cc, c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        SETOPT(cc, c->h, CURLOPT_READFUNCTION, on_upload);
-        SETOPT(cc, c->h, CURLOPT_READDATA, x);
-        SETOPT(cc, c->h, CURLOPT_SEEKFUNCTION, on_upload_seek);
-        SETOPT(cc, c->h, CURLOPT_SEEKDATA, x);
+         * cannot send it twice; the size still gives a Content-Length.
+         * xf owns the bytes (a copy) while the transfer runs. */
+        SETOPT(cc, h, CURLOPT_POST, 1L);
+        SETOPT(cc, h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        SETOPT(cc, h, CURLOPT_READFUNCTION, on_upload);
+        SETOPT(cc, h, CURLOPT_READDATA, &xf->x);
+        SETOPT(cc, h, CURLOPT_SEEKFUNCTION, on_upload_seek);
+        SETOPT(cc, h, CURLOPT_SEEKDATA, &xf->x);
     } else if (body != NULL) {
-        /* Size first, then the data, which libcurl does not copy: it is
-         * sent as is, with Content-Length, never chunked. */
-        SETOPT(cc, c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        SETOPT(cc, c->h, CURLOPT_POSTFIELDS, body);
+        /* Size first, then the data: sent as is, with Content-Length,
+         * never chunked. Copied, so the caller's buffer may go away
+         * while the transfer runs. */
+        SETOPT(cc, h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        SETOPT(cc, h, CURLOPT_COPYPOSTFIELDS, body);
     }
-    if (!head && strcmp(method, body != NULL ? "POST" : "GET") != 0)
-        SETOPT(cc, c->h, CURLOPT_CUSTOMREQUEST, method);
-    SETOPT(cc, c->h, CURLOPT_HTTPHEADER, hl);
-    SETOPT(cc, c->h, CURLOPT_WRITEDATA, x);
-    SETOPT(cc, c->h, CURLOPT_HEADERDATA, x);
-    SETOPT(cc, c->h, CURLOPT_XFERINFODATA, x);
+    if (!head && strcmp(xf->method, body != NULL ? "POST" : "GET") != 0)
+        SETOPT(cc, h, CURLOPT_CUSTOMREQUEST, xf->method);
+    SETOPT(cc, h, CURLOPT_HTTPHEADER, xf->hl);
+    SETOPT(cc, h, CURLOPT_WRITEDATA, &xf->x);
+    SETOPT(cc, h, CURLOPT_HEADERDATA, &xf->x);
+    SETOPT(cc, h, CURLOPT_XFERINFODATA, &xf->x);
+    SETOPT(cc, h, CURLOPT_ERRORBUFFER, xf->errbuf);
+    SETOPT(cc, h, CURLOPT_PRIVATE, (void *)xf);
     return cc;
 }
 
-/* Run the transfer set up on c->h, count it in c->stats, and move the
- * reply's status, headers and body from x into resp. Returns 0, or -1
- * with err filled. */
-static int
-perform(struct http_client *c, struct xfer *x, const char *method,
-    const char *url, struct http_response *resp, struct luacme_err *err)
+void
+http_xfer_free(struct http_xfer *xf)
 {
-    CURLcode cc;
-    long status = 0, nconn = 0, version = 0;
+    struct http_client *c;
+    CURL *h;
 
-    cc = curl_easy_perform(c->h);
+    if (xf == NULL)
+        return;
+    c = xf->c;
+    h = xf->h;
+    if (xf->added)
+        curl_multi_remove_handle(c->multi->m, h);
+    if (h != NULL) {
+        /* Nothing on the handle may point at freed memory; then it is
+         * kept for the next transfer, or freed when one already is. */
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, (char *)NULL);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)NULL);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *)NULL);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)NULL);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, (curl_read_callback)NULL);
+        curl_easy_setopt(h, CURLOPT_READDATA, (void *)NULL);
+        curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, (curl_seek_callback)NULL);
+        curl_easy_setopt(h, CURLOPT_SEEKDATA, (void *)NULL);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
+        curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)NULL);
+        if (c->idle == NULL)
+            c->idle = h;
+        else
+            curl_easy_cleanup(h);
+    }
+    curl_slist_free_all(xf->hl);
+    free(xf->x.body.p);
+    free(xf->x.hdrs.p);
+    free(xf->method);
+    free(xf->url);
+    free(xf->up_copy);
+    free(xf);
+    client_unref(c);
+}
+
+int
+http_start(struct http_client *c, const struct http_request *req,
+    struct http_xfer **out, struct luacme_err *err)
+{
+    struct http_xfer *xf = NULL;
+    const char *method = req->method != NULL ? req->method : "GET";
+    const char *url = req->url != NULL ? req->url : "(null)";
+    const char *body = NULL;
+    size_t body_len = 0;
+    CURLcode cc;
+    CURLMcode mc;
+    int head = 0, rc = -1;
+
+    if (check_request(c, req, method, url, &body, &body_len, &head,
+        err) != 0)
+        return -1;
+    xf = calloc(1, sizeof(*xf));
+    if (xf == NULL)
+        return err_set(err, "protocol", "http: out of memory");
+    xf->c = c;
+    c->refs++;
+    xf->x.max_body = c->max_body;
+    xf->x.start_int = luacme_interrupted;
+    xf->method = strdup(method);
+    xf->url = strdup(url);
+    if (xf->method == NULL || xf->url == NULL) {
+        err_set(err, "protocol", "http: out of memory");
+        goto out;
+    }
+    if (req->once && body != NULL) {
+        /* Read by on_upload while the transfer runs: a copy of ours. */
+        xf->up_copy = malloc(body_len > 0 ? body_len : 1);
+        if (xf->up_copy == NULL) {
+            err_set(err, "protocol", "http: out of memory");
+            goto out;
+        }
+        memcpy(xf->up_copy, body, body_len);
+        xf->x.up = xf->up_copy;
+        xf->x.up_len = body_len;
+    }
+    if (build_headers(req, body != NULL, &xf->hl, err) != 0)
+        goto out;
+    xf->h = take_handle(c, err);
+    if (xf->h == NULL)
+        goto out;
+    cc = set_request(xf, body, body_len, head);
+    if (cc != CURLE_OK) {
+        err_set(err, "protocol", "http: %s %s: setting up libcurl: %s",
+            method, url, curl_easy_strerror(cc));
+        goto out;
+    }
+    mc = curl_multi_add_handle(c->multi->m, xf->h);
+    if (mc != CURLM_OK) {
+        err_set(err, "protocol", "http: %s %s: %s", method, url,
+            curl_multi_strerror(mc));
+        goto out;
+    }
+    xf->added = 1;
+    *out = xf;
+    xf = NULL;
+    rc = 0;
+out:
+    http_xfer_free(xf);
+    return rc;
+}
+
+/* A transfer libcurl reports finished: out of the multi, counted. */
+static void
+xfer_finished(struct http_xfer *xf, CURLcode cc)
+{
+    struct http_client *c = xf->c;
+    long nconn = 0, version = 0;
+
+    curl_multi_remove_handle(c->multi->m, xf->h);
+    xf->added = 0;
+    xf->done = 1;
+    xf->cc = cc;
     c->stats.requests++;
-    if (curl_easy_getinfo(c->h, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK)
+    if (curl_easy_getinfo(xf->h, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK)
         c->stats.connects += nconn;
-    if (cc != CURLE_OK || x->nomem) {
-        fail_message(c, cc, x, method, url, err);
+    if (cc == CURLE_OK && curl_easy_getinfo(xf->h, CURLINFO_HTTP_VERSION,
+        &version) == CURLE_OK && version_name(version) != NULL)
+        c->stats.http_version = version_name(version);
+}
+
+/* Move finished transfers out of the multi. Returns how many. */
+static int
+collect(struct http_multi *m)
+{
+    CURLMsg *msg;
+    struct http_xfer *xf;
+    int left, n = 0;
+
+    while ((msg = curl_multi_info_read(m->m, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        xf = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&xf);
+        if (xf != NULL) {
+            /* msg is invalid once its handle is removed: copy first. */
+            xfer_finished(xf, msg->data.result);
+            n++;
+        }
+    }
+    return n;
+}
+
+int
+http_multi_run(struct http_multi *m, long timeout_ms, struct luacme_err *err)
+{
+    CURLMcode mc;
+    int running = 0, n;
+
+    mc = curl_multi_perform(m->m, &running);
+    if (mc == CURLM_OK) {
+        n = collect(m);
+        if (n > 0 || running == 0 || timeout_ms <= 0)
+            return n;
+        mc = curl_multi_poll(m->m, NULL, 0, (int)(timeout_ms > INT_MAX ?
+            INT_MAX : timeout_ms), NULL);
+    }
+    if (mc == CURLM_OK)
+        mc = curl_multi_perform(m->m, &running);
+    if (mc != CURLM_OK)
+        return err_set(err, "protocol", "http: %s",
+            curl_multi_strerror(mc));
+    return collect(m);
+}
+
+int
+http_xfer_done(const struct http_xfer *xf)
+{
+    return xf->done;
+}
+
+int
+http_finish(struct http_xfer *xf, struct http_response *resp,
+    struct luacme_err *err)
+{
+    long status = 0;
+
+    memset(resp, 0, sizeof(*resp));
+    if (!xf->done)
+        return err_set(err, "protocol", "http: %s %s: not finished",
+            xf->method, xf->url);
+    if (xf->cc != CURLE_OK || xf->x.nomem) {
+        fail_message(xf, err);
         return -1;
     }
-    if (curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status) !=
+    if (curl_easy_getinfo(xf->h, CURLINFO_RESPONSE_CODE, &status) !=
         CURLE_OK || status < 100)
         return err_set(err, "protocol", "http: %s %s: no HTTP status",
-            method, url);
+            xf->method, xf->url);
     /* libcurl accepts a reply that ends after its status line or in
      * its headers as complete; the server may have done the work, so
      * this is a lost reply, not an empty success. */
-    if (!x->hdr_done)
+    if (!xf->x.hdr_done)
         return err_set(err, "protocol", "http: %s %s: reply ended inside "
-            "its header block", method, url);
-    if (curl_easy_getinfo(c->h, CURLINFO_HTTP_VERSION, &version) == CURLE_OK)
-        c->stats.http_version = version_name(version);
-    if (take_headers(x, resp) != 0)
+            "its header block", xf->method, xf->url);
+    if (take_headers(&xf->x, resp) != 0)
         return err_set(err, "protocol", "http: %s %s: out of memory",
-            method, url);
+            xf->method, xf->url);
     resp->status = status;
-    resp->body = x->body.p;
-    resp->body_len = x->body.len;
-    x->body.p = NULL;
+    resp->body = xf->x.body.p;
+    resp->body_len = xf->x.body.len;
+    xf->x.body.p = NULL;
     return 0;
+}
+
+struct http_multi *
+http_client_multi(const struct http_client *c)
+{
+    return c->multi;
 }
 
 int
 http_request(struct http_client *c, const struct http_request *req,
     struct http_response *resp, struct luacme_err *err)
 {
-    struct xfer x;
-    struct curl_slist *hl = NULL;
-    const char *method = req->method != NULL ? req->method : "GET";
-    const char *url = req->url != NULL ? req->url : "(null)";
-    const char *body = NULL;
-    size_t body_len = 0;
-    CURLcode cc;
-    int head = 0, rc = -1;
+    struct http_xfer *xf = NULL;
+    int rc = -1;
 
     memset(resp, 0, sizeof(*resp));
-    memset(&x, 0, sizeof(x));
-    x.max_body = c->max_body;
-    c->errbuf[0] = '\0';
-
-    if (check_request(c, req, method, url, &body, &body_len, &head,
-        err) != 0)
-        goto out;
-    x.start_int = luacme_interrupted;
-    if (req->once && body != NULL) {
-        x.up = body;
-        x.up_len = body_len;
-    }
-    if (build_headers(req, body != NULL, &hl, err) != 0)
-        goto out;
-    cc = set_request(c, req->url, method, body, body_len, head, hl, &x);
-    if (cc != CURLE_OK) {
-        err_set(err, "protocol", "http: %s %s: setting up libcurl: %s",
-            method, url, curl_easy_strerror(cc));
-        goto out;
-    }
-    if (perform(c, &x, method, url, resp, err) != 0)
-        goto out;
-    rc = 0;
+    if (http_start(c, req, &xf, err) != 0)
+        return -1;
+    /* Other transfers on the same multi move on too; they are only
+     * marked done, for their owners to collect. The transfer's own
+     * timeouts bound this loop. */
+    while (!xf->done)
+        if (http_multi_run(c->multi, 1000, err) < 0)
+            goto out;
+    rc = http_finish(xf, resp, err);
 out:
-    /* Nothing on the handle may point at freed or stack memory. */
-    curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-    curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, (char *)NULL);
-    curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
-    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, (void *)NULL);
-    curl_easy_setopt(c->h, CURLOPT_READFUNCTION, (curl_read_callback)NULL);
-    curl_easy_setopt(c->h, CURLOPT_READDATA, (void *)NULL);
-    curl_easy_setopt(c->h, CURLOPT_SEEKFUNCTION, (curl_seek_callback)NULL);
-    curl_easy_setopt(c->h, CURLOPT_SEEKDATA, (void *)NULL);
-    curl_easy_setopt(c->h, CURLOPT_HEADERDATA, (void *)NULL);
-    curl_slist_free_all(hl);
-    free(x.body.p);
-    free(x.hdrs.p);
+    http_xfer_free(xf);
     if (rc != 0)
         http_response_free(resp);
     return rc;

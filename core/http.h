@@ -1,7 +1,9 @@
 /*
- * The HTTP transport: one libcurl easy handle per client, kept for the
- * client's life so TCP and TLS connections are reused, HTTP/2 when the
- * server offers it, TLS >= 1.2 with certificate and host verification
+ * The HTTP transport: transfers run on a libcurl multi handle, whose
+ * connection cache every client made with it shares, so TCP and TLS
+ * connections are reused (one pool per process when all clients share
+ * one multi) and requests of several clients run at once, multiplexed
+ * on one HTTP/2 connection when the server offers it, TLS >= 1.2 with certificate and host verification
  * always on, no redirects, and caps on the body and the headers kept.
  * No Lua here: lua_http.c converts tables to these structs and back.
  */
@@ -13,6 +15,8 @@
 #include "err.h"
 
 struct http_client;                 /* opaque; http_client_free frees */
+struct http_multi;                  /* opaque; http_multi_free frees */
+struct http_xfer;                   /* opaque; http_xfer_free frees */
 
 /* Options of a client. Strings are copied by http_client_new; zero
  * numbers mean the defaults from luacme_limits.h. */
@@ -23,6 +27,7 @@ struct http_opts {
     double connect_timeout_s;       /* connect phase; 0: default */
     size_t max_body;                /* 0: default; clamped to the ceiling */
     int allow_http;                 /* non-zero: http:// allowed too */
+    struct http_multi *multi;       /* NULL: the client's own */
 };
 
 struct http_header {
@@ -71,13 +76,38 @@ struct http_stats {
     const char *http_version;
 };
 
+/* Make a multi handle: the connection cache and the event loop of the
+ * clients made with it, bounded to LUACME_HTTP_MAX_HOST_CONNS
+ * connections per host and LUACME_HTTP_MAX_TOTAL_CONNS in all (more
+ * transfers wait their turn). Returns 0 and *out (free it with
+ * http_multi_free), or -1 with *err filled (kind "protocol"). */
+int http_multi_new(struct http_multi **out, struct luacme_err *err);
+
+/* Drop the caller's reference to m; the connections close once no
+ * client or transfer holds it either. Accepts NULL. */
+void http_multi_free(struct http_multi *m);
+
+/* Move every transfer on m along: waits up to timeout_ms (0: not at
+ * all) for network activity while any is running, then marks those
+ * that finished done (http_xfer_done) for their owners to collect.
+ * Returns how many finished, or -1 with *err filled ("protocol"). */
+int http_multi_run(struct http_multi *m, long timeout_ms,
+    struct luacme_err *err);
+
+/* The multi handle c's transfers run on (owned by c; not a new
+ * reference). */
+struct http_multi *http_client_multi(const struct http_client *c);
+
 /* Make a client. Returns 0 and the client in *out (free it with
  * http_client_free), or -1 with *err filled (kind "protocol" for a
- * libcurl setup failure) and *out untouched. Timeouts must be >= 0. */
+ * libcurl setup failure) and *out untouched. Timeouts must be >= 0.
+ * With opts->multi the client holds a reference to it; without, it
+ * makes its own. */
 int http_client_new(const struct http_opts *opts, struct http_client **out,
     struct luacme_err *err);
 
-/* Free a client and its cached connections. Accepts NULL. */
+/* Drop the caller's reference to a client; it is freed once its last
+ * transfer is freed too. Accepts NULL. */
 void http_client_free(struct http_client *c);
 
 /* Non-zero when method is a plausible HTTP method token (1..16 upper
@@ -89,8 +119,30 @@ int http_method_ok(const char *method);
  * header can be sent without changing the request's framing. */
 int http_header_ok(const char *name, const char *value, size_t value_len);
 
-/* Perform one request on the client's handle. Any HTTP response,
- * 4xx/5xx included, is a success: returns 0 and fills *resp, which the
+/* Start one request on c's multi: checked and set up here (the same
+ * refusals as http_request, with nothing counted), then it runs while
+ * anyone calls http_multi_run on the multi. Returns 0 and the transfer
+ * in *out (it holds a reference to c; free it with http_xfer_free,
+ * which also cancels it), or -1 with *err filled. The request's
+ * strings and body are copied. */
+int http_start(struct http_client *c, const struct http_request *req,
+    struct http_xfer **out, struct luacme_err *err);
+
+/* Non-zero once the transfer has finished (well or not). */
+int http_xfer_done(const struct http_xfer *xf);
+
+/* The outcome of a finished transfer, as http_request returns it: 0
+ * and *resp filled (the caller frees it with http_response_free), or -1
+ * with *err filled and resp empty. Call once. */
+int http_finish(struct http_xfer *xf, struct http_response *resp,
+    struct luacme_err *err);
+
+/* Cancel the transfer if it still runs and free it. Accepts NULL. */
+void http_xfer_free(struct http_xfer *xf);
+
+/* Perform one request, waiting for it (http_start, http_multi_run
+ * until done, http_finish; other transfers on the multi move on too).
+ * Any HTTP response, 4xx/5xx included, is a success: returns 0 and fills *resp, which the
  * caller frees with http_response_free. "HEAD" reads no body. A body is
  * sent with Content-Length (never chunked) and exactly the caller's
  * Content-Type (none when the caller gives none); Expect: 100-continue

@@ -44,6 +44,11 @@ void lbind_pushkey(lua_State *L, struct evp_pkey_st *pkey);
 
 /* Each adds its functions to the table at the top of the stack (the
  * module table) and leaves the stack as it found it. */
+/* The coroutine luacme.sched is running (NULL: the main thread), so the
+ * SIGINT handler can make it raise too: a hook set on the main thread
+ * alone fires only once control comes back there. */
+extern lua_State *volatile lbind_running;
+
 void lbind_encoding(lua_State *L);  /* lua_core.c: b64url, digests, random */
 void lbind_keys(lua_State *L);      /* lua_keys.c: keys and JWS */
 void lbind_x509(lua_State *L);      /* lua_x509.c: CSR, certificates */

@@ -234,6 +234,22 @@ l_sleep(lua_State *L)
     return 0;
 }
 
+lua_State *volatile lbind_running = NULL;
+
+/* core.set_running(co | nil): tell the signal handler which coroutine
+ * runs now (luacme.sched around each resume). */
+static int
+l_set_running(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lbind_running = NULL;
+        return 0;
+    }
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    lbind_running = lua_tothread(L, 1);
+    return 0;
+}
+
 void
 lbind_encoding(lua_State *L)
 {
@@ -247,6 +263,7 @@ lbind_encoding(lua_State *L)
         {"time", l_time},
         {"monotonic", l_monotonic},
         {"sleep", l_sleep},
+        {"set_running", l_set_running},
         {NULL, NULL}
     };
 

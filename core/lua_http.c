@@ -22,6 +22,17 @@
 
 #define HTTP_MT "luacme.http"               /* also __name in messages */
 #define RESP_MT "luacme.http.response"      /* internal: owns a response */
+#define XFER_MT "luacme.http.transfer"      /* a request started */
+#define MULTI_MT "luacme.http.multi"        /* internal: owns the pool */
+#define POOL_KEY "luacme.http.pool"         /* registry: the shared one */
+
+struct lxfer {
+    struct http_xfer *xf;                   /* NULL once collected */
+};
+
+struct lmulti {
+    struct http_multi *m;
+};
 
 struct lhttp {
     struct http_client *c;                  /* NULL once closed */
@@ -116,6 +127,43 @@ field_timeout(lua_State *L, int arg, int idx, const char *name)
     return (double)v;
 }
 
+/* The process's one multi handle (made on first use, kept in the
+ * registry), so every client shares one connection pool and
+ * core.http_run moves all their transfers. NULL when it cannot be made
+ * (out of memory). */
+static struct http_multi *
+shared_multi(lua_State *L)
+{
+    struct lmulti *lm;
+    struct luacme_err err;
+
+    if (lua_getfield(L, LUA_REGISTRYINDEX, POOL_KEY) == LUA_TUSERDATA) {
+        lm = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return lm->m;
+    }
+    lua_pop(L, 1);
+    lm = lua_newuserdatauv(L, sizeof(*lm), 0);
+    lm->m = NULL;
+    luaL_setmetatable(L, MULTI_MT);
+    if (http_multi_new(&lm->m, &err) != 0) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, POOL_KEY);
+    return lm->m;
+}
+
+static int
+multi_gc(lua_State *L)
+{
+    struct lmulti *lm = luaL_checkudata(L, 1, MULTI_MT);
+
+    http_multi_free(lm->m);     /* clients still alive keep it */
+    lm->m = NULL;
+    return 0;
+}
+
 /* core.http{ca_file=, user_agent=, timeout=, connect_timeout=,
  * max_body=, allow_http=} -> client, or nil, message, kind when libcurl
  * cannot be set up. All options are optional; unknown ones, wrong types
@@ -166,6 +214,9 @@ l_http(lua_State *L)
     o.allow_http = lua_toboolean(L, -1);
     lua_pop(L, 1);
 
+    o.multi = shared_multi(L);
+    if (o.multi == NULL)
+        return luaL_error(L, "http: cannot set up libcurl's multi handle");
     /* The box exists before the client, so no raise can leak it. */
     h = lua_newuserdatauv(L, sizeof(*h), 0);
     h->c = NULL;
@@ -261,13 +312,80 @@ resp_gc(lua_State *L)
     return 0;
 }
 
-/* client:request{method=, url=, headers={name=value}, body=, once=} ->
- * status, headers, body for any HTTP response (4xx/5xx included), or nil,
+/* Read the request table at index 2 into req; the strings stay on the
+ * stack above it, so the pointers stay valid while it is not popped.
+ * Raises for unknown fields, a url, method, header or body of the
+ * wrong type, a method that is not 1..16 upper case letters, and a
+ * header that could not be sent as given. */
+static void
+read_request(lua_State *L, struct http_request *req)
+{
+    size_t blen = 0;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    luaL_checkstack(L, 12, NULL);
+    check_keys(L, 2, 2, request_fields);
+    memset(req, 0, sizeof(*req));
+
+    req->url = field_string(L, 2, 2, "url", 1);             /* 3 */
+    req->method = field_string(L, 2, 2, "method", 0);       /* 4 */
+    if (req->method != NULL && !http_method_ok(req->method))
+        luaL_argerror(L, 2, lua_pushfstring(L, "bad method '%s'",
+            req->method));
+    lua_getfield(L, 2, "headers");                          /* 5 */
+    if (!lua_isnil(L, 5)) {
+        if (lua_type(L, 5) != LUA_TTABLE)
+            luaL_argerror(L, 2, "'headers' must be a table");
+        req->headers = check_headers(L, 5, &req->nheaders); /* 6 */
+    }
+    lua_getfield(L, 2, "body");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_argerror(L, 2, "'body' must be a string");
+        req->body = lua_tolstring(L, -1, &blen);            /* stays */
+        req->body_len = blen;
+        if (req->method != NULL && strcmp(req->method, "HEAD") == 0)
+            luaL_argerror(L, 2, "a HEAD request has no body");
+    }
+    lua_getfield(L, 2, "once");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_argerror(L, 2, "'once' must be a boolean");
+    req->once = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+}
+
+/* Push status, headers, body of the response in the box on the top of
+ * the stack, and free its memory now rather than at the next
+ * collection. Returns 3. */
+static int
+push_response(lua_State *L, struct http_response *resp)
+{
+    lua_pushinteger(L, resp->status);
+    push_headers(L, resp);
+    lua_pushlstring(L, resp->body != NULL ? resp->body : "",
+        resp->body_len);
+    http_response_free(resp);
+    return 3;
+}
+
+static struct http_response *
+new_response(lua_State *L)
+{
+    struct http_response *resp = lua_newuserdatauv(L, sizeof(*resp), 0);
+
+    memset(resp, 0, sizeof(*resp));
+    luaL_setmetatable(L, RESP_MT);
+    return resp;
+}
+
+/* client:request{method=, url=, headers={name=value}, body=} -> status,
+ * headers, body for any HTTP response (4xx/5xx included), or nil,
  * message, kind ("timeout", "connect", "tls", "too_large", "protocol",
- * "interrupted"). Raises for a closed client, unknown fields, a url,
- * method, header or body of the wrong type, a method that is not 1..16
- * upper case letters, and a header that could not be sent as given.
- * once=true: the request is never sent twice (see http.h). */
+ * "interrupted"). once=true: the request is never sent twice (see
+ * http.h). Waits for the answer (moving other transfers of the
+ * pool along meanwhile). Raises for a closed client and a bad request
+ * table (see read_request). */
 static int
 l_request(lua_State *L)
 {
@@ -275,53 +393,115 @@ l_request(lua_State *L)
     struct http_request req;
     struct http_response *resp;
     struct luacme_err err;
-    size_t blen = 0;
 
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    luaL_checkstack(L, 12, NULL);
-    check_keys(L, 2, 2, request_fields);
-    memset(&req, 0, sizeof(req));
-
-    req.url = field_string(L, 2, 2, "url", 1);             /* 3 */
-    req.method = field_string(L, 2, 2, "method", 0);       /* 4 */
-    if (req.method != NULL && !http_method_ok(req.method))
-        luaL_argerror(L, 2, lua_pushfstring(L, "bad method '%s'",
-            req.method));
-    lua_getfield(L, 2, "headers");                          /* 5 */
-    if (!lua_isnil(L, 5)) {
-        if (lua_type(L, 5) != LUA_TTABLE)
-            luaL_argerror(L, 2, "'headers' must be a table");
-        req.headers = check_headers(L, 5, &req.nheaders);   /* 6 */
-    }
-    lua_getfield(L, 2, "body");
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_argerror(L, 2, "'body' must be a string");
-        req.body = lua_tolstring(L, -1, &blen);             /* stays */
-        req.body_len = blen;
-        if (req.method != NULL && strcmp(req.method, "HEAD") == 0)
-            luaL_argerror(L, 2, "a HEAD request has no body");
-    }
-
-    lua_getfield(L, 2, "once");
-    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
-        luaL_argerror(L, 2, "'once' must be a boolean");
-    req.once = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-
-    resp = lua_newuserdatauv(L, sizeof(*resp), 0);
-    memset(resp, 0, sizeof(*resp));
-    luaL_setmetatable(L, RESP_MT);
+    read_request(L, &req);
+    resp = new_response(L);
     if (http_request(c, &req, resp, &err) != 0)
         return lbind_err(L, &err);
-    lua_pushinteger(L, resp->status);
-    push_headers(L, resp);
-    lua_pushlstring(L, resp->body != NULL ? resp->body : "",
-        resp->body_len);
-    /* Free a large body now rather than at the next collection. */
-    http_response_free(resp);
-    return 3;
+    return push_response(L, resp);
+}
+
+/* client:start{...} (the table of client:request) -> a transfer that
+ * runs while core.http_run is called, or nil, message, kind when it
+ * was refused before any connection (a URL scheme not allowed, ...).
+ * transfer:done() says when it finished; transfer:result() then gives
+ * what client:request would have. Collecting or closing an unfinished
+ * transfer cancels it. Raises as client:request. */
+static int
+l_start(lua_State *L)
+{
+    struct http_client *c = client_get(L, 1);
+    struct http_request req;
+    struct lxfer *lx;
+    struct luacme_err err;
+
+    read_request(L, &req);
+    lx = lua_newuserdatauv(L, sizeof(*lx), 0);
+    lx->xf = NULL;
+    luaL_setmetatable(L, XFER_MT);
+    if (http_start(c, &req, &lx->xf, &err) != 0)
+        return lbind_err(L, &err);
+    return 1;
+}
+
+static struct lxfer *
+xfer_get(lua_State *L)
+{
+    struct lxfer *lx = luaL_checkudata(L, 1, XFER_MT);
+
+    if (lx->xf == NULL)
+        luaL_error(L, "attempt to use a collected http transfer");
+    return lx;
+}
+
+/* transfer:done() -> true once finished (core.http_run marks it). */
+static int
+l_xfer_done(lua_State *L)
+{
+    lua_pushboolean(L, http_xfer_done(xfer_get(L)->xf));
+    return 1;
+}
+
+/* transfer:result() -> status, headers, body or nil, message, kind, as
+ * client:request; once, after done() said true (raises otherwise). The
+ * transfer is freed: a second call raises. */
+static int
+l_xfer_result(lua_State *L)
+{
+    struct lxfer *lx = xfer_get(L);
+    struct http_response *resp;
+    struct luacme_err err;
+    int rc;
+
+    if (!http_xfer_done(lx->xf))
+        return luaL_error(L, "http transfer not finished yet");
+    resp = new_response(L);
+    rc = http_finish(lx->xf, resp, &err);
+    http_xfer_free(lx->xf);
+    lx->xf = NULL;
+    if (rc != 0)
+        return lbind_err(L, &err);
+    return push_response(L, resp);
+}
+
+/* __gc, __close and transfer:cancel(): stop it if running, free it.
+ * Idempotent. */
+static int
+l_xfer_close(lua_State *L)
+{
+    struct lxfer *lx = luaL_checkudata(L, 1, XFER_MT);
+
+    http_xfer_free(lx->xf);
+    lx->xf = NULL;
+    return 0;
+}
+
+/* core.http_run([seconds]) -> n: moves every started transfer along,
+ * waiting up to seconds (default 0: not at all; at most
+ * LUACME_HTTP_RUN_MAX_MS) for network activity while any runs; n is
+ * how many finished. nil, message, kind when libcurl fails. */
+static int
+l_http_run(lua_State *L)
+{
+    lua_Number s = luaL_optnumber(L, 1, 0);
+    struct lmulti *lm;
+    struct luacme_err err;
+    long ms;
+    int n;
+
+    luaL_argcheck(L, s >= 0, 1, "must be >= 0");
+    if (lua_getfield(L, LUA_REGISTRYINDEX, POOL_KEY) != LUA_TUSERDATA) {
+        lua_pushinteger(L, 0);          /* no client yet: nothing runs */
+        return 1;
+    }
+    lm = lua_touserdata(L, -1);
+    ms = s * 1000 > LUACME_HTTP_RUN_MAX_MS ? LUACME_HTTP_RUN_MAX_MS :
+        (long)(s * 1000);
+    n = http_multi_run(lm->m, ms, &err);
+    if (n < 0)
+        return lbind_err(L, &err);
+    lua_pushinteger(L, n);
+    return 1;
 }
 
 /* client:stats() -> {requests=N, connects=N, http_version=V}; connects
@@ -379,14 +559,27 @@ lbind_http(lua_State *L)
         {"__tostring", l_tostring},
         {NULL, NULL}
     };
+    static const luaL_Reg xmeta[] = {
+        {"__gc", l_xfer_close},
+        {"__close", l_xfer_close},
+        {NULL, NULL}
+    };
+    static const luaL_Reg xmethods[] = {
+        {"done", l_xfer_done},
+        {"result", l_xfer_result},
+        {"cancel", l_xfer_close},
+        {NULL, NULL}
+    };
     static const luaL_Reg methods[] = {
         {"request", l_request},
+        {"start", l_start},
         {"stats", l_stats},
         {"close", l_close},
         {NULL, NULL}
     };
     static const luaL_Reg funcs[] = {
         {"http", l_http},
+        {"http_run", l_http_run},
         {NULL, NULL}
     };
 
@@ -395,6 +588,18 @@ lbind_http(lua_State *L)
     luaL_newlibtable(L, methods);
     luaL_setfuncs(L, methods, 0);
     lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, XFER_MT);
+    luaL_setfuncs(L, xmeta, 0);
+    luaL_newlibtable(L, xmethods);
+    luaL_setfuncs(L, xmethods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, MULTI_MT);
+    lua_pushcfunction(L, multi_gc);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
     luaL_newmetatable(L, RESP_MT);

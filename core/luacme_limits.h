@@ -25,6 +25,17 @@
 #define LUACME_HTTP_TIMEOUT_S 30
 #define LUACME_HTTP_CONNECT_TIMEOUT_S 10
 
+/* Connections the transport keeps per host and in all, and idle ones
+ * cached for reuse: many transfers at once (renew --parallel) queue
+ * rather than open a socket each; HTTP/2 multiplexes them on one. */
+#define LUACME_HTTP_MAX_HOST_CONNS 8
+#define LUACME_HTTP_MAX_TOTAL_CONNS 32
+#define LUACME_HTTP_MAX_CACHED_CONNS 16
+
+/* Longest wait of one core.http_run call, in milliseconds, so Ctrl-C
+ * and the scheduler's sleepers are looked at regularly. */
+#define LUACME_HTTP_RUN_MAX_MS 1000
+
 /* Longest timeout core.http{} accepts (seconds); longer ones are a typo. */
 #define LUACME_HTTP_TIMEOUT_MAX_S (24 * 60 * 60)
 

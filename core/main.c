@@ -48,8 +48,15 @@ _gnutls_global_init_skip(void)
 static void
 lstop(lua_State *L, lua_Debug *ar)
 {
+    lua_State *co = lbind_running;
+
     (void)ar;
+    /* Set on the main thread and on a running coroutine: whichever
+     * fires first raises, once. */
     lua_sethook(L, NULL, 0, 0);
+    lua_sethook(globalL, NULL, 0, 0);
+    if (co != NULL)
+        lua_sethook(co, NULL, 0, 0);
     lua_createtable(L, 0, 2);
     lua_pushliteral(L, "interrupted");
     lua_setfield(L, -2, "kind");
@@ -68,6 +75,8 @@ laction(int sig)
      * action so a wedged run can still be killed. */
     signal(sig, SIG_DFL);
     lua_sethook(globalL, lstop, flag, 1);
+    if (lbind_running != NULL)
+        lua_sethook(lbind_running, lstop, flag, 1);
 }
 
 /* Message handler: table errors print through __tostring (no traceback,

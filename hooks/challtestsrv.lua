@@ -7,6 +7,7 @@
 -- cleared only when the last value deployed at that host is cleaned up
 -- (a reference count per server and host, kept in this module).
 local core = require "luacme.core"
+local sched = require "luacme.sched"
 local cjson = require "cjson.safe"
 
 local M = {
@@ -39,7 +40,7 @@ local function post(opts, path, doc)
         if not c then return nil, err end
         clients[base] = c
     end
-    local status, msg = c:request({ method = "POST",
+    local status, msg = sched.request(c, { method = "POST",
         url = base .. path, body = cjson.encode(doc),
         headers = { ["content-type"] = "application/json" } })
     if not status then

@@ -23,6 +23,8 @@ local hooks = require "luacme.hooks"
 
 local M = {
     description = "run a dehydrated-style hook script (no shell)",
+    -- Scripts written for dehydrated expect one call at a time.
+    serial = true,
     options = {
         { name = "script", required = true,
           help = "the script (or give its path as the spec: --hook ./hook.sh)" },

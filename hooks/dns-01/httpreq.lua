@@ -16,6 +16,7 @@
 -- challenge_alias), with the trailing dot as lego sends it. lego's RAW
 -- mode (domain/token/keyAuth) is not offered.
 local core = require "luacme.core"
+local sched = require "luacme.sched"
 local cjson = require "cjson.safe"
 local dns = require "luacme.dns"
 local hooks = require "luacme.hooks"
@@ -85,7 +86,7 @@ local function post(opts, what, fqdn, value)
         headers.authorization = "Basic " .. b64(user .. ":" ..
             (os.getenv(opts.password_env) or ""))
     end
-    local status, h, body = c:request({ method = "POST", url = url,
+    local status, h, body = sched.request(c, { method = "POST", url = url,
         headers = headers, body = cjson.encode({ fqdn = fqdn,
             value = value }) })
     if not status then

@@ -18,6 +18,7 @@
 -- (default LUACME_PDNS_API_KEY; hidden from programs luacme starts); the
 -- api_key option works too but ends up in stored specs and process lists.
 local core = require "luacme.core"
+local sched = require "luacme.sched"
 local cjson = require "cjson.safe"
 local dns = require "luacme.dns"
 
@@ -101,7 +102,7 @@ end
 local function api(opts, method, path, doc)
     local c, err = client(opts)
     if not c then return nil, "powerdns: " .. tostring(err) end
-    local status, headers, body = c:request({ method = method,
+    local status, headers, body = sched.request(c, { method = method,
         url = base(opts) .. path,
         headers = { ["x-api-key"] = key_of(opts) or "",
             ["content-type"] = "application/json",

@@ -17,6 +17,7 @@ local ident = require "luacme.ident"
 local issuance = require "luacme.issuance"
 local output = require "luacme.output"
 local renew = require "luacme.renew"
+local sched = require "luacme.sched"
 local state = require "luacme.state"
 local util = require "luacme.util"
 
@@ -935,15 +936,35 @@ local function renew_one(ctx, name, opts, named)
     return r
 end
 
+-- Certificates renewed at once by default, and at most.
+M.PARALLEL = 4
+M.PARALLEL_MAX = 64
+
+-- The context of one certificate among several renewed at once: its
+-- output lines say whose they are; everything else is the run's, read
+-- and written through to it (the state, the one hook session, the CA
+-- settings, the table of CAs found down, the pre and post hooks run
+-- once per run).
+local function cert_ctx(ctx, name)
+    ctx:session()           -- made now, so every certificate shares it
+    ca_down(ctx)
+    return setmetatable({ out = ctx.out:prefixed(name) },
+        { __index = ctx, __newindex = ctx })
+end
+
 -- renew(ctx, { names = {...} (default all), force =, jitter = seconds,
--- hooks =, deploy_hooks =, deploy =, types = (for this run) }).
--- Returns { code = 0 (something renewed) | 2 (nothing due) | 1 (a
--- failure), certs = { one result table per certificate, failed ones
+-- parallel = N, hooks =, deploy_hooks =, deploy =, types = (for this
+-- run) }). Returns { code = 0 (something renewed) | 2 (nothing due) | 1
+-- (a failure), certs = { one result table per certificate, failed ones
 -- { code = 1, name =, error = err } }, renewed = {names}, not_due =
 -- {names}, failed = {names}, errors = { {name =, err =} } }. Each
 -- certificate is tried, failures do not stop the others; they are
 -- returned, not printed (the caller decides; the luacme command shows
--- them).
+-- them). Up to parallel (default M.PARALLEL, at most M.PARALLEL_MAX)
+-- certificates are worked on at once, as luacme.sched tasks of this
+-- one process (one connection pool), each under its own lock, their
+-- output lines prefixed with the certificate name; a CA one of them
+-- finds down is skipped by all the others.
 function M.renew(ctx, opts)
     opts = opts or {}
     if opts.jitter and opts.jitter > 0 then
@@ -961,9 +982,57 @@ function M.renew(ctx, opts)
     if #names == 0 then
         ctx:emit("nothing", {}, "no certificates to renew")
     end
+    local parallel = opts.parallel or M.PARALLEL
+    if math.type(parallel) ~= "integer" or parallel < 1 or
+        parallel > M.PARALLEL_MAX then
+        raise("usage", "parallel must be a whole number from 1 to " ..
+            M.PARALLEL_MAX, { option = "parallel" })
+    end
+    -- A name given twice would be worked on twice at once.
+    local uniq, seen = {}, {}
     for _, name in ipairs(names) do
-        local r, err = errors.protect(renew_one, ctx, name, opts,
-            opts.names ~= nil and #opts.names > 0)
+        if not seen[name] then
+            seen[name] = true
+            uniq[#uniq + 1] = name
+        end
+    end
+    names = uniq
+    parallel = math.min(parallel, #names)
+    -- The first certificate of each CA goes alone: while it runs, the
+    -- others of that CA wait, so a CA that is down costs one retry
+    -- budget and its other certificates are skipped (ctx.ca_down), not
+    -- tried by every worker at once. Once one came back without an
+    -- error, that CA's certificates run in parallel.
+    local answered = {}
+    local named = opts.names ~= nil and #opts.names > 0
+    local function ca_of(name)
+        local meta = state.read_meta(ctx.st, name)
+        return (ctx.directory_given and ctx.directory) or
+            (meta and meta.directory) or ctx.directory or "?"
+    end
+    local function one(c, name)
+        local url = ca_of(name)
+        if not answered[url] then
+            local r = table.pack(sched.serial("renew: first of " .. url,
+                function()
+                    if answered[url] then return false end
+                    local r, err = errors.protect(renew_one, c, name, opts,
+                        named)
+                    if r then answered[url] = true end
+                    return true, r, err
+                end))
+            if r[1] then return r[2], r[3] end
+        end
+        return errors.protect(renew_one, c, name, opts, named)
+    end
+    local fns = {}
+    for i, name in ipairs(names) do
+        fns[i] = function()
+            return one(parallel > 1 and cert_ctx(ctx, name) or ctx, name)
+        end
+    end
+    for i, out in ipairs(sched.all(fns, parallel)) do
+        local name, r, err = names[i], out[1], out[2]
         if not r then
             res.failed[#res.failed + 1] = name
             res.errors[#res.errors + 1] = { name = name, err = err }

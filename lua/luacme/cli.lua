@@ -564,6 +564,10 @@ local function cmd_issue(p, out, env)
     return res.code
 end
 
+-- Most certificates renew --parallel works on at once (certs.lua has
+-- the same bound for recipes).
+local PARALLEL_MAX = 64
+
 -- renew --dry-run: every stored certificate (or the ones named) is
 -- issued again at the staging CA with its settings, due or not, and
 -- without its deploy hooks; nothing is kept.
@@ -613,8 +617,17 @@ local function cmd_renew(p, out, env)
     end
     local m <close> = context(p.opts, out, env)
     local jitter = number_opt(p.opts.jitter, "--jitter", 0, 86400)
+    local parallel
+    if p.opts.parallel then
+        parallel = math.tointeger(util.number(p.opts.parallel, 1,
+            PARALLEL_MAX, true))
+        if not parallel then
+            error(errors.new("usage", "--parallel must be a whole number " ..
+                "1.." .. PARALLEL_MAX), 0)
+        end
+    end
     res = check(m:renew{ names = p.args, force = p.opts.force,
-        jitter = jitter })
+        jitter = jitter, parallel = parallel })
     -- m:renew returns its failures; showing them is the command's part.
     for _, e in ipairs(res.errors) do out:error(e.err, e.name) end
     out:result{ ok = res.code ~= 1, command = "renew",
@@ -886,12 +899,15 @@ until the new one is complete, then remains as *.prev.]],
         run = cmd_issue,
     },
     renew = {
-        usage = "luacme renew [CERTNAME ...] [--force] [--jitter SECONDS]",
+        usage = "luacme renew [CERTNAME ...] [--force] [--jitter SECONDS] " ..
+            "[--parallel N]",
         positional = { min = 0, max = math.huge },
         opts = {
             { "force", help = "renew even when not due" },
             { "jitter", arg = "SECONDS", help = "first wait a random time " ..
                 "up to SECONDS (for cron and timers)" },
+            { "parallel", arg = "N", help = "work on up to N certificates " ..
+                "at once (default 4, at most 64)" },
             { "dry-run", help = "the whole flow at the CA's staging " ..
                 "directory (or the --directory URL given), keeping " ..
                 "nothing and running no deploy hook" },
@@ -906,7 +922,9 @@ valid under 10 days). Uses the settings the certificate was issued with.
 Exit 0 when something was renewed, 2 when nothing was due, 1 on any error
 (the others are still tried). A revoked certificate is renewed only when
 named (luacme renew NAME) or with --force, so cron does not bring back a
-retired domain.]],
+retired domain. Several certificates are worked on at once (--parallel,
+default 4), each under its own lock, in one process with one connection
+pool; their output lines start with the certificate name.]],
         run = cmd_renew,
     },
     revoke = {
@@ -1397,7 +1415,8 @@ Example:
 M.HELP_JSON = [[
 With --json every step is one JSON object on its own line (stdout), and
 the last line is the result. Field names are stable. Times are RFC 3339
-UTC strings, durations seconds.
+UTC strings, durations seconds. When renew works on several certificates
+at once, each event of one of them also has "cert" (its name).
 
 Events ("event": NAME):
   account      ca, uri, created (bool)

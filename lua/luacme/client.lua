@@ -11,6 +11,7 @@ local core = require "luacme.core"
 local cjson = require "cjson.safe"
 local errors = require "luacme.errors"
 local util = require "luacme.util"
+local sched = require "luacme.sched"
 local ident = require "luacme.ident"
 local values = require "luacme.challenge"
 
@@ -98,7 +99,7 @@ function M.new(opts)
         allow_http = opts.allow_http,
         retry_backoff = opts.retry_backoff,
         transport = opts.transport,
-        sleep = opts.sleep or core.sleep,
+        sleep = opts.sleep or sched.sleep,
         now = opts.now or core.time,
         deadline = opts.deadline,   -- no retry waits past it (client clock)
         nonces = {},
@@ -157,8 +158,8 @@ function Client:_send(method, url, headers, body, once)
     self.ua = h["User-Agent"]
     for k, v in pairs(headers or {}) do h[k] = v end
     self.counters.requests = self.counters.requests + 1
-    local status, rh, rb = t:request{ method = method, url = url,
-        headers = h, body = body, once = once or nil }
+    local status, rh, rb = sched.request(t, { method = method, url = url,
+        headers = h, body = body, once = once or nil })
     if not status then
         -- ca= names the CA whose server failed (luacme.certs skips the
         -- rest of a run's certificates of a CA that is down).

@@ -28,6 +28,7 @@
 -- are lower case with the trailing dot.
 local core = require "luacme.core"
 local errors = require "luacme.errors"
+local sched = require "luacme.sched"
 local util = require "luacme.util"
 
 local M = {}
@@ -73,7 +74,7 @@ M.POLL_FIRST, M.POLL_CAP = 0.5, 5
 
 -- Injected for tests: a clock in seconds and a sleep.
 M.now = core.monotonic
-M.sleep = core.sleep
+M.sleep = sched.sleep
 
 -- Lower case, one trailing dot.
 function M.fqdn(name)
@@ -396,7 +397,11 @@ function M.provider(label, add, remove)
         local rec = {}
         recs[k] = rec
         local ok, how
-        ok, err, how = add(ch, opts, name, rec)
+        -- Challenges run at once (luacme.sched); a provider's change
+        -- of one name (read the RRset, write it back) must not overlap
+        -- another's of the same name, as a wildcard's and its base's do.
+        ok, err, how = sched.serial(label .. " " .. name, add, ch, opts,
+            name, rec)
         if not ok then
             if how == "refused" then recs[k] = nil end
             return nil, err
@@ -410,7 +415,8 @@ function M.provider(label, add, remove)
         local k = name and (name .. " " .. tostring(ch.value))
         local rec = k and recs[k]
         if not rec then return true end             -- never deployed
-        local ok, err = remove(ch, opts, name, rec)
+        local ok, err = sched.serial(label .. " " .. name, remove, ch,
+            opts, name, rec)
         if not ok then return nil, err end
         recs[k] = nil
         M.forget(ch)

@@ -14,6 +14,7 @@
 local challenge = require "luacme.challenge"
 local core = require "luacme.core"
 local errors = require "luacme.errors"
+local sched = require "luacme.sched"
 local util = require "luacme.util"
 
 local M = {}
@@ -201,6 +202,10 @@ local function check_module(mod, label)
                 type(mod[f]))
         end
     end
+    if mod.serial ~= nil and type(mod.serial) ~= "boolean" and
+        type(mod.serial) ~= "function" then
+        return hook_error(label, "serial must be a boolean (or a function)")
+    end
     if mod.description ~= nil and type(mod.description) ~= "string" then
         return hook_error(label, "description must be a string")
     end
@@ -342,6 +347,12 @@ function M.load(spec, role)
     local hook = { name = name, spec = spec.spec, file = file, opts = opts,
         description = mod.description, options = mod.options }
     for _, f in ipairs(M.FUNCTIONS) do hook[f] = mod[f] end
+    -- serial: calls of this hook never overlap, across certificates
+    -- too (one key per file, per script for exec).
+    hook.serial = mod.serial
+    if type(hook.serial) == "function" then hook.serial = hook.serial(opts) end
+    hook.serial = hook.serial and true or nil
+    hook.serial_key = file .. "\0" .. tostring(opts.script or "")
 
     if mod.setup then
         local r, e = mod.setup(opts)
@@ -387,6 +398,13 @@ function M.solves(hook, ty)
     return false
 end
 
+-- fn(...) as hook may run it: at once, or (hook.serial) once no other
+-- task is inside a call of the same hook (luacme.sched.serial).
+function M.serialized(hook, fn, ...)
+    if not hook.serial then return fn(...) end
+    return sched.serial(hook.serial_key or hook, fn, ...)
+end
+
 -- Call hook[fname](..., hook.opts) in protected mode. A missing optional
 -- function counts as success. Returns the function's true value, or nil,
 -- err (kind "hook", naming the hook and the function; err.cause holds
@@ -398,7 +416,8 @@ function M.call(hook, fname, ...)
     local args = table.pack(...)
     args.n = args.n + 1
     args[args.n] = hook.opts
-    local ok, r, e = pcall(f, table.unpack(args, 1, args.n))
+    local ok, r, e = M.serialized(hook, pcall, f,
+        table.unpack(args, 1, args.n))
     if not ok then
         if type(r) == "table" and r.kind == "interrupted" then
             error(r, 0)
@@ -616,6 +635,12 @@ end
 -- startup() of every hook of list not started yet. Returns true or
 -- nil, err (the first failure; hooks started so far still get exit()).
 function Session:add(list)
+    -- Certificates renewed at once: a hook used by several is started
+    -- once, and none goes on before its startup() is done.
+    return sched.serial(self, self._add, self, list)
+end
+
+function Session:_add(list)
     for _, h in ipairs(list or {}) do
         local k = spec_key(h)
         if not self.seen[k] then

@@ -50,6 +50,7 @@ local client_mod = require "luacme.client"
 local errors = require "luacme.errors"
 local hooks = require "luacme.hooks"
 local ident = require "luacme.ident"
+local sched = require "luacme.sched"
 local util = require "luacme.util"
 
 local M = {}
@@ -277,30 +278,42 @@ local function plan(run, order)
 end
 
 ---------------------------------------------------------------------------
--- 3. Deploy, grouped per hook in the order the hooks were given.
+-- 3. Deploy: every challenge at once (luacme.sched tasks), grouped per
+-- hook in the order the hooks were given; a hook with serial = true
+-- gets its calls one after the other.
+
+local function deploy_one(run, w)
+    local ch, h = w.ch, w.hook
+    -- Recorded before deploy runs: a half-done deploy is cleaned up too.
+    run.live[#run.live + 1] = w
+    local ok, err = hooks.call(h, "deploy", ch)
+    if not ok then
+        err.identifier = ch.identifier
+        err.wildcard = ch.wildcard
+        err.detail = who(ch) .. ": " .. ch.type .. " via " ..
+            h.name .. ": " .. tostring(err.detail)
+        return nil, err
+    end
+    run.emit("deployed", { identifier = ch.domain,
+        wildcard = ch.wildcard, type = ch.type,
+        hook = h.name }, who(ch) .. ": " .. ch.type ..
+        " deployed via " .. h.name)
+    return true
+end
 
 local function deploy(run, work)
+    local fns = {}
     for _, h in ipairs(run.hooks) do
         for _, w in ipairs(work) do
             if w.hook == h then
-                local ch = w.ch
-                -- Recorded before deploy runs: a half-done deploy is
-                -- cleaned up too.
-                run.live[#run.live + 1] = w
-                local ok, err = hooks.call(h, "deploy", ch)
-                if not ok then
-                    err.identifier = ch.identifier
-                    err.wildcard = ch.wildcard
-                    err.detail = who(ch) .. ": " .. ch.type .. " via " ..
-                        h.name .. ": " .. tostring(err.detail)
-                    return nil, err
-                end
-                run.emit("deployed", { identifier = ch.domain,
-                    wildcard = ch.wildcard, type = ch.type,
-                    hook = h.name }, who(ch) .. ": " .. ch.type ..
-                    " deployed via " .. h.name)
+                fns[#fns + 1] = function() return deploy_one(run, w) end
             end
         end
+    end
+    -- The first failure in that order is the one reported; the others
+    -- went on meanwhile and are cleaned up with the rest.
+    for _, r in ipairs(sched.all(fns)) do
+        if not r[1] then return nil, r[2] end
     end
     return true
 end
@@ -313,7 +326,8 @@ end
 -- is kept for the message); raising is a failure. Returns true, or
 -- false, why, or nil, err. An interruption is raised on.
 local function call_ready(w)
-    local ok, r, why = pcall(w.hook.ready, w.ch, w.hook.opts)
+    local ok, r, why = hooks.serialized(w.hook, pcall, w.hook.ready, w.ch,
+        w.hook.opts)
     if not ok then
         if type(r) == "table" and r.kind == "interrupted" then error(r, 0) end
         return nil, errors.new("hook", "hook " .. w.hook.name ..
@@ -353,13 +367,17 @@ local function wait_ready(run, work)
     for _, w in ipairs(pending) do w.ch.deadline = start + limit end
     local delay = M.READY_FIRST
     while #pending > 0 do
-        local still = {}
-        for _, w in ipairs(pending) do
-            local r, why = call_ready(w)
+        local still, fns = {}, {}
+        for i, w in ipairs(pending) do
+            fns[i] = function() return call_ready(w) end
+        end
+        -- Every ready() of the round at once (DNS lookups, API calls).
+        for i, res in ipairs(sched.all(fns)) do
+            local r, why = res[1], res[2]
             if r == nil then return nil, why end
             if not r then
-                w.why = why
-                still[#still + 1] = w
+                pending[i].why = why
+                still[#still + 1] = pending[i]
             end
         end
         pending = still
@@ -508,13 +526,19 @@ local function cleanup_one(run, w)
         " failed: " .. fields.error, { warning = true })
 end
 
--- The one cleanup guard: its __close cleans every live challenge, on
--- success, error or Ctrl-C. A failing cleanup is reported and does not
--- stop the others; an interruption during cleanup is raised once all
--- are done, so Ctrl-C still ends the run.
+-- The one cleanup guard: its __close cleans every live challenge, all
+-- at once (last deployed started first), on success, error or Ctrl-C. A
+-- failing cleanup is reported and does not stop the others; an
+-- interruption during cleanup is raised once all are done, so Ctrl-C
+-- still ends the run.
 local function cleanup_guard(run)
     return setmetatable({}, { __close = function()
-        while #run.live > 0 do cleanup_one(run, table.remove(run.live)) end
+        local fns = {}
+        while #run.live > 0 do
+            local w = table.remove(run.live)
+            fns[#fns + 1] = function() cleanup_one(run, w) end
+        end
+        sched.all(fns)
         local e = run.interrupted
         run.interrupted = nil
         if e then error(e, 0) end
@@ -632,8 +656,9 @@ local function hook_list(opts)
         if h.name and h.opts then
             out[i] = h
         else
+            -- serial = true holds across issuances given the same table.
             out[i] = setmetatable({ name = h.name or ("hook " .. i),
-                opts = h.opts or {} }, { __index = h })
+                opts = h.opts or {}, serial_key = h }, { __index = h })
         end
     end
     return out
@@ -657,7 +682,7 @@ local function new_run(c, opts)
         client = c, opts = opts, hooks = hook_list(opts),
         emit = opts.on_event or noop,
         now = opts.now or core.monotonic,
-        sleep = opts.sleep or core.sleep,
+        sleep = opts.sleep or sched.sleep,
         ready_timeout = opts.ready_timeout or M.READY_TIMEOUT,
         timeout = timeout,
         deadline = deadline,

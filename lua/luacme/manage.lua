@@ -34,6 +34,7 @@ local errors = require "luacme.errors"
 local hooks = require "luacme.hooks"
 local output = require "luacme.output"
 local renew = require "luacme.renew"
+local sched = require "luacme.sched"
 local state = require "luacme.state"
 local store = require "luacme.store"
 
@@ -78,7 +79,7 @@ function M.open(opts)
         lock_timeout = opts.lock_timeout or M.LOCK_TIMEOUT,
         timeout = opts.timeout or M.TIMEOUT,
         now = opts.now or function() return math.floor(core.time()) end,
-        sleep = opts.sleep or core.sleep,
+        sleep = opts.sleep or sched.sleep,
         rand = opts.rand or renew.random,
         transport = opts.transport,       -- tests: a fake CA
     }, Ctx)

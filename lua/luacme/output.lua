@@ -99,6 +99,18 @@ end
 -- JSON consumers get every event (verbose ones with -v only) unless -q.
 function Output:event(name, fields, text, opts)
     opts = opts or {}
+    local p = self.prefix
+    if p then
+        -- Lines of certificates renewed at once: each says whose it is
+        -- (JSON: a "cert" field), once.
+        if self.json and fields and fields.cert == nil then
+            local f = { cert = p }
+            for k, v in pairs(fields) do f[k] = v end
+            fields = f
+        elseif text and text:sub(1, #p + 2) ~= p .. ": " then
+            text = p .. ": " .. text
+        end
+    end
     self.counts[name] = (self.counts[name] or 0) + 1
     if self.level < 0 then return end
     if opts.verbose and self.level < 1 then return end
@@ -117,6 +129,14 @@ function Output:event(name, fields, text, opts)
             write(self.stdout, text)
         end
     end
+end
+
+-- prefixed(label) -> an output whose human lines start "label: " and
+-- whose JSON events carry cert = label; it writes where self does,
+-- with its own progress throttle.
+function Output:prefixed(label)
+    return setmetatable({ prefix = label, last_progress = nil },
+        { __index = self })
 end
 
 -- A warning (stderr for people; {"event":"warning","message":...}).
@@ -389,6 +409,7 @@ function Output:error(err, context)
         write(self.stdout, M.json_line("error", f))
         return
     end
+    context = context or self.prefix
     local lines = M.error_lines(err)
     local prefix = "luacme: " .. (context and (clean(context) .. ": ") or "")
     write(self.stderr, prefix .. "error: " .. clean(lines[1]))

@@ -19,6 +19,7 @@
 -- "too_large", "invalid"); wrong argument types raise.
 local core = require "luacme.core"
 local errors = require "luacme.errors"
+local sched = require "luacme.sched"
 
 local M = {}
 
@@ -338,6 +339,25 @@ function Store:list(rel)
     return names
 end
 
+-- core.lock(path) waiting up to timeout seconds. In a luacme.sched task
+-- the wait is the scheduler's (tries between sleeps), so the other tasks
+-- run meanwhile; a lock is per open file, so two tasks of one process
+-- exclude each other as two processes do.
+local function take_lock(path, timeout)
+    if not timeout or timeout <= 0 or not sched.current() then
+        return core.lock(path, { timeout = timeout or 0 })
+    end
+    local deadline = sched.now() + timeout
+    local delay = 0.02
+    while true do
+        local lk, msg, kind = core.lock(path, { timeout = 0 })
+        local left = deadline - sched.now()
+        if lk or kind ~= "busy" or left <= 0 then return lk, msg, kind end
+        sched.sleep(math.min(delay, left))
+        delay = math.min(delay * 2, 0.5)
+    end
+end
+
 -- Take an exclusive lock named by rel (a lock file in the store), waiting
 -- up to timeout seconds (default 0: try once). what describes the
 -- locked thing for the message, e.g. "certificate example.com is being
@@ -351,8 +371,7 @@ function Store:lock(rel, timeout, what)
     if not ok then return nil, err end
     ok, err = make_parent(self, rel)
     if not ok then return nil, err end
-    local lk, msg, kind = core.lock(self:path(rel),
-        { timeout = timeout or 0 })
+    local lk, msg, kind = take_lock(self:path(rel), timeout)
     if not lk then
         if kind ~= "busy" then return core_fail(msg, kind) end
         -- The core names the holder's pid (from /proc/locks).

@@ -32,5 +32,11 @@ t.test("httpreq: a bad password fails clearly and leaves nothing",
     D.case_bad(spec(b, "LUACME_DNS_PORT"), { "httpreq: http://127%.0%.0%.1:"
         .. "%d+/httpreq/present %(_acme%-challenge%.hrbad%d+%.example%.test%." ..
         "%): HTTP 401", "check LUACME_DNS_KIND and LUACME_DNS_PORT" }, "hrbad")
-    t.eq(#b:log("POST"), 1, "no cleanup call for a refused present")
+    -- The name's and the wildcard's challenges are deployed at once, so
+    -- both presents are tried; a refused present gets no cleanup call.
+    local posts = b:log("POST")
+    t.ok(#posts >= 1 and #posts <= 2, "one or two presents, got " .. #posts)
+    for _, r in ipairs(posts) do
+        t.match(r.path, "/present$", "no cleanup call for a refused present")
+    end
 end)

@@ -297,10 +297,18 @@ t.test("two requests on one client use one TCP connection", function()
   -- The test server speaks HTTP/1.1 only (Pebble offers h2, which the
   -- e2e tests see in the same field).
   t.eq(st.http_version, "1.1")
-  -- Control: two clients are two connections, so the count is real.
+  -- Clients share the process's one pool: a second client with the
+  -- same TLS settings reuses the connection too.
   local c2 <close> = client()
-  t.eq(json(c2, { url = srv.base .. "/conn?tag=reuse" }).count, 2)
-  t.eq(c2:stats().connects, 1)
+  t.eq(json(c2, { url = srv.base .. "/conn?tag=reuse" }).count, 1)
+  t.eq(c2:stats().connects, 0)
+  -- Control: other TLS settings (the same CA from another file) never
+  -- share a connection, so the count is real.
+  local copy = t.tmpdir() .. "/ca.crt"
+  assert(core.write_file(copy, assert(core.read_file(pki.good.crt)), 420))
+  local c3 <close> = client{ ca_file = copy }
+  t.eq(json(c3, { url = srv.base .. "/conn?tag=reuse" }).count, 2)
+  t.eq(c3:stats().connects, 1)
 end)
 
 t.test("once: a request on a reused connection that died is not resent", function()
@@ -538,4 +546,39 @@ t.test("a closed client raises; close is idempotent; __close closes", function()
   for _ = 1, 20 do client() end
   collectgarbage()
   collectgarbage()
+end)
+
+t.test("started transfers run at once on the shared pool (core.http_run)",
+  function()
+  local srv <close> = server()
+  local c <close> = client()
+  local xs = {}
+  local t0 = core.monotonic()
+  for i = 1, 5 do
+    xs[i] = assert(c:start{ url = srv.base .. "/slow?s=0.5" })
+  end
+  t.raises(function() xs[1]:result() end, "not finished")
+  local left = 5
+  while left > 0 do
+    assert(core.monotonic() - t0 < 10, "transfers never finished")
+    left = left - assert(core.http_run(1))
+  end
+  local took = core.monotonic() - t0
+  for i = 1, 5 do
+    t.ok(xs[i]:done())
+    local status, _, body = xs[i]:result()
+    t.eq(status, 200)
+    t.eq(body, "slow")
+    t.raises(function() xs[i]:result() end, "collected")
+  end
+  t.ok(took < 2, "5 requests of 0.5 s took " .. took .. " s")
+  t.eq(c:stats().requests, 5)
+  -- Refused before any connection: nil, message, kind, as request.
+  t.fails("protocol", "only https", c:start{ url = "http://127.0.0.1:1/" })
+  -- A transfer cancelled (or collected) while running leaves the pool
+  -- usable.
+  local x = assert(c:start{ url = srv.base .. "/slow?s=5" })
+  core.http_run(0.1)
+  x:cancel()
+  t.eq(c:request{ url = srv.base .. "/conn?tag=after" }, 200)
 end)

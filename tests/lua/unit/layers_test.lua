@@ -16,7 +16,7 @@ local LAYERS = {
   { "hooks", "renew", "output", "state", "dns", "responders" },
   { "client" },
   { "challenge", "store" },
-  { "util", "ident", "errors" },
+  { "util", "ident", "errors", "sched" },
   { "core", "site", "cjson", "cjson.safe" },
 }
 
