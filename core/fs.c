@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -555,30 +556,40 @@ out:
     return rc;
 }
 
-/* The PID an exclusive holder wrote into the lock file, or 0. */
+/* The PID holding an flock on fd's file, or 0 when unknown. The kernel
+ * says it in /proc/locks ("1: FLOCK  ADVISORY  WRITE 123 fe:00:4567 0
+ * EOF"; waiters read "1: -> FLOCK ..."): the holder never writes its PID
+ * into the lock file, so a run that only takes the lock (a renew with
+ * nothing due, every day from cron) leaves the state untouched (flash
+ * wear). The device must match too, except that overlayfs reports the
+ * upper layer's; an inode-only match is the fallback. */
 static long
 lock_holder(int fd)
 {
-    char buf[32];
-    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-    long pid;
+    struct stat st;
+    char line[256], kind[16];
+    unsigned maj, min;
+    unsigned long long ino;
+    long pid, exact = 0, loose = 0;
+    FILE *f;
 
-    if (n <= 0)
+    if (fstat(fd, &st) != 0)
         return 0;
-    buf[n] = '\0';
-    pid = strtol(buf, NULL, 10);
-    return pid > 0 ? pid : 0;
-}
-
-static void
-lock_write_pid(int fd)
-{
-    char buf[32];
-    int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-
-    /* Informational only: a failure here does not lose the lock. */
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, (size_t)n, 0) < 0)
-        return;
+    f = fopen("/proc/locks", "re");
+    if (f == NULL)
+        return 0;
+    while (exact == 0 && fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "%*d: %15s %*s %*s %ld %x:%x:%llu", kind, &pid,
+            &maj, &min, &ino) != 5 || strcmp(kind, "FLOCK") != 0 ||
+            ino != (unsigned long long)st.st_ino || pid <= 0)
+            continue;
+        if (maj == major(st.st_dev) && min == minor(st.st_dev))
+            exact = pid;
+        else if (loose == 0)
+            loose = pid;
+    }
+    fclose(f);
+    return exact ? exact : loose;
 }
 
 /* 1 when fd is still the file named path: another process may have
@@ -604,8 +615,8 @@ fs_lock(const char *path, int shared, double timeout, int *fdp,
     long left, pid;
 
     for (;;) {
-        /* Never through a symlink: the holder truncates the file to
-         * write its PID, which must not land in a file elsewhere. */
+        /* Never through a symlink: the lock would guard a file
+         * elsewhere, or create one there. */
         do {
             fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         } while (fd < 0 && errno == EINTR);
@@ -644,8 +655,6 @@ fs_lock(const char *path, int shared, double timeout, int *fdp,
             break;
         close(fd);
     }
-    if (!shared)
-        lock_write_pid(fd);
     *fdp = fd;
     return 0;
 }

@@ -98,12 +98,12 @@ int fs_rename(const char *from, const char *to, struct luacme_err *err);
 int fs_fsync_dir(const char *path, struct luacme_err *err);
 
 /* Open or create path (mode 0600, O_CLOEXEC; a symlink at path fails
- * with kind "io", so the PID never overwrites another file) and take an
- * flock on it,
- * shared when shared != 0, else exclusive. With timeout <= 0 it tries
- * once; otherwise it retries at short intervals until timeout seconds
- * have passed. An exclusive holder writes its PID into the file (shown
- * to the next one that finds it busy). Returns 0 with the descriptor in
+ * with kind "io") and take an flock on it, shared when shared != 0,
+ * else exclusive. With timeout <= 0 it tries once; otherwise it retries
+ * at short intervals until timeout seconds have passed. The file is
+ * never written (a lock taken daily must not wear flash); the "busy"
+ * message names the holder's PID from /proc/locks. Returns 0 with the
+ * descriptor in
  * *fd (release with fs_unlock; the kernel releases it when the process
  * dies, so no lock goes stale), or -1 with err filled: "busy" when
  * another process holds it until the deadline, "interrupted" when

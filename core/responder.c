@@ -51,9 +51,9 @@
  * name (X509_REVERSE_NAME_MAX), plus a trailing dot and the NUL. */
 #define NAME_BUF (LUACME_NAME_MAX + 2)
 
-/* Pause before accepting again after the process ran out of
- * descriptors: the listening socket stays readable, so without it the
- * loop would spin. */
+/* Pause before accepting again after accept failed (out of
+ * descriptors, memory...): the listening socket stays readable, so
+ * without it the loop would spin. */
 #define ACCEPT_PAUSE_MS 100
 
 enum conn_state {
@@ -905,8 +905,12 @@ accept_some(struct responder *r, int64_t now)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-                errno == ENOMEM)
+            /* Any other error may repeat at once with the connection
+             * still queued (EMFILE, ENOBUFS; ENOSYS or EINVAL from a
+             * kernel or emulator without accept4): the listening socket
+             * stays readable, and returning straight to poll() would
+             * spin on it. Pause instead. */
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
                 r->accept_pause = now + ACCEPT_PAUSE_MS;
             return;
         }

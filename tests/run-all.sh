@@ -4,10 +4,14 @@
 #   build/        the normal build: unit, HTTP and end-to-end (Pebble) tests
 #   build-asan/   ASan + UBSan: the C and Lua unit and HTTP tests
 #   build-fuzz/   clang + libFuzzer: each fuzzer over its corpus for a while
+#   build-cross-TRIPLET/  cross builds (tests/cross/run.sh): the Lua unit
+#                 tests and one issuance per challenge type under qemu-user
 # Ends with one "N passed, N failed" line summing the ctest runs; exits
 # non-zero when anything failed.
 #   LUACME_FUZZ_SECONDS  seconds per fuzzer (default 20; 0 skips fuzzing)
 #   LUACME_JOBS          parallel jobs (default: number of cores)
+#   LUACME_CROSS         cross targets (default: aarch64-linux-gnu
+#                        arm-linux-gnueabihf mipsel-linux-gnu; "" skips)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,6 +91,26 @@ if [ "$fuzz_seconds" -gt 0 ]; then
         status=1
     fi
 fi
+
+cross=${LUACME_CROSS-aarch64-linux-gnu arm-linux-gnueabihf mipsel-linux-gnu}
+[ -n "$cross" ] ||
+    echo "== cross builds SKIPPED (LUACME_CROSS is empty; not counted)"
+reports=()
+for triplet in $cross; do
+    echo "== cross build for $triplet, tested under qemu-user"
+    dir=build-cross-$triplet
+    LUACME_JOBS=$jobs bash tests/cross/run.sh build "$triplet" "$dir"
+    case $? in
+    0)  run_ctest "$dir"
+        reports+=("$triplet") ;;
+    77) ;;      # the packages cannot be had: the reason is printed
+    *)  total_fail=$((total_fail + 1))
+        status=1 ;;
+    esac
+done
+for triplet in "${reports[@]}"; do
+    bash tests/cross/run.sh report "$triplet" "build-cross-$triplet"
+done
 
 [ "$total_skip" -eq 0 ] || echo "run-all: $total_skip skipped (see the reasons above)"
 echo "all: $total_pass passed, $total_fail failed"

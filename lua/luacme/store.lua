@@ -374,7 +374,7 @@ function Store:lock(rel, timeout, what)
     local lk, msg, kind = take_lock(self:path(rel), timeout)
     if not lk then
         if kind ~= "busy" then return core_fail(msg, kind) end
-        -- The core reads the pid the holder wrote into the lock file.
+        -- The core names the holder's pid (from /proc/locks).
         local pid = tostring(msg):match("%(pid (%d+)%)")
         local text = (what or ("lock " .. rel .. " is held")) ..
             " by another luacme run" .. (pid and (" (pid " .. pid .. ")")

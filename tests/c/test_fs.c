@@ -193,9 +193,13 @@ test_lock(void)
     int fd = -1, fd2 = -1, st = -1;
     pid_t pid;
     double t0;
+    char want[32];
+    struct stat sb;
 
     CHECK(fs_lock(f, 0, 0, &fd, &err) == 0 && fd >= 0);
     CHECK(mode_of(f) == 0600);
+    /* Nothing written into the lock file: a daily lock wears no flash. */
+    CHECK(stat(f, &sb) == 0 && sb.st_size == 0);
     fflush(NULL);
     pid = fork();
     if (pid == 0) {
@@ -207,6 +211,10 @@ test_lock(void)
             _exit(2);
         if (strstr(err.msg, "locked by another process") == NULL)
             _exit(3);
+        /* The holder is named from the kernel's lock table. */
+        snprintf(want, sizeof(want), "(pid %ld)", (long)getppid());
+        if (strstr(err.msg, want) == NULL)
+            _exit(4);
         _exit(0);
     }
     CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);

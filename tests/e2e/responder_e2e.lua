@@ -62,8 +62,19 @@ function M.check_served(res, ty, n)
   end
   local st = r:stats()
   t.match(tostring(r), "closed")
-  t.eq(st.served, 3 * n, "served for " .. n .. " challenges (Pebble " ..
-    "validates each 3 times, at once)")
+  if ty == "tls-alpn-01" then
+    -- Pebble's side of a TLS 1.3 handshake ends when it has sent its
+    -- Finished; ours when we have read it. The validation (and so the
+    -- cleanup that stops the responder) can come first: under qemu-user
+    -- a stopped responder had counted 1 of 3 handshakes served. Every
+    -- ClientHello was necessarily read before Pebble could validate.
+    t.eq(st.requests, 3 * n, "ClientHellos for " .. n .. " challenges " ..
+      "(Pebble validates each 3 times, at once)")
+    t.ok(st.served <= st.requests, "served " .. st.served)
+  else
+    t.eq(st.served, 3 * n, "served for " .. n .. " challenges (Pebble " ..
+      "validates each 3 times, at once)")
+  end
   t.eq(st.not_found, 0, "unknown tokens / SNI")
   t.eq(st.bad, 0, "refused requests / handshakes")
   t.eq(st.entries, 0, "all removed by cleanup")

@@ -97,6 +97,28 @@ function M.tmpdir()
   return d
 end
 
+-- The argv that runs the luacme executable exe (a path, or
+-- "/proc/self/exe" for the one running this test) with the arguments
+-- after it. A cross build's tests run under an emulator
+-- (LUACME_TEST_EMULATOR, e.g. "/usr/bin/qemu-aarch64 -L SYSROOT", set by
+-- tests/lua/CMakeLists.txt), which then starts every child luacme too:
+-- the host cannot exec the target's binary without binfmt.
+function M.luacme_argv(exe, ...)
+  local argv = {}
+  local emu = os.getenv("LUACME_TEST_EMULATOR")
+  if emu and emu ~= "" then
+    for w in emu:gmatch("%S+") do argv[#argv + 1] = w end
+    -- Under the emulator /proc/self/exe is the emulator itself.
+    if exe == "/proc/self/exe" then
+      exe = assert(os.getenv("LUACME_TEST_BUILD_DIR"), "run under ctest") ..
+        "/luacme"
+    end
+  end
+  argv[#argv + 1] = exe
+  for _, a in ipairs({ ... }) do argv[#argv + 1] = a end
+  return argv
+end
+
 -- Run a shell command; returns ok, output (stdout+stderr).
 function M.sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))

@@ -15,7 +15,7 @@ local function run(args, env_extra)
   local env = core.environ()
   env.LUACME_EAB_KID, env.LUACME_EAB_HMAC_KEY, env.LUACME_STATE = nil, nil, nil
   for k, v in pairs(env_extra or {}) do env[k] = v end
-  local argv = { exe }
+  local argv = t.luacme_argv(exe)
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   local r = assert(core.spawn{ argv = argv, env = env, timeout = 30 })
   return r.status, r.stdout, r.stderr

@@ -24,11 +24,12 @@ t.test("dns_wait is added to dns-01 provider specs only", function()
 end)
 
 t.test("luacme issue documents and checks --dns-wait", function()
-  local r = assert(core.spawn{ argv = { EXE, "help", "issue" } })
+  local r = assert(core.spawn{ argv = t.luacme_argv(EXE, "help", "issue") })
   t.eq(r.status, 0)
   t.match(r.stdout, "%-%-dns%-wait SECONDS")
-  r = assert(core.spawn{ argv = { EXE, "--state", t.tmpdir(), "issue",
-    "-d", "a.test", "--hook", "webroot:root=/tmp", "--dns-wait", "soon" } })
+  r = assert(core.spawn{ argv = t.luacme_argv(EXE, "--state", t.tmpdir(),
+    "issue", "-d", "a.test", "--hook", "webroot:root=/tmp", "--dns-wait",
+    "soon") })
   t.eq(r.status, 1)
   t.match(r.stderr, "%-%-dns%-wait")
 end)

@@ -125,8 +125,8 @@ t.test("secrets stay out of the command's environment", function()
             fullchain_file = "/f", changed = true }))
         return 0
     ]]):format("command:cmd=" .. dir .. "/prog"))
-    local res = assert(core.spawn({ argv = { "/proc/self/exe", "run",
-        driver }, env = { PATH = "/usr/bin:/bin", LUACME_EAB_KID = "k1",
+    local res = assert(core.spawn({ argv = t.luacme_argv("/proc/self/exe",
+        "run", driver), env = { PATH = "/usr/bin:/bin", LUACME_EAB_KID = "k1",
         LUACME_EAB_HMAC_KEY = "mac", LUACME_API_KEY = "key",
         LUACME_STATE = "/s", OTHER = "o" }, timeout = 30 }))
     t.eq(res.status, 0, res.stderr)

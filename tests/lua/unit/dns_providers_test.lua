@@ -19,7 +19,7 @@ local function in_child(env, code)
         string.format("%q", package.path) .. "\n" .. code)
     local e = core.environ()
     for k, v in pairs(env) do e[k] = v end
-    local r = assert(core.spawn({ argv = { EXE, "run", dir .. "/case.lua" },
+    local r = assert(core.spawn({ argv = t.luacme_argv(EXE, "run", dir .. "/case.lua"),
         env = e, timeout = 60 }))
     if r.status ~= 0 then
         error("child failed (" .. tostring(r.status) .. "): " .. r.stderr ..

@@ -11,7 +11,7 @@ local function run_without_disk(script)
   t.writefile(dir .. "/s.lua", script)
   local env = core.environ()
   env.LUACME_LUA_PATH = dir .. "/nothing-here"
-  return core.spawn{ argv = { exe, "run", dir .. "/s.lua" }, env = env }
+  return core.spawn{ argv = t.luacme_argv(exe, "run", dir .. "/s.lua"), env = env }
 end
 
 t.test("every module under lua/ and hooks/ is embedded", function()

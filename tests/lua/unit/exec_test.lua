@@ -176,8 +176,8 @@ t.test("the script's environment lacks luacme's secrets", function()
         assert(hooks.call(h, "deploy", ch))
         return 0
     ]]):format(spec))
-    local res = assert(core.spawn({ argv = { "/proc/self/exe", "run",
-        driver }, env = {
+    local res = assert(core.spawn({ argv = t.luacme_argv("/proc/self/exe",
+        "run", driver), env = {
             PATH = "/usr/bin:/bin", HOME = "/root", KEEP_ME = "yes",
             LUACME_STATE = "/var/lib/luacme",
             LUACME_EAB_KID = "kid-1", LUACME_EAB_HMAC_KEY = "c2VjcmV0",

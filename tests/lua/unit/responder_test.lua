@@ -466,6 +466,69 @@ t.test("tls-alpn refuses no ALPN, other protocols, unknown SNI", function()
     t.eq(st.entries, 1)
 end)
 
+-- A python3 client that holds connections to the tls-alpn responder in
+-- each state its loop waits in: connected and silent, half a ClientHello
+-- (HANDSHAKE), and handshakes completed with acme-tls/1 over TLS 1.3 and
+-- 1.2 (the server sent close_notify and waits in DRAIN for a client
+-- that does not close). It says "held N", then reads the silent ones
+-- until the server hangs up on them (its timeout) and exits.
+local HOLD = [[
+import socket, ssl, sys
+port = int(sys.argv[1])
+def tcp():
+    return socket.create_connection(("127.0.0.1", port), timeout=20)
+silent = [tcp(), tcp()]
+silent[1].sendall(b"\x16\x03\x01\x02\x00\x01\x00")
+done = []
+for v in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = v
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    s = ctx.wrap_socket(tcp(), server_hostname="a.example")
+    assert s.selected_alpn_protocol() == "acme-tls/1"
+    done.append(s)
+print("held", len(silent) + len(done), flush=True)
+for s in silent:
+    while s.recv(4096):
+        pass
+]]
+
+-- The serving thread must sleep in poll() whatever its connections are
+-- waiting for: a loop that polls busily (a readiness it never consumes,
+-- a zero timeout) burns a core until the connections time out. That is
+-- what a tls-alpn-01 issuance under qemu-aarch64 was reported to do, so
+-- this runs in the cross builds too (tests/cross), under the emulator.
+-- The process's CPU time (os.clock: every thread) over a second with four
+-- connections held must stay far below that second.
+t.test("tls-alpn: idle connections in every state cost no CPU", function()
+    local r <close> = assert(core.tls_alpn_responder{ address = "127.0.0.1",
+        port = 0, timeout = 4 })
+    local cert, key = assert(core.tls_alpn01_cert("a.example", KA))
+    t.ok(r:add("a.example", cert, key))
+    local dir = t.tmpdir()
+    t.writefile(dir .. "/hold.py", HOLD)
+    local p = assert(io.popen("exec python3 " .. q(dir .. "/hold.py") ..
+        " " .. r:port()))
+    local ok, err = pcall(function()
+        t.eq(p:read("l"), "held 4")
+        t.eq(r:stats().active, 4)
+        local c0, w0 = os.clock(), core.monotonic()
+        core.sleep(1)
+        local cpu, wall = os.clock() - c0, core.monotonic() - w0
+        t.ok(cpu < 0.25 * wall, string.format("%.3f s of CPU in %.3f s " ..
+            "with 4 connections held", cpu, wall))
+        local st = r:stats()
+        t.eq(st.served, 2, "both handshakes completed")
+        t.eq(st.active, 4, "all four still held")
+    end)
+    p:close()
+    if not ok then error(err, 0) end
+    -- The two silent ones timed out; the completed ones were draining.
+    t.eq(r:stats().timeouts, 2)
+end)
+
 t.test("tls-alpn add checks its arguments", function()
     local r <close> = assert(core.tls_alpn_responder{ address = "127.0.0.1",
         port = 0 })

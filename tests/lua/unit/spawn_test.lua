@@ -16,9 +16,11 @@ t.test("exit status, stdout and stderr", function()
 end)
 
 t.test("a signal ends the child", function()
-  local r = core.spawn { argv = { "sh", "-c", "kill -USR1 $$" } }
+  -- SIGHUP: 1 on every Linux architecture (SIGUSR1 is 10 on x86 and ARM
+  -- but 16 on MIPS, where the cross build runs this too).
+  local r = core.spawn { argv = { "sh", "-c", "kill -HUP $$" } }
   t.eq(r.status, nil)
-  t.eq(r.signal, 10)
+  t.eq(r.signal, 1)
 end)
 
 t.test("argv is passed as given, without a shell", function()

@@ -237,13 +237,13 @@ t.test("lock: busy names the holder, unlock and <close> release", function()
         io.write(lk and "LOCKED" or err.kind .. ": " .. err.detail)
         return 0
     ]]):format(dir))
-    local res = assert(core.spawn({ argv = { "/proc/self/exe", "run",
-        child }, timeout = 30 }))
+    local res = assert(core.spawn({ argv = t.luacme_argv("/proc/self/exe", "run",
+        child), timeout = 30 }))
     t.eq(res.stdout, "busy: certificate example.com is being renewed by " ..
         "another luacme run (pid " .. core.getpid() .. "); gave up after " ..
         "0.3 s")
     lk:unlock()
-    res = assert(core.spawn({ argv = { "/proc/self/exe", "run", child },
+    res = assert(core.spawn({ argv = t.luacme_argv("/proc/self/exe", "run", child),
         timeout = 30 }))
     t.eq(res.stdout, "LOCKED")
     do
