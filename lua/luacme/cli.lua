@@ -863,6 +863,31 @@ local function cmd_run(p)
     return M.run_file(p.run.file, p.run.args)
 end
 
+-- The settings issue and reconfigure both take, kept for renewals.
+local function renewal_options()
+    return {
+        { "days", arg = "N", help = "renew when fewer than N days " ..
+            "are left (default: a third of the lifetime, or the CA's " ..
+            "renewal window); kept for renewals" },
+        { "preferred-challenges", arg = "TYPE[,TYPE]", multi = true,
+          help = "use only these challenge types (http-01, dns-01, " ..
+              "tls-alpn-01; certbot's http, dns) among those the " ..
+              "hooks offer; kept for renewals" },
+        { "pre-hook", arg = "CMD", multi = true, help = "shell " ..
+            "command run once per run before the first order, only " ..
+            "when something is ordered; kept for renewals" },
+        { "post-hook", arg = "CMD", multi = true, help = "shell " ..
+            "command run once at the end of a run that ordered " ..
+            "something; kept for renewals" },
+    }
+end
+
+-- The list a with the elements of b appended.
+local function join(a, b)
+    for _, v in ipairs(b) do a[#a + 1] = v end
+    return a
+end
+
 -- The commands, as a luaL_Reg with its documentation. For each: usage
 -- (the line of its help and of usage errors), positional (how many
 -- arguments: min, max), opts (as GLOBAL), help (the text between usage
@@ -895,7 +920,7 @@ binding: --eab-kid KID with LUACME_EAB_HMAC_KEY or --eab-hmac-key-file.]],
         usage = "luacme issue -d NAME [-d NAME ...] [--ip ADDR ...] " ..
             "--hook SPEC [options]",
         positional = { min = 0, max = 0 },
-        opts = {
+        opts = join({
             { "domain", short = "d", arg = "NAME", multi = true,
               help = "a DNS name (repeatable, or a,b,c); *.NAME for a " ..
                   "wildcard (needs a dns-01 hook)" },
@@ -931,20 +956,7 @@ binding: --eab-kid KID with LUACME_EAB_HMAC_KEY or --eab-hmac-key-file.]],
             { "dry-run", help = "the whole flow at the CA's staging " ..
                 "directory (or the --directory URL given), keeping " ..
                 "nothing and running no deploy hook" },
-            { "days", arg = "N", help = "renew when fewer than N days " ..
-                "are left (default: a third of the lifetime, or the CA's " ..
-                "renewal window); kept for renewals" },
-            { "preferred-challenges", arg = "TYPE[,TYPE]", multi = true,
-              help = "use only these challenge types (http-01, dns-01, " ..
-                  "tls-alpn-01; certbot's http, dns) among those the " ..
-                  "hooks offer; kept for renewals" },
-            { "pre-hook", arg = "CMD", multi = true, help = "shell " ..
-                "command run once per run before the first order, only " ..
-                "when something is ordered; kept for renewals" },
-            { "post-hook", arg = "CMD", multi = true, help = "shell " ..
-                "command run once at the end of a run that ordered " ..
-                "something; kept for renewals" },
-        },
+        }, renewal_options()),
         help = [[
 Gets a certificate for the names and stores it under STATE/certs/CERTNAME/
 (privkey.pem, cert.pem, chain.pem, fullchain.pem, meta.json), with the
@@ -1054,7 +1066,7 @@ error. With --json one "cert" event per certificate.]],
         usage = "luacme reconfigure CERTNAME [--hook SPEC ...] " ..
             "[--deploy-hook SPEC ...] [--key-type TYPE] [options]",
         positional = { min = 1, max = 1 },
-        opts = {
+        opts = join({
             { "hook", arg = "SPEC", multi = true, help = "challenge hooks " ..
                 "(replace the stored ones)" },
             { "deploy-hook", arg = "SPEC", multi = true, help = "deploy " ..
@@ -1067,20 +1079,7 @@ error. With --json one "cert" event per certificate.]],
             { "profile", arg = "NAME", help = "certificate profile" },
             { "dns-wait", arg = "SECONDS", help = "with --hook: dns-01 " ..
                 "hooks wait this long" },
-            { "days", arg = "N", help = "renew when fewer than N days " ..
-                "are left (default: a third of the lifetime, or the CA's " ..
-                "renewal window); kept for renewals" },
-            { "preferred-challenges", arg = "TYPE[,TYPE]", multi = true,
-              help = "use only these challenge types (http-01, dns-01, " ..
-                  "tls-alpn-01; certbot's http, dns) among those the " ..
-                  "hooks offer; kept for renewals" },
-            { "pre-hook", arg = "CMD", multi = true, help = "shell " ..
-                "command run once per run before the first order, only " ..
-                "when something is ordered; kept for renewals" },
-            { "post-hook", arg = "CMD", multi = true, help = "shell " ..
-                "command run once at the end of a run that ordered " ..
-                "something; kept for renewals" },
-        },
+        }, renewal_options()),
         help = [[
 Changes the settings a stored certificate is renewed with, without
 issuing now: what is given replaces what is stored, the rest stays.
