@@ -853,9 +853,9 @@ local function decide(ctx, name, s, meta, opts)
     return is_due, when, reason, info
 end
 
--- The stored settings of certificate name, with the context's CA
--- overrides (lock held). Raises not_found "no certificate named ...".
-local function stored(ctx, name)
+-- meta.json of certificate name (lock held). Raises not_found "no
+-- certificate named ..." also for a deleted one.
+local function stored_meta(ctx, name)
     local meta, err = state.read_meta(ctx.st, name)
     if meta and meta.deleted then
         raise("not_found", "no certificate named " .. name .. " (it was " ..
@@ -868,6 +868,13 @@ local function stored(ctx, name)
         end
         error(err, 0)
     end
+    return meta
+end
+
+-- The stored settings of certificate name, with the context's CA
+-- overrides (lock held), and its meta.
+local function stored(ctx, name)
+    local meta = stored_meta(ctx, name)
     local s = settings_of(name, meta)
     if ctx.directory_given then s.directory = ctx.directory end
     s.directory = s.directory or ctx.directory
@@ -1281,22 +1288,6 @@ local function remove_tree(st, dir, keep_lock)
         end
     end
     if not keep_lock then must(st:rmdir(dir)) end
-end
-
-local function stored_meta(ctx, name)
-    local meta, err = state.read_meta(ctx.st, name)
-    if meta and meta.deleted then
-        raise("not_found", "no certificate named " .. name .. " (it was " ..
-            "deleted)", { what = "certificate", name = name })
-    end
-    if not meta then
-        if err.kind == "not_found" then
-            raise("not_found", "no certificate named " .. name,
-                { what = "certificate" })
-        end
-        error(err, 0)
-    end
-    return meta
 end
 
 -- reconfigure(ctx, name, s): new settings for certificate name's
