@@ -664,7 +664,8 @@ end
 -- retries, or answering 502/503/504) tries none of that CA's other
 -- certificates: one timeout per run, not one per certificate. The CAs
 -- a run found down are ctx.ca_down[directory URL] = { since, retry_at,
--- reason }, one table for the whole run. A Retry-After that came with
+-- reason } (false: up, its ca.json already read), one table for the
+-- whole run. A Retry-After that came with
 -- the failure is kept in the state (the CA's ca.json; a 429's in the
 -- certificate's meta.hold), so later runs leave the CA alone until then.
 
@@ -732,8 +733,10 @@ end
 local function held(ctx, s, meta)
     local url, now = s.directory, ctx.now()
     local down = ca_down(ctx)
-    if not down[url] then
+    if down[url] == nil then
+        -- ca.json is read once a run; false: read, nothing remembered.
         local rec = state.read_ca(ctx.st, url)
+        down[url] = false
         if rec and rec.directory == url and tonumber(rec.retry_at) and
             rec.retry_at > now then
             down[url] = { since = tonumber(rec.time) or now,
