@@ -51,34 +51,15 @@ end)
 
 -- A#9.5: one peer holding 300 idle connections to the responder cannot
 -- starve Pebble's validation: it is answered within 2 s.
-local IDLE = [[
-import os, socket, sys, time
-socks = []
-for i in range(int(sys.argv[2])):
-    try:
-        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-        socks.append(s)
-    except OSError:
-        pass
-print("open %d %d" % (len(socks), os.getpid()), flush=True)
-time.sleep(120)
-]]
 
 t.test("standalone http-01: 300 idle connections, validated within 2 s",
   function()
-  local dir = E.env.workdir
-  local f = assert(io.open(dir .. "/idle.py", "w"))
-  f:write(IDLE)
-  f:close()
-  local p, pid, opened
+  local stop, opened
   local at = {}
   local ok, err = pcall(function()
     local res = R.issue(spec(), { E.name("starved") }, {
       after_deploy = function()
-        p = assert(io.popen("exec python3 " .. E.q(dir .. "/idle.py") ..
-          " " .. E.env.http_port .. " 300"))
-        local line = p:read("l") or ""
-        opened, pid = line:match("^open (%d+) (%d+)$")
+        opened, stop = t.idle_peer(tonumber(E.env.http_port), 300)
       end,
       on_event = function(name)
         at[name] = at[name] or core.monotonic()
@@ -94,7 +75,6 @@ t.test("standalone http-01: 300 idle connections, validated within 2 s",
     print(string.format("  figure: validated in %.2f s with %s idle " ..
       "connections opened, %d evicted", took, opened, st.evicted))
   end)
-  if pid then os.execute("kill " .. pid) end
-  if p then p:close() end
+  if stop then stop() end
   if not ok then error(err, 0) end
 end)

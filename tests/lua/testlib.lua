@@ -97,6 +97,21 @@ function M.tmpdir()
   return d
 end
 
+-- Start tests/lua/idle_peer.py holding n idle connections to port on
+-- loopback. Returns how many it opened and a function stopping it.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+function M.idle_peer(port, n)
+  local p = assert(io.popen("exec python3 '" .. here .. "/idle_peer.py' " ..
+    math.tointeger(port) .. " " .. math.tointeger(n)))
+  local line = p:read("l") or ""
+  local opened, pid = line:match("^open (%d+) (%d+)$")
+  local function stop()
+    if pid then os.execute("kill " .. pid) end
+    p:close()
+  end
+  return tonumber(opened), stop
+end
+
 -- The argv that runs the luacme executable exe (a path, or
 -- "/proc/self/exe" for the one running this test) with the arguments
 -- after it. A cross build's tests run under an emulator

@@ -200,38 +200,6 @@ t.test("a slow client does not block others and times out", function()
     t.eq(r:stats().timeouts, 1)
 end)
 
--- A python3 client that opens argv[2] connections to 127.0.0.1:argv[1]
--- and sends nothing: one peer trying to starve the responder. Prints
--- how many it opened, then holds them until killed.
-local IDLE = [[
-import os, socket, sys, time
-socks = []
-for i in range(int(sys.argv[2])):
-    try:
-        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-        socks.append(s)
-    except OSError:
-        pass
-print("open %d %d" % (len(socks), os.getpid()), flush=True)
-time.sleep(60)
-]]
-
--- Start IDLE against port with n connections; returns the count it
--- opened and a function stopping it.
-local function idle_peer(port, n)
-    local dir = t.tmpdir()
-    t.writefile(dir .. "/idle.py", IDLE)
-    local p = assert(io.popen("exec python3 " .. q(dir .. "/idle.py") ..
-        " " .. port .. " " .. n))
-    local line = p:read("l") or ""
-    local opened, pid = line:match("^open (%d+) (%d+)$")
-    local function stop()
-        if pid then os.execute("kill " .. pid) end
-        p:close()
-    end
-    return tonumber(opened), stop
-end
-
 -- A#9.5: one peer cannot starve the validation: idle connections are
 -- evicted when a peer has too many or the responder is full, and a
 -- request head must arrive within LUACME_RESPONDER_HEAD_MS.
@@ -240,7 +208,7 @@ t.test("300 idle connections from one address do not starve a request",
     local r <close> = assert(core.http01_responder{ address = "127.0.0.1",
         port = 0 })
     t.ok(r:add(TOKEN, KA))
-    local opened, stop = idle_peer(r:port(), 300)
+    local opened, stop = t.idle_peer(r:port(), 300)
     local ok, err = pcall(function()
         t.ok(opened and opened >= 150, "idle peer opened " ..
             tostring(opened))
@@ -423,7 +391,7 @@ end)
 t.test("tls-alpn: 300 idle connections do not starve a handshake",
     function()
     local r <close> = tls_setup()
-    local opened, stop = idle_peer(r:port(), 300)
+    local opened, stop = t.idle_peer(r:port(), 300)
     local ok, err = pcall(function()
         t.ok(opened and opened >= 150, "idle peer opened " ..
             tostring(opened))
