@@ -12,24 +12,7 @@ local L = require "cli_lib"
 local dir = E.scratch()
 local state = L.state()
 
-E.writefile(dir .. "/block.lua", [[
-local core = require "luacme.core"
-local M = { types = { "http-01" }, options = {
-  { name = "root", required = true }, { name = "marker", required = true },
-  { name = "release", required = true } } }
-function M.deploy(ch, o)
-  assert(core.write_file(o.root .. "/.well-known/acme-challenge/" ..
-    ch.token, ch.key_authorization, 420))
-  assert(core.write_file(o.marker, "deployed", 420))
-  while not core.stat(o.release) do core.sleep(0.05) end
-  return true
-end
-function M.cleanup(ch, o)
-  core.unlink(o.root .. "/.well-known/acme-challenge/" .. ch.token)
-  return true
-end
-return M
-]])
+E.writefile(dir .. "/block.lua", E.readfile(here .. "/block_hook.lua"))
 
 -- Run both commands at once from one shell; returns their statuses.
 local function both(args1, args2)

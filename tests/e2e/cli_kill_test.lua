@@ -23,25 +23,7 @@ local NAME = E.name("crash")
 
 -- http-01 into the webroot, then wait (forever unless released); the
 -- marker file tells the test where it is.
-E.writefile(dir .. "/block.lua", [[
-local core = require "luacme.core"
-local M = { types = { "http-01" }, options = {
-  { name = "root", required = true }, { name = "marker", required = true },
-  { name = "release" } } }
-function M.deploy(ch, o)
-  assert(core.write_file(o.root .. "/.well-known/acme-challenge/" ..
-    ch.token, ch.key_authorization, 420))
-  assert(core.write_file(o.marker, "deployed " .. ch.token, 420))
-  while not (o.release and core.stat(o.release)) do core.sleep(0.05) end
-  return true
-end
-function M.cleanup(ch, o)
-  core.unlink(o.root .. "/.well-known/acme-challenge/" .. ch.token)
-  assert(core.write_file(o.marker .. ".cleaned", ch.token, 420))
-  return true
-end
-return M
-]])
+E.writefile(dir .. "/block.lua", E.readfile(here .. "/block_hook.lua"))
 
 E.writefile(dir .. "/block_deploy.lua", [[
 local core = require "luacme.core"

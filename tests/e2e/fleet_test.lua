@@ -282,24 +282,7 @@ t.test("the store unreachable: exit 1 with a clear error, installed " ..
   t.eq(snapshot(dir .. "/e2"), before, "nothing changed on the node")
 end)
 
-E.writefile(dir .. "/block.lua", [[
-local core = require "luacme.core"
-local M = { types = { "http-01" }, options = {
-  { name = "root", required = true }, { name = "marker", required = true },
-  { name = "release", required = true } } }
-function M.deploy(ch, o)
-  assert(core.write_file(o.root .. "/.well-known/acme-challenge/" ..
-    ch.token, ch.key_authorization, 420))
-  assert(core.write_file(o.marker, tostring(core.getpid()), 420))
-  while not core.stat(o.release) do core.sleep(0.05) end
-  return true
-end
-function M.cleanup(ch, o)
-  core.unlink(o.root .. "/.well-known/acme-challenge/" .. ch.token)
-  return true
-end
-return M
-]])
+E.writefile(dir .. "/block.lua", E.readfile(here .. "/block_hook.lua"))
 
 t.test("kill -9 of the lock holder mid-issuance: another node completes " ..
   "after the TTL, nothing torn", function()
