@@ -18,18 +18,13 @@
 -- (paused, partitioned) gets "fenced" and installs nothing, so it can
 -- never put an older set over a newer generation.
 local core = require "luacme.core"
-local cjson = require "cjson.safe"
 local errors = require "luacme.errors"
 local state = require "luacme.state"
 local storage = require "luacme.storage"
 
 local M = {}
 
-local json = cjson.new()
-if json.encode_empty_table_as_object then
-    json.encode_empty_table_as_object(true)
-end
-json.encode_number_precision(14)
+local json = state.json
 
 local Fleet = {}
 Fleet.__index = Fleet
