@@ -18,26 +18,20 @@
 -- (paused, partitioned) gets "fenced" and installs nothing, so it can
 -- never put an older set over a newer generation.
 local core = require "luacme.core"
-local cjson = require "cjson.safe"
 local errors = require "luacme.errors"
 local state = require "luacme.state"
 local storage = require "luacme.storage"
 
 local M = {}
 
-local json = cjson.new()
-if json.encode_empty_table_as_object then
-    json.encode_empty_table_as_object(true)
-end
-json.encode_number_precision(14)
+local json = state.json
 
 local Fleet = {}
 Fleet.__index = Fleet
 
-local function raise(kind, detail)
-    error(errors.new(kind, detail), 0)
-end
+local raise = errors.raise
 
+-- Unlike errors.must, false passes: it is a failed condition or "absent".
 local function must(v, err, ...)
     if v == nil then error(err, 0) end
     return v, err, ...
@@ -89,6 +83,13 @@ local function same(a, b, depth)
     return true
 end
 
+-- The meta a shared record installs: its own, stamped with its generation.
+local function rec_meta(rec)
+    local m = rec.meta or {}
+    m.fleet_gen = rec.gen
+    return m
+end
+
 -- Install rec into the local store when it is newer than what is
 -- installed here (the local lock held). Returns true when a new set was
 -- installed; a same-generation record with other meta (renewal state)
@@ -96,8 +97,7 @@ end
 function Fleet:install_local(name, rec)
     local meta = state.read_meta(self.st, name)
     local lgen = meta and tonumber(meta.fleet_gen) or 0
-    local m = rec.meta or {}
-    m.fleet_gen = rec.gen
+    local m = rec_meta(rec)
     if rec.gen > lgen then
         local key = must(storage.unseal(self.key, rec.key, "certs/" .. name))
         must(state.install_cert(self.st, name, { key_pem = key,
@@ -118,8 +118,7 @@ function Fleet:sync_one(name, timeout)
     if not rec then return false end
     local meta = state.read_meta(self.st, name)
     if meta and tonumber(meta.fleet_gen) == rec.gen and
-        same(meta, (function() local m = rec.meta or {}
-            m.fleet_gen = rec.gen return m end)()) then
+        same(meta, rec_meta(rec)) then
         return false
     end
     local lk <close> = must(state.lock_cert(self.st, name, timeout))

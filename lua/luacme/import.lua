@@ -300,28 +300,14 @@ local function cert_entry(plan, name, files, from)
     return e
 end
 
---
--- certbot: CONFIG_DIR/accounts/<host[:port]>/<path>/<id>/{regr.json,
--- private_key.json, meta.json}, renewal/<name>.conf, live/<name>/*.pem,
--- renewal-hooks/{pre,deploy,post}/
---
-
-local function certbot_accounts(dir)
-    local found = {}             -- id -> { url, uri, key, contact, from }
+-- Walk the directories under root (a path ending in "/") up to 6 deep
+-- and call visit(rel, path) for each one holding the file marker,
+-- without descending into it.
+local function find_leaves(root, marker, visit)
     local function walk(rel, depth)
-        local path = dir .. "/accounts/" .. rel
-        if core.stat(path .. "/regr.json") then
-            local id = rel:match("([^/]+)$")
-            local url = "https://" .. rel:match("^(.*)/[^/]+$")
-            local regr = cjson.decode(must_read(path .. "/regr.json")) or {}
-            local jwk = cjson.decode(must_read(path .. "/private_key.json"))
-            if type(jwk) ~= "table" then
-                raise("import", path .. "/private_key.json is not JSON")
-            end
-            local body = type(regr.body) == "table" and regr.body or {}
-            found[id] = { url = url, uri = regr.uri, key = M.jwk_key(jwk),
-                contact = body.contact, from = path }
-            return
+        local path = root .. rel
+        if core.stat(path .. "/" .. marker) then
+            return visit(rel, path)
         end
         if depth > 6 then return end
         for _, n in ipairs(list(path)) do
@@ -330,7 +316,32 @@ local function certbot_accounts(dir)
             end
         end
     end
-    if is_dir(dir .. "/accounts") then walk("", 0) end
+    walk("", 0)
+end
+
+--
+-- certbot: CONFIG_DIR/accounts/<host[:port]>/<path>/<id>/{regr.json,
+-- private_key.json, meta.json}, renewal/<name>.conf, live/<name>/*.pem,
+-- renewal-hooks/{pre,deploy,post}/
+--
+
+local function certbot_accounts(dir)
+    local found = {}             -- id -> { url, uri, key, contact, from }
+    local function visit(rel, path)
+        local id = rel:match("([^/]+)$")
+        local url = "https://" .. rel:match("^(.*)/[^/]+$")
+        local regr = cjson.decode(must_read(path .. "/regr.json")) or {}
+        local jwk = cjson.decode(must_read(path .. "/private_key.json"))
+        if type(jwk) ~= "table" then
+            raise("import", path .. "/private_key.json is not JSON")
+        end
+        local body = type(regr.body) == "table" and regr.body or {}
+        found[id] = { url = url, uri = regr.uri, key = M.jwk_key(jwk),
+            contact = body.contact, from = path }
+    end
+    if is_dir(dir .. "/accounts") then
+        find_leaves(dir .. "/accounts/", "regr.json", visit)
+    end
     return found
 end
 
@@ -619,31 +630,20 @@ local function read_acmesh(dir)
             if host then apis[host .. "/" .. path] = api end
         end
     end
-    local function walk(rel, depth)
-        local path = dir .. "/ca/" .. rel
-        if core.stat(path .. "/account.key") then
-            local conf = shell_vars(read(path .. "/ca.conf") or "")
-            local acct = cjson.decode(read(path .. "/account.json") or "")
-            local uri = conf.ACCOUNT_URL
-            if uri then
-                add_account(plan, apis[rel] or ("https://" .. rel), uri,
-                    load_key(must_read(
-                    path .. "/account.key"), path .. "/account.key"),
-                    type(acct) == "table" and acct.contact or nil, path)
-            else
-                unmapped(plan, nil, "account " .. path .. ": no " ..
-                    "ACCOUNT_URL in ca.conf")
-            end
-            return
+    find_leaves(dir .. "/ca/", "account.key", function(rel, path)
+        local conf = shell_vars(read(path .. "/ca.conf") or "")
+        local acct = cjson.decode(read(path .. "/account.json") or "")
+        local uri = conf.ACCOUNT_URL
+        if uri then
+            add_account(plan, apis[rel] or ("https://" .. rel), uri,
+                load_key(must_read(
+                path .. "/account.key"), path .. "/account.key"),
+                type(acct) == "table" and acct.contact or nil, path)
+        else
+            unmapped(plan, nil, "account " .. path .. ": no " ..
+                "ACCOUNT_URL in ca.conf")
         end
-        if depth > 6 then return end
-        for _, n in ipairs(list(path)) do
-            if is_dir(path .. "/" .. n) then
-                walk(rel == "" and n or (rel .. "/" .. n), depth + 1)
-            end
-        end
-    end
-    walk("", 0)
+    end)
     for _, n in ipairs(list(dir)) do
         local domain = n:gsub("_ecc$", "")
         local cd = dir .. "/" .. n

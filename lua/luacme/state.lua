@@ -40,6 +40,8 @@ if json.encode_empty_table_as_object then
 end
 -- Times are unix seconds: 14 digits keep them to the millisecond.
 json.encode_number_precision(14)
+-- The one configured encoder/decoder for stored records (fleet uses it too).
+M.json = json
 
 -- The files of one certificate, meta.json last: it is the commit record.
 M.CERT_FILES = { "privkey.pem", "cert.pem", "chain.pem", "fullchain.pem" }

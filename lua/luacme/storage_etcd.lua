@@ -144,31 +144,30 @@ local function compares(self, key, cond)
     return c
 end
 
--- put(key, value, cond) -> true | false (a condition failed) | nil, err
-function B:put(key, value, cond)
+-- One write: the plain request at path, or under conditions a txn whose
+-- success branch is that request (op names it in the txn).
+local function write(self, key, cond, path, op, body)
     local c = compares(self, key, cond)
-    local req = { request_put = { key = k(self, key), value = b64(value) } }
     if #c == 0 then
-        local r, err = self:call("/v3/kv/put", req.request_put)
+        local r, err = self:call(path, body)
         if not r then return nil, err end
         return true
     end
-    local r, err = self:call("/v3/kv/txn", { compare = c, success = { req } })
+    local r, err = self:call("/v3/kv/txn",
+        { compare = c, success = { { [op] = body } } })
     if not r then return nil, err end
     return r.succeeded == true
 end
 
+-- put(key, value, cond) -> true | false (a condition failed) | nil, err
+function B:put(key, value, cond)
+    return write(self, key, cond, "/v3/kv/put", "request_put",
+        { key = k(self, key), value = b64(value) })
+end
+
 function B:delete(key, cond)
-    local c = compares(self, key, cond)
-    local req = { request_delete_range = { key = k(self, key) } }
-    if #c == 0 then
-        local r, err = self:call("/v3/kv/deleterange", req.request_delete_range)
-        if not r then return nil, err end
-        return true
-    end
-    local r, err = self:call("/v3/kv/txn", { compare = c, success = { req } })
-    if not r then return nil, err end
-    return r.succeeded == true
+    return write(self, key, cond, "/v3/kv/deleterange",
+        "request_delete_range", { key = k(self, key) })
 end
 
 -- Keys (without the prefix) starting with sub, sorted.
