@@ -626,12 +626,15 @@ end
 
 -- Names of the stored certificates that have a meta.json.
 local function cert_names(ctx)
-    local out = {}
+    local out, dirs = {}, {}
     for _, n in ipairs(must(state.list_certs(ctx.st))) do
         local meta = state.read_meta(ctx.st, n)
-        if meta and not meta.deleted then out[#out + 1] = n end
+        if meta and not meta.deleted then
+            out[#out + 1] = n
+            dirs[n] = meta.directory or false
+        end
     end
-    return out
+    return out, dirs
 end
 
 -- unchanged_cert() of the deploy hooks of a certificate not due.
@@ -1071,7 +1074,10 @@ function M.renew(ctx, opts)
         synced = M.sync(ctx, { names = names })
         if synced.code == 1 then error(synced.errors[1].err, 0) end
     end
-    if not names or #names == 0 then names = cert_names(ctx) end
+    -- The CA of each certificate as listed (false: none stored), so
+    -- that grouping by CA reads no meta.json a second time.
+    local listed_dirs = {}
+    if not names or #names == 0 then names, listed_dirs = cert_names(ctx) end
     -- What a run finds of its CAs holds for that run only.
     ctx.ca_down = {}
     ctx.fleet_installed = 0
@@ -1104,9 +1110,13 @@ function M.renew(ctx, opts)
     local answered = {}
     local named = opts.names ~= nil and #opts.names > 0
     local function ca_of(name)
-        local meta = state.read_meta(ctx.st, name)
-        return (ctx.directory_given and ctx.directory) or
-            (meta and meta.directory) or ctx.directory or "?"
+        local dir = listed_dirs[name]
+        if dir == nil then
+            local meta = state.read_meta(ctx.st, name)
+            dir = meta and meta.directory
+        end
+        return (ctx.directory_given and ctx.directory) or dir or
+            ctx.directory or "?"
     end
     local function one(c, name)
         local url = ca_of(name)
