@@ -141,6 +141,25 @@ no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
+/* A memory BIO over len bytes of PEM, for both key readers. Returns
+ * it, or NULL with err filled: kind "too_large" over LUACME_PEM_MAX,
+ * "crypto" when out of memory. */
+static BIO *
+pem_bio(const char *pem, size_t len, struct luacme_err *err)
+{
+    BIO *bio;
+
+    if (len > LUACME_PEM_MAX) {
+        err_set(err, "too_large", "key: PEM over LUACME_PEM_MAX (%d bytes)",
+            LUACME_PEM_MAX);
+        return NULL;
+    }
+    bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL)
+        err_openssl(err, "crypto", "key: out of memory");
+    return bio;
+}
+
 int
 key_load_pem(const char *pem, size_t len, EVP_PKEY **out,
     struct luacme_err *err)
@@ -149,16 +168,8 @@ key_load_pem(const char *pem, size_t len, EVP_PKEY **out,
     EVP_PKEY *key = NULL;
     int asked = 0, rc = -1;
 
-    if (len > LUACME_PEM_MAX) {
-        err_set(err, "too_large", "key: PEM over LUACME_PEM_MAX (%d bytes)",
-            LUACME_PEM_MAX);
+    if ((bio = pem_bio(pem, len, err)) == NULL)
         goto out;
-    }
-    bio = BIO_new_mem_buf(pem, (int)len);
-    if (bio == NULL) {
-        err_openssl(err, "crypto", "key: out of memory");
-        goto out;
-    }
     key = PEM_read_bio_PrivateKey_ex(bio, NULL, no_passphrase, &asked,
         NULL, NULL);
     if (key == NULL) {
@@ -205,16 +216,8 @@ key_load_public_pem(const char *pem, size_t len, EVP_PKEY **out,
     EVP_PKEY *key = NULL;
     int rc = -1;
 
-    if (len > LUACME_PEM_MAX) {
-        err_set(err, "too_large", "key: PEM over LUACME_PEM_MAX (%d bytes)",
-            LUACME_PEM_MAX);
+    if ((bio = pem_bio(pem, len, err)) == NULL)
         goto out;
-    }
-    bio = BIO_new_mem_buf(pem, (int)len);
-    if (bio == NULL) {
-        err_openssl(err, "crypto", "key: out of memory");
-        goto out;
-    }
     key = PEM_read_bio_PUBKEY_ex(bio, NULL, no_passphrase, NULL, NULL, NULL);
     if (key == NULL) {
         err_openssl(err, "parse", "key: no public key in PEM");

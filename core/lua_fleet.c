@@ -285,6 +285,17 @@ tls_wait(struct redis *r, int ret)
     }
 }
 
+/* After send or recv on the plain socket failed (errno set): wait for
+ * events when the call would block or was interrupted (0: call it
+ * again), else fill the error (-1). */
+static int
+sock_again(struct redis *r, short events)
+{
+    if (errno == EAGAIN || errno == EINTR)
+        return wait_fd(r, events);
+    return set_err(r, "io", strerror(errno));
+}
+
 static int
 redis_write(struct redis *r, const char *p, size_t len)
 {
@@ -302,13 +313,11 @@ redis_write(struct redis *r, const char *p, size_t len)
             n = k;
         } else {
             n = send(r->fd, p, len, MSG_NOSIGNAL);
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-                if (wait_fd(r, POLLOUT) != 0)
+            if (n < 0) {
+                if (sock_again(r, POLLOUT) != 0)
                     return -1;
                 continue;
             }
-            if (n < 0)
-                return set_err(r, "io", strerror(errno));
         }
         p += n;
         len -= (size_t)n;
@@ -344,13 +353,11 @@ redis_fill(struct redis *r)
             n = k;
         } else {
             n = recv(r->fd, r->buf + r->end, sizeof(r->buf) - r->end, 0);
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-                if (wait_fd(r, POLLIN) != 0)
+            if (n < 0) {
+                if (sock_again(r, POLLIN) != 0)
                     return -1;
                 continue;
             }
-            if (n < 0)
-                return set_err(r, "io", strerror(errno));
             if (n == 0)
                 return set_err(r, "io", "redis: connection closed");
         }
