@@ -571,14 +571,19 @@ tcp_connect(struct redis *r, const char *host, const char *port)
         r->fd = fd;
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
             break;
-        if (errno == EINPROGRESS && wait_fd(r, POLLOUT) == 0 &&
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
-            soerr == 0)
-            break;
-        if (errno == EINPROGRESS && r->kind == NULL)
-            set_err(r, "io", strerror(soerr));
-        else if (r->kind == NULL)
-            set_err(r, "io", strerror(errno));
+        /* connect's own errno, kept before wait_fd can change it; with
+         * EINPROGRESS the result is the socket's SO_ERROR. */
+        soerr = errno == EINPROGRESS ? 0 : errno;
+        if (soerr == 0 && wait_fd(r, POLLOUT) == 0) {
+            sl = sizeof(soerr);
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+                soerr = errno;
+            if (soerr == 0)
+                break;
+        }
+        /* wait_fd reports its own timeout; soerr 0 is none of ours. */
+        if (r->kind == NULL)
+            set_err(r, "io", strerror(soerr != 0 ? soerr : ETIMEDOUT));
         close(fd);
         r->fd = fd = -1;
     }
