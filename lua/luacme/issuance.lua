@@ -2,13 +2,15 @@
 -- protocol allows:
 --
 --   1. newOrder
---   2. each authorization fetched once; valid ones left alone; for each
---      pending one, a hook and a challenge picked (pick)
+--   2. each authorization fetched once (several at once for a large
+--      order: M.width); valid ones left alone; for each pending one, a
+--      hook and a challenge picked (pick)
 --   3. every challenge deployed through its hook, grouped per hook
 --   4. the hooks' ready() asked until all say the response is visible
---   5. every challenge accepted, then the ORDER (not each authorization)
---      polled; on invalid, the failing authorizations read for the CA's
---      problem per identifier, and the hooks' invalid() told
+--   5. every challenge accepted (a few at once for a large order), then
+--      the ORDER (not each authorization) polled; on invalid, the
+--      failing authorizations read for the CA's problem per
+--      identifier, and the hooks' invalid() told
 --   6. cleanup of every deployed challenge (a <close> guard: also on
 --      error and Ctrl-C)
 --   7. finalize with the CSR, the order polled while processing
@@ -253,12 +255,64 @@ local function refuse(run, a)
     return nil
 end
 
+-- How many of an order's requests of one kind are in flight at once.
+-- Each request signs a nonce of its own and every reply brings one
+-- back, so k at once cost k - 1 newNonce requests once per client (the
+-- pool keeps them for the next phase and order); against a CA far away
+-- they cut the phase's round trips k-fold. One extra nonce per
+-- PARALLEL_PER requests keeps that under 1 in 20 and leaves orders of
+-- up to 20 names as serial as before (the same request counts, also
+-- against a slow CA). PARALLEL bounds the authorization reads (and the
+-- reads after a failure); ACCEPT_PARALLEL the accepts, which each start
+-- a validation at the CA: started faster than the CA validates them,
+-- the order is not done by the poll 150 ms after the last accept and
+-- waits for the next one at 450 ms (tests/bench, 100 names on Pebble:
+-- 8 accepts at once, 7 of 16 runs over 0.40 s, one 1.25 s; 3 at once,
+-- none over 0.40 s, median 0.33 s; serial, median 0.41 s).
+M.PARALLEL = 8
+M.ACCEPT_PARALLEL = 3
+M.PARALLEL_PER = 20
+
+-- width(n[, cap]): how many of n requests go at once, at most cap
+-- (default M.PARALLEL).
+function M.width(n, cap)
+    if n <= 1 then return 1 end
+    return math.max(1, math.min(cap or M.PARALLEL, n,
+        (n - 1) // M.PARALLEL_PER + 1))
+end
+
+-- each(list, fn[, cap]) -> results: fn(x) for every x of list,
+-- M.width(#list, cap) at once (luacme.sched tasks), started in list
+-- order; results[i] = table.pack(fn(list[i])), or nil for those never
+-- started: once one returns nil, no further one starts (those in
+-- flight finish).
+-- The first failure in list order is then the one a serial loop would
+-- have met: every earlier one was started before it and ran to its end.
+-- A raise (Ctrl-C) stops every task (sched.all).
+local function each(list, fn, cap)
+    local stop = false
+    local fns = {}
+    for i, x in ipairs(list) do
+        fns[i] = function()
+            if stop then return nil end
+            local r = table.pack(fn(x))
+            if r[1] == nil then stop = true end
+            return r
+        end
+    end
+    local out = {}
+    for i, r in ipairs(sched.all(fns, M.width(#list, cap))) do
+        out[i] = r[1]
+    end
+    return out
+end
+
 -- The work of the order: a list of { hook=, ch= (the hook's challenge
 -- table), authz=, chal= (the challenge object) } for its pending
--- authorizations, or nil, err.
+-- authorizations, or nil, err. The authorizations are read several at
+-- once (each); the first failure in the order's list is returned.
 local function plan(run, order)
-    local work = {}
-    for _, url in ipairs(order.authz_urls) do
+    local results = each(order.authz_urls, function(url)
         local a, err = run.client:get_authorization(url)
         if not a then return nil, err end
         if a.status == "pending" then
@@ -269,10 +323,17 @@ local function plan(run, order)
             local ch
             ch, err = run.client:challenge_for(a, chal)
             if not ch then return nil, err end
-            work[#work + 1] = { hook = h, ch = ch, authz = a, chal = chal }
+            return { hook = h, ch = ch, authz = a, chal = chal }
         elseif a.status ~= "valid" then
             return nil, client_mod.authz_error(a)
         end
+        return false
+    end)
+    local work = {}
+    for i = 1, #order.authz_urls do
+        local r = results[i]
+        if r[1] == nil then return nil, r[2] end
+        if r[1] then work[#work + 1] = r[1] end
     end
     return work
 end
@@ -410,8 +471,14 @@ end
 -- report the failing ones with the CA's problem per identifier.
 local function failure(run, order, work)
     local errs = {}
-    for _, w in ipairs(work) do
-        local a = run.client:get_authorization(w.authz.uri)
+    -- Read several at once; one that cannot be read is left out.
+    local fns = {}
+    for i, w in ipairs(work) do
+        fns[i] = function() return run.client:get_authorization(w.authz.uri) end
+    end
+    local got = sched.all(fns, M.width(#work))
+    for i, w in ipairs(work) do
+        local a = got[i][1]
         if a and a.status ~= "valid" then
             local e = client_mod.authz_error(a)
             e.hook = w.hook.name          -- hints fit the hook used
@@ -454,15 +521,26 @@ end
 local function validate(run, order, work)
     local c = run.client
     run.emit("validating", { count = #work }, nil)
+    -- Several accepts at once (each), as a serial loop would see them:
+    -- the first failure or refusal in the work's order ends the step.
+    local pending = {}
     for _, w in ipairs(work) do
-        if w.chal.status == "pending" then
-            local res, err = c:accept(w.chal)
-            if not res then return nil, err end
-            if res.status == "invalid" then
-                w.authz.status = "invalid"
-                return nil, failure(run, order, work)
-            end
+        if w.chal.status == "pending" then pending[#pending + 1] = w end
+    end
+    local results = each(pending, function(w)
+        local res, err = c:accept(w.chal)
+        if not res then return nil, err end
+        -- An invalid challenge stops further accepts as an error does.
+        if res.status == "invalid" then return nil, nil, res end
+        return res
+    end, M.ACCEPT_PARALLEL)
+    for i, w in ipairs(pending) do
+        local r = results[i]
+        if r[1] == nil and r[3] then
+            w.authz.status = "invalid"
+            return nil, failure(run, order, work)
         end
+        if r[1] == nil then return nil, r[2] end
     end
     local o, err = c:poll(order.uri, client_mod.Client.get_order,
         function(x)
