@@ -7,6 +7,8 @@ local fake = require "fakehttp"
 local core = require "luacme.core"
 local hooks = require "luacme.hooks"
 local issuance = require "luacme.issuance"
+local errors = require "luacme.errors"
+local sched = require "luacme.sched"
 
 local KEY = core.key_generate("ec256")
 local URN = "urn:ietf:params:acme:error:"
@@ -528,4 +530,210 @@ t.test("progress while the order is polled", function()
   end
   t.ok(waiting, "a waiting event")
   t.match(waiting.text, "/ 42 s%)$")
+end)
+
+---------------------------------------------------------------------------
+-- Large orders: authorizations read and challenges accepted several at
+-- once (issuance.width).
+
+t.test("width: serial up to 20, one more per 20, bounded", function()
+  t.eq(issuance.width(0), 1)
+  t.eq(issuance.width(1), 1)
+  t.eq(issuance.width(20), 1, "orders of up to 20 names stay serial")
+  t.eq(issuance.width(21), 2)
+  t.eq(issuance.width(100), 5)
+  t.eq(issuance.width(100, issuance.ACCEPT_PARALLEL), 3)
+  t.eq(issuance.width(1000), issuance.PARALLEL)
+end)
+
+-- Gives the fake CA's transport a start(): the CA answers at once, but
+-- the task gets the reply only after yielding to the loop, so every
+-- task that can go sends before any reply is read, as with real
+-- transfers in flight. stats.most: the most requests in flight at once
+-- per URL part ("/authZ/", "/chalZ/"); stats.fault = fn(req) -> "lost"
+-- (the CA acts, the reply is lost) or a status (a gateway's reply, the
+-- CA never sees it), nil for none.
+local function in_flight(c, ca)
+  local stats = { most = {}, now = {} }
+  local function part(url)
+    return url:match("/(%a+)/") or url
+  end
+  c.transport = setmetatable({
+    start = function(_, req)
+      local p = part(req.url)
+      stats.now[p] = (stats.now[p] or 0) + 1
+      stats.most[p] = math.max(stats.most[p] or 0, stats.now[p])
+      local fault = stats.fault and stats.fault(req)
+      local r
+      if fault == "lost" then
+        ca:request(req)
+        r = table.pack(nil, "fake: reply lost", "timeout")
+      elseif fault then
+        r = table.pack(fault, { ["content-type"] = "text/plain" }, "gateway")
+      else
+        r = table.pack(ca:request(req))
+      end
+      return { done = function() return true end, cancel = function() end,
+        result = function()
+          stats.now[p] = stats.now[p] - 1
+          return table.unpack(r, 1, r.n)
+        end }
+    end,
+  }, { __index = ca })
+  return stats
+end
+
+local function many(prefix, n)
+  local out = {}
+  for i = 1, n do out[i] = prefix .. i .. ".example" end
+  return out
+end
+
+-- Accepts sent (those the CA answered with 200 when ok_only).
+local function accepted(ca, ok_only)
+  local n = 0
+  for _, rec in ipairs(ca.log) do
+    if rec.method == "POST" and rec.url:find("/chalZ/") and
+      rec.payload == "{}" and (not ok_only or rec.status == 200) then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+t.test("100 names: reads and accepts in flight together, nonces once",
+  function()
+  -- A third of the nonces refused (by their random first byte): the
+  -- badNonce retries run while other requests are in flight.
+  local c, ca, clock = setup{ reject_nonce = function(n)
+    return n:byte(1) % 3 == 0
+  end }
+  local flight = in_flight(c, ca)
+  local log = {}
+  local heads0 = #ca:find("HEAD")
+  local res, err = sched.all({ function()
+    return issuance.issue(c, { identifiers = ids(table.unpack(
+      many("n", 100))), csr = "x", hooks = { fake_hook("web",
+      { "http-01" }, log) }, now = clock.now, sleep = clock.sleep,
+      timeout = 60 })
+  end })[1]
+  res, err = res and res[1], res and res[2]
+  t.ok(res, tostring(err))
+  t.eq(#res.items, 100)
+  t.eq(flight.most.authZ, issuance.width(100), "reads in flight at once")
+  t.eq(flight.most.chalZ, issuance.width(100, issuance.ACCEPT_PARALLEL),
+    "accepts in flight at once")
+  t.eq(accepted(ca, true), 100)
+  local seen, twice = {}, 0
+  for _, rec in ipairs(ca.log) do
+    local n = rec.protected and rec.protected.nonce
+    if n then
+      if seen[n] then twice = twice + 1 end
+      seen[n] = true
+    end
+  end
+  t.eq(twice, 0, "no nonce signed twice")
+  t.ok(c:stats().bad_nonces >= 10, "badNonce retried: " ..
+    c:stats().bad_nonces)
+  t.ok(#ca:find("HEAD") - heads0 <= issuance.width(100) - 1,
+    "newNonce only to ramp up: " .. (#ca:find("HEAD") - heads0))
+  t.eq(count(log, "cleanup"), 100)
+end)
+
+t.test("outside a task too: a large order reads several at once",
+  function()
+  local c, ca, clock = setup()
+  local flight = in_flight(c, ca)
+  local res, err = issuance.issue(c, { identifiers = ids(table.unpack(
+    many("o", 30))), csr = "x", hooks = { fake_hook("web", { "http-01" },
+    {}) }, now = clock.now, sleep = clock.sleep, timeout = 60 })
+  t.ok(res, tostring(err))
+  t.eq(flight.most.authZ, 2)
+  t.eq(flight.most.chalZ, 2)
+end)
+
+t.test("a failed read: the first in the order's list, none started after",
+  function()
+  local c, ca, clock = setup()
+  in_flight(c, ca)
+  local get = c.get_authorization
+  local calls = 0
+  -- Read 5 fails after its request, read 6 before any: 6 fails first
+  -- in time, yet 5 is what a serial loop reports.
+  c.get_authorization = function(self, url)
+    calls = calls + 1
+    local n = calls
+    if n == 6 then return nil, errors.new("transport", "read 6 failed") end
+    local a, err = get(self, url)
+    if n == 5 then return nil, errors.new("transport", "read 5 failed") end
+    return a, err
+  end
+  local log = {}
+  local res, err = issuance.issue(c, { identifiers = ids(table.unpack(
+    many("f", 30))), csr = "x", hooks = { fake_hook("web", { "http-01" },
+    log) }, now = clock.now, sleep = clock.sleep, timeout = 60 })
+  t.eq(res, nil)
+  t.eq(err.kind, "transport")
+  t.eq(err.detail, "read 5 failed")
+  t.eq(calls, 6, "no read started after the failure")
+  t.eq(count(log, "deploy"), 0, "nothing deployed")
+  t.eq(accepted(ca), 0)
+end)
+
+t.test("a failed accept: that error, no more accepts, all cleaned up",
+  function()
+  local c, ca, clock = setup()
+  in_flight(c, ca)
+  local accept = c.accept
+  local calls = 0
+  c.accept = function(self, ch)
+    calls = calls + 1
+    if calls == 4 then
+      local e = errors.new("http", "HTTP 502 from " .. ch.uri)
+      e.uncertain = true
+      return nil, e
+    end
+    return accept(self, ch)
+  end
+  local log = {}
+  local res, err = issuance.issue(c, { identifiers = ids(table.unpack(
+    many("x", 30))), csr = "x", hooks = { fake_hook("web", { "http-01" },
+    log) }, now = clock.now, sleep = clock.sleep, timeout = 60 })
+  t.eq(res, nil)
+  t.eq(err.kind, "http")
+  t.match(err.detail, "^HTTP 502")
+  t.ok(calls <= 4 + issuance.width(30, issuance.ACCEPT_PARALLEL) - 1,
+    "accepts after the failure: " .. calls)
+  t.eq(count(log, "deploy"), 30)
+  t.eq(count(log, "cleanup"), 30, "every deployed challenge cleaned up")
+  for _, rec in ipairs(ca.log) do
+    t.ok(not rec.url:find("/finalize%-order/"), "no finalize")
+  end
+end)
+
+t.test("uncertain accepts among those in flight are read back", function()
+  local c, ca, clock = setup()
+  local flight = in_flight(c, ca)
+  -- The first two accepts go out together: the first reaches the CA
+  -- but its reply is lost; the second gets a gateway's 502 without
+  -- reaching it.
+  local faults = { "lost", 502 }
+  flight.fault = function(req)
+    if req.method == "POST" and req.url:find("/chalZ/") and
+      fake.decode_jws(req.body).payload == "{}" then
+      return table.remove(faults, 1)
+    end
+  end
+  local res, err = issuance.issue(c, { identifiers = ids(table.unpack(
+    many("u", 30))), csr = "x", hooks = { fake_hook("web", { "http-01" },
+    {}) }, now = clock.now, sleep = clock.sleep, timeout = 60 })
+  t.ok(res, tostring(err))
+  t.eq(#faults, 0, "both faults met")
+  t.eq(flight.most.chalZ, 2, "the accepts were in flight together")
+  -- Each uncertain accept was read back, found still pending (the fake
+  -- CA, like Pebble, shows "pending" until the validation is done) and
+  -- sent again: the CA saw 30 accepts, the lost one's resend, and the
+  -- 502 one only once; 2 read-backs.
+  t.eq(accepted(ca), 31)
+  t.eq(#ca:find("POST", "/chalZ/") - accepted(ca), 2, "two read-backs")
 end)
