@@ -28,3 +28,40 @@ t.test("account and issuance at 50% nonce rejection", function()
   t.eq(E.pebble_count("HEAD /nonce%-plz"), 1, "one newNonce request")
   t.eq(E.pebble_count("GET /nonce%-plz"), 0)
 end)
+
+t.test("a 40-name order at 50% nonce rejection, requests in flight",
+  function()
+  local issuance = require "luacme.issuance"
+  local cjson = require "cjson.safe"
+  local c = E.account()
+  -- Every nonce signed, read from the bodies sent.
+  local used, twice, inflight, most = {}, 0, 0, 0
+  local send = c._send
+  c._send = function(self, method, url, headers, body, ...)
+    if body then
+      local doc = cjson.decode(body)
+      local n = cjson.decode(core.b64url_decode(doc.protected)).nonce
+      if used[n] then twice = twice + 1 end
+      used[n] = true
+    end
+    local read = url:find("/authZ/", 1, true) ~= nil
+    if read then inflight = inflight + 1 most = math.max(most, inflight) end
+    local resp, err = send(self, method, url, headers, body, ...)
+    if read then inflight = inflight - 1 end
+    return resp, err
+  end
+  local names = E.names("nonce40x", 40)
+  local st0 = c:stats()
+  local r, err = E.lib_issue(c, names, E.webroot_solver())
+  t.ok(r, "issue: " .. tostring(err))
+  t.eq(E.list_str(E.sans(r.certs[1])), E.list_str(E.dns_sans(names)))
+  local st = c:stats()
+  t.ok(st.bad_nonces - st0.bad_nonces >= 10, "badNonce seen: " ..
+    (st.bad_nonces - st0.bad_nonces))
+  t.eq(twice, 0, "no nonce signed twice")
+  t.eq(most, issuance.width(40), "authorization reads in flight together")
+  -- The retries used their error replies' nonces: newNonce only to let
+  -- the second read start.
+  t.ok(st.nonce_requests - st0.nonce_requests <= issuance.width(40) - 1,
+    "newNonce requests: " .. (st.nonce_requests - st0.nonce_requests))
+end)
