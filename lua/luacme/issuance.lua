@@ -266,9 +266,10 @@ end
 -- reads after a failure); ACCEPT_PARALLEL the accepts, which each start
 -- a validation at the CA: started faster than the CA validates them,
 -- the order is not done by the poll 150 ms after the last accept and
--- waits for the next one at 450 ms (tests/bench, 100 names on Pebble:
--- 8 accepts at once, 7 of 16 runs over 0.40 s, one 1.25 s; 3 at once,
--- none over 0.40 s, median 0.33 s; serial, median 0.41 s).
+-- waits for the next one at 450 ms (100 names on the bench's Pebble,
+-- where validating is the bottleneck: 8 accepts at once, 7 of 16 runs
+-- over 0.40 s, one 1.25 s; 3 at once, none over 0.40 s, median 0.33 s;
+-- one at a time, median 0.41 s).
 M.PARALLEL = 8
 M.ACCEPT_PARALLEL = 3
 M.PARALLEL_PER = 20
@@ -285,9 +286,9 @@ end
 -- M.width(#list, cap) at once (luacme.sched tasks), started in list
 -- order; results[i] = table.pack(fn(list[i])), or nil for those never
 -- started: once one returns nil, no further one starts (those in
--- flight finish).
--- The first failure in list order is then the one a serial loop would
--- have met: every earlier one was started before it and ran to its end.
+-- flight finish). The first failure in list order is then the one a
+-- serial loop would have met: every earlier one was started before it
+-- and ran to its end.
 -- A raise (Ctrl-C) stops every task (sched.all).
 local function each(list, fn, cap)
     local stop = false
@@ -474,7 +475,9 @@ local function failure(run, order, work)
     -- Read several at once; one that cannot be read is left out.
     local fns = {}
     for i, w in ipairs(work) do
-        fns[i] = function() return run.client:get_authorization(w.authz.uri) end
+        fns[i] = function()
+            return run.client:get_authorization(w.authz.uri)
+        end
     end
     local got = sched.all(fns, M.width(#work))
     for i, w in ipairs(work) do
