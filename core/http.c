@@ -1038,7 +1038,7 @@ http_multi_wait(struct http_multi *m, long timeout_ms, struct pollfd *extra,
 
     tmo = timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms;
     if (m == NULL) {
-        if (nextra > 0 && timeout_ms > 0 &&
+        if (extra != NULL && timeout_ms > 0 &&
             poll(extra, (nfds_t)nextra, tmo) < 0 && errno != EINTR)
             return err_set(err, "protocol", "http: poll: %s",
                 strerror(errno));
@@ -1047,7 +1047,7 @@ http_multi_wait(struct http_multi *m, long timeout_ms, struct pollfd *extra,
     mc = curl_multi_perform(m->m, &running);
     if (mc == CURLM_OK) {
         n = collect(m);
-        if (n > 0 || (running == 0 && nextra == 0) || timeout_ms <= 0)
+        if (n > 0 || (running == 0 && extra == NULL) || timeout_ms <= 0)
             return n;
         /* One wait for the network and the caller's descriptors (rather
          * than a thread or a second loop): libcurl adds extra to its

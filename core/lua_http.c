@@ -505,6 +505,8 @@ l_http_run(lua_State *L)
     lua_settop(L, 2);
     ms = s * 1000 > LUACME_HTTP_RUN_MAX_MS ? LUACME_HTTP_RUN_MAX_MS :
         (int)(s * 1000);
+    /* Not NULL whenever programs run, even with no pipe open: the wait
+     * must then last until one may have exited, not return at once. */
     if (nprocs > 0)
         pfd = lua_newuserdatauv(L, (size_t)nprocs * 3 * sizeof(*pfd), 0);
     for (i = 1; i <= nprocs; i++) {

@@ -215,3 +215,28 @@ t.test("core.spawn_start: done, result, close; no zombies, no fd leak",
   for l in ps.stdout:gmatch("[^\n]+") do lines[#lines + 1] = l end
   t.eq(#lines, 1, ps.stdout)
 end)
+
+t.test("a program with its pipes closed is waited for, not spun on",
+  function()
+  -- Only its exit is left to see: core.http_run must still wait (in
+  -- growing steps), with and without HTTP transfers in the process.
+  for _, with_http in ipairs({ false, true }) do
+    local x
+    if with_http then
+      local r <close> = assert(core.http01_responder{ address = "127.0.0.1",
+        port = 0 })
+      local http = assert(core.http{ allow_http = true, timeout = 10 })
+      x = assert(http:start{ url = "http://127.0.0.1:" .. r:port() .. "/" })
+      while not x:done() do core.http_run(1) end
+    end
+    local p <close> = assert(core.spawn_start{ argv = { "sh", "-c",
+      "exec >&- 2>&-; sleep 0.3" } })
+    local rounds = 0
+    while not p:done() do
+      core.http_run(1, { p })
+      rounds = rounds + 1
+    end
+    t.eq(p:result().status, 0)
+    t.ok(rounds < 60, "rounds of the wait: " .. rounds)
+  end
+end)
