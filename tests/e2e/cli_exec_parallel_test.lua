@@ -72,3 +72,32 @@ t.test("by default the calls run one after the other (~1 s)", function()
   t.ok(r[1][2] <= r[2][1] or r[2][2] <= r[1][1], "the calls do not overlap")
   t.ok(phase >= 1.0, "hook phase " .. phase)
 end)
+
+t.test("SIGINT while a script runs: it gets SIGTERM, cleanup runs", function()
+  local slog = dir .. "/slow.log"
+  local slow = dir .. "/slow.sh"
+  E.writefile(slow, ([[#!/bin/sh
+case "$1" in
+deploy_challenge)
+    trap 'echo term >> %s; exit 1' TERM
+    echo deployed >> %s
+    sleep 30 &
+    wait $! ;;
+clean_challenge) echo clean >> %s ;;
+esac
+exit 0
+]]):format(E.q(slog), E.q(slog), E.q(slog)))
+  assert(core.chmod(slow, 493))
+  local state = L.state()
+  local pid, _, errf = L.spawn_bg(state, { "issue", "-d", E.name("int"),
+    "--hook", "exec:script=" .. slow .. ",types=dns-01", "--agree-tos" })
+  t.ok(L.wait_text(slog, "deployed", 60), "the script was reached")
+  local t0 = core.monotonic()
+  L.kill(pid, "INT")
+  local took = core.monotonic() - t0
+  t.match(E.readfile(errf), "luacme: error: interrupted")
+  local lines = E.readfile(slog)
+  t.match(lines, "deployed\nterm\n", "the script got SIGTERM first")
+  t.match(lines, "clean\n", "clean_challenge ran")
+  t.ok(took < 5, "stopped after " .. took .. " s")
+end)
