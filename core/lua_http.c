@@ -477,14 +477,15 @@ l_xfer_close(lua_State *L)
     return 0;
 }
 
-/* core.http_run([seconds[, procs]]) -> n: moves every started transfer
+/* core.http_run([seconds[, waits]]) -> n: moves every started transfer
  * along, waiting up to seconds (default 0: not at all; at most
  * LUACME_HTTP_RUN_MAX_MS) for network activity while any runs; n is
- * how many finished. procs, a list of processes (core.spawn_start),
- * adds their pipes to the wait (also when no transfer runs) and
- * shortens it to what each allows (its timeout, its exit check), so
- * one wait serves a loop of transfers and programs; step them after
- * with proc:done(). nil, message, kind when libcurl fails. */
+ * how many finished. waits, a list of processes (core.spawn_start) and
+ * DNS queries (core.dns_start), adds their descriptors to the wait
+ * (also when no transfer runs) and shortens it to what each allows (a
+ * program's timeout, its exit check), so one wait serves a loop of
+ * transfers, programs and queries; step them after with :done().
+ * nil, message, kind when libcurl fails. */
 static int
 l_http_run(lua_State *L)
 {
@@ -500,7 +501,7 @@ l_http_run(lua_State *L)
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         nprocs = (lua_Integer)lua_rawlen(L, 2);
-        luaL_argcheck(L, nprocs <= 65536, 2, "at most 65536 processes");
+        luaL_argcheck(L, nprocs <= 65536, 2, "at most 65536 waits");
     }
     lua_settop(L, 2);
     ms = s * 1000 > LUACME_HTTP_RUN_MAX_MS ? LUACME_HTTP_RUN_MAX_MS :
@@ -511,7 +512,14 @@ l_http_run(lua_State *L)
         pfd = lua_newuserdatauv(L, (size_t)nprocs * 3 * sizeof(*pfd), 0);
     for (i = 1; i <= nprocs; i++) {
         lua_rawgeti(L, 2, i);
-        nfd += (unsigned)lbind_proc_wait_fds(L, -1, pfd + nfd, &ms);
+        n = lbind_proc_wait_fds(L, -1, pfd + nfd, &ms);
+        if (n < 0)
+            n = lbind_dns_wait_fds(L, -1, pfd + nfd, &ms);
+        if (n < 0)
+            luaL_argerror(L, 2, lua_pushfstring(L, "element %d is no "
+                "process (core.spawn_start) nor DNS query "
+                "(core.dns_start)", (int)i));
+        nfd += (unsigned)n;
         lua_pop(L, 1);
     }
     if (lua_getfield(L, LUA_REGISTRYINDEX, POOL_KEY) == LUA_TUSERDATA)

@@ -338,9 +338,11 @@ l_proc_close(lua_State *L)
 int
 lbind_proc_wait_fds(lua_State *L, int idx, struct pollfd *pfd, int *wait_ms)
 {
-    struct lproc *lp = luaL_checkudata(L, idx, PROC_MT);
+    struct lproc *lp = luaL_testudata(L, idx, PROC_MT);
     int ms, n;
 
+    if (lp == NULL)
+        return -1;
     if (lp->p == NULL)
         return 0;
     if (lp->state != 0) {

@@ -206,7 +206,7 @@ t.test("core.spawn_start: done, result, close; no zombies, no fd leak",
   t.fails("not_found", nil, core.spawn_start{ argv = { "/nonexistent/x" } })
   t.raises(function() core.spawn_start{ argv = { "true" }, shell = 1 } end,
     "unknown option 'shell'")
-  t.raises(function() core.http_run(0, { {} }) end, "luacme.proc")
+  t.raises(function() core.http_run(0, { {} }) end, "no process")
   collectgarbage()
   t.eq(nfds(), before)
   local ps = core.spawn{ argv = { "ps", "-o", "stat=,pid=", "--ppid",
