@@ -210,6 +210,22 @@ local function issue_cases(slow, rounds)
   end)
   time_row("wildcard + base, dns-01 exec hook", r, "median", 0.15)
 
+  -- The same script allowed to take both calls at once (parallel=yes):
+  -- the two deploy_challenge (and clean_challenge) runs overlap.
+  h = assert(hooks.load("exec:script=" .. dns_script(dir) ..
+      ",types=dns-01,parallel=yes", "challenge"))
+  r = run_case(E, c, log, "wildcard parallel", rounds, function(i)
+    local base = E.name(tag .. "wp" .. i)
+    return { base, "*." .. base }
+  end, function(names)
+    local key = assert(core.key_generate("ec256"))
+    local csr = assert(core.csr{ key = key, names = names })
+    return c:issue{ identifiers = acme.domain_ids(table.unpack(names)),
+      csr = csr, hooks = { h } }
+  end)
+  time_row("wildcard + base, dns-01 exec hook, parallel=yes", r, "median",
+    0.15)
+
   r = run_case(E, c, log, "100 names", rounds, function(i)
     return E.names(tag .. "100r" .. i .. "x", 100)
   end, http)
