@@ -1,10 +1,10 @@
 /*
  * The Lua modules and built-in hooks compiled into the executable,
- * generated at build time by core/embedgen.c (stripped bytecode or
- * source text, one zstd frame) or, when no host tool can run, by
- * core/embed.cmake (source text, stored). Files are looked up by their
- * path relative to the source tree, e.g. "lua/luacme/client.lua",
- * "hooks/webroot.lua"; each is a slice of the blob once expanded.
+ * generated at build time by core/embedgen.c (minified source text or
+ * stripped bytecode, each file its own zstd frame) or, when no host
+ * tool can run, by core/embed.cmake (source text, stored). Files are
+ * looked up by their path relative to the source tree, e.g.
+ * "lua/luacme/client.lua", "hooks/webroot.lua".
  */
 #ifndef LUACME_EMBEDDED_H
 #define LUACME_EMBEDDED_H
@@ -13,14 +13,14 @@
 
 struct luacme_embedded {
     const char *path;                /* NULL ends the table */
-    size_t off, len;                 /* slice of the expanded blob */
+    size_t off, size;                /* slice of the blob's data */
+    size_t raw;                      /* bytes once expanded (= size if
+                                      * stored) */
 };
 
 struct luacme_embedded_blob {
     const unsigned char *data;
-    size_t size;                     /* bytes in data */
-    size_t raw_size;                 /* bytes once expanded */
-    int compressed;                  /* 1: data is a zstd frame */
+    int compressed;                  /* 1: each slice is a zstd frame */
     const char *format;              /* "bytecode" or "source" */
 };
 

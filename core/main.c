@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <lua.h>
@@ -105,62 +104,7 @@ msghandler(lua_State *L)
     return 1;
 }
 
-/* The expanded blob (about 200 KB) sits in a box (a full userdata),
- * named by a weak-valued registry table (field "raw") and held by a
- * strong registry reference while modules are being loaded. Loading comes
- * in bursts (the command line at start, a hook later): at the end of a
- * collection cycle at least EMBEDDED_IDLE_MS after the blob was last
- * used, the strong reference goes and the collector frees it (issue 11:
- * it was kept until exit, at the peak of an issuance); a later require
- * expands it again (a fraction of a millisecond, a few times a run at
- * most). Time rather than cycles: cycles come every few requires while
- * the heap is small, which would expand the blob again and again. */
-static const char EMBEDDED_CACHE[] = "luacme.embedded";
-static const char EMBEDDED_KEEP[] = "luacme.embedded.keep";
-#define EMBEDDED_IDLE_MS 50
-static double embedded_last_use;    /* monotonic seconds */
-static int embedded_armed;          /* a sentinel waits for a cycle end */
-
-static double
-embedded_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void embedded_arm(lua_State *L);
-
-/* __gc of the sentinel: called at the end of a collection cycle. */
-static int
-embedded_cycle(lua_State *L)
-{
-    embedded_armed = 0;
-    if (embedded_now() - embedded_last_use < EMBEDDED_IDLE_MS / 1000.0) {
-        embedded_arm(L);
-    } else {
-        lua_pushnil(L);
-        lua_setfield(L, LUA_REGISTRYINDEX, EMBEDDED_KEEP);
-    }
-    return 0;
-}
-
-/* An unreachable table with a __gc: finalized by the next cycle. */
-static void
-embedded_arm(lua_State *L)
-{
-    lua_newtable(L);
-    if (luaL_newmetatable(L, "luacme.embedded.cycle")) {
-        lua_pushcfunction(L, embedded_cycle);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
-    lua_pop(L, 1);
-    embedded_armed = 1;
-}
-
-/* __gc of the blob's box. */
+/* __gc of an expanded module's box (see embedded_bytes). */
 static int
 embedded_free(lua_State *L)
 {
@@ -171,15 +115,26 @@ embedded_free(lua_State *L)
     return 0;
 }
 
-/* The expanded blob: the compiled-in data itself when stored, else the
- * cached or freshly expanded copy. Pushes one value that keeps the bytes
- * alive while it is on the stack (nil when stored). NULL when the
- * expansion fails (a corrupt build); raises when out of memory. The
- * bytes are malloc'd outside the Lua heap, in a box: 200 KB counted as
- * Lua allocation would drive the collector through whole cycles at
- * once, and so free the blob in the middle of a burst of requires. */
-static const unsigned char *
-embedded_data(lua_State *L)
+static const struct luacme_embedded *
+embedded_lookup(const char *path)
+{
+    const struct luacme_embedded *e;
+
+    for (e = luacme_embedded; e->path != NULL; e++)
+        if (strcmp(e->path, path) == 0)
+            return e;
+    return NULL;
+}
+
+/* The bytes of an embedded file (e->raw of them). Pushes the value that
+ * keeps them alive: nil when they are stored as they are, else a box (a
+ * full userdata) owning the expanded frame, malloc'd outside the Lua
+ * heap so that loading a module does not drive the collector. Only one
+ * module is expanded at a time and only while it loads (issue 11: the
+ * whole set, expanded at once, sat at the peak of an issuance). Raises
+ * when out of memory or the frame is corrupt. */
+static const char *
+embedded_bytes(lua_State *L, const struct luacme_embedded *e)
 {
     const struct luacme_embedded_blob *b = &luacme_embedded_blob;
     unsigned char **box;
@@ -187,66 +142,35 @@ embedded_data(lua_State *L)
 
     if (!b->compressed) {
         lua_pushnil(L);
-        return b->data;
+        return (const char *)b->data + e->off;
     }
-    if (!luaL_getsubtable(L, LUA_REGISTRYINDEX, EMBEDDED_CACHE)) {
-        lua_pushliteral(L, "v");
-        lua_setfield(L, -2, "__mode");
-        lua_pushvalue(L, -1);
-        lua_setmetatable(L, -2);
+    box = lua_newuserdatauv(L, sizeof(*box), 0);
+    *box = NULL;
+    if (luaL_newmetatable(L, "luacme.embedded.box")) {
+        lua_pushcfunction(L, embedded_free);
+        lua_setfield(L, -2, "__gc");
     }
-    if (lua_getfield(L, -1, "raw") == LUA_TUSERDATA) {
-        box = lua_touserdata(L, -1);
-    } else {
-        lua_pop(L, 1);
-        box = lua_newuserdatauv(L, sizeof(*box), 0);
-        *box = NULL;
-        if (luaL_newmetatable(L, "luacme.embedded.blob")) {
-            lua_pushcfunction(L, embedded_free);
-            lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
-        *box = malloc(b->raw_size ? b->raw_size : 1);
-        if (*box == NULL)
-            luaL_error(L, "not enough memory");
-        n = ZSTD_decompress(*box, b->raw_size, b->data, b->size);
-        if (ZSTD_isError(n) || n != b->raw_size) {
-            lua_pop(L, 2);
-            lua_pushnil(L);
-            return NULL;
-        }
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, "raw");
-    }
-    lua_remove(L, -2);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, EMBEDDED_KEEP);
-    embedded_last_use = embedded_now();
-    if (!embedded_armed)
-        embedded_arm(L);
-    return *box;
+    lua_setmetatable(L, -2);
+    *box = malloc(e->raw ? e->raw : 1);
+    if (*box == NULL)
+        luaL_error(L, "not enough memory");
+    n = ZSTD_decompress(*box, e->raw, b->data + e->off, e->size);
+    if (ZSTD_isError(n) || n != e->raw)
+        luaL_error(L, "cannot expand the embedded %s", e->path);
+    return (const char *)*box;
 }
 
-/* The chunk of an embedded file: its bytes in *data and *len, or NULL
- * when path is not embedded. When found, pushes the value that keeps
- * *data alive (see embedded_data). Raises when the blob cannot be
- * expanded. */
-static const struct luacme_embedded *
-embedded_find(lua_State *L, const char *path, const char **data)
+/* Frees the expansion of embedded_bytes at idx now, not at the next
+ * collection. */
+static void
+embedded_release(lua_State *L, int idx)
 {
-    const struct luacme_embedded *e;
-    const unsigned char *raw;
+    unsigned char **box = lua_touserdata(L, idx);
 
-    for (e = luacme_embedded; e->path != NULL; e++)
-        if (strcmp(e->path, path) == 0)
-            break;
-    if (e->path == NULL)
-        return NULL;
-    raw = embedded_data(L);
-    if (raw == NULL)
-        luaL_error(L, "cannot expand the embedded Lua modules");
-    *data = (const char *)raw + e->off;
-    return e;
+    if (box != NULL) {
+        free(*box);
+        *box = NULL;
+    }
 }
 
 /* Load mode of embedded chunks: binary ones only when bytecode was
@@ -259,27 +183,83 @@ embedded_mode(void)
 
 /* package.searchers entry after the file searcher: a module missing on
  * disk is taken from the copy compiled into the binary. */
+struct strip_state {
+    int init;
+    luaL_Buffer b;
+};
+
+static int
+strip_writer(lua_State *L, const void *p, size_t n, void *ud)
+{
+    struct strip_state *st = ud;
+
+    if (!st->init) {
+        st->init = 1;
+        luaL_buffinit(L, &st->b);
+    }
+    luaL_addlstring(&st->b, p, n);
+    return 0;
+}
+
+/* Replaces the function compiled from source on top of the stack with
+ * the same function without its debug information (lua_dump with
+ * strip, loaded back): line numbers and local names are a quarter of a
+ * module's resident size (the modules an issuance loads later: 525 KB
+ * with them, 402 KB without; issue 11, peak RSS). The embedded text is
+ * then as compact as bytecode once loaded, and a third smaller in the
+ * binary; tracebacks keep function names, as with bytecode. chunkname
+ * is for messages. Returns a lua_load status. */
+static int
+strip_loaded(lua_State *L, const char *chunkname)
+{
+    struct strip_state st;
+    const char *code;
+    size_t len;
+    int status;
+
+    st.init = 0;
+    if (lua_dump(L, strip_writer, &st, 1) != 0 || !st.init) {
+        lua_pushliteral(L, "cannot strip the module");
+        return LUA_ERRERR;
+    }
+    luaL_pushresult(&st.b);
+    code = lua_tolstring(L, -1, &len);
+    status = luaL_loadbufferx(L, code, len, chunkname, "b");
+    lua_remove(L, -2);                  /* the dump */
+    if (status == LUA_OK)
+        lua_remove(L, -2);              /* the function with its lines */
+    return status;
+}
+
+/* package.searchers entry after the file searcher: a module missing on
+ * disk is taken from the copy compiled into the binary. */
 static int
 searcher_embedded(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     const char *forms[] = {"lua/%s.lua", "lua/%s/init.lua", "%s.lua"};
     const struct luacme_embedded *e;
-    const char *path, *data = NULL;
+    const char *path, *data;
     size_t i;
+    int status;
 
     name = luaL_gsub(L, name, ".", "/");
     for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
         path = lua_pushfstring(L, forms[i], name);
-        e = embedded_find(L, path, &data);
+        e = embedded_lookup(path);
         if (e == NULL) {
             lua_pop(L, 1);
             continue;
         }
-        /* on the stack: path, the blob's anchor */
         lua_pushfstring(L, "@[embedded]/%s", path);
-        if (luaL_loadbufferx(L, data, e->len, lua_tostring(L, -1),
-            embedded_mode()) != LUA_OK)
+        data = embedded_bytes(L, e);
+        /* on the stack: path, chunk name, the bytes' box */
+        status = luaL_loadbufferx(L, data, e->raw, lua_tostring(L, -2),
+            embedded_mode());
+        embedded_release(L, -2);
+        if (status == LUA_OK && *embedded_mode() == 't')
+            status = strip_loaded(L, lua_tostring(L, -3));
+        if (status != LUA_OK)
             return luaL_error(L, "error loading embedded module '%s':\n\t%s",
                 path, lua_tostring(L, -1));
         lua_pushstring(L, path);
@@ -295,13 +275,15 @@ searcher_embedded(lua_State *L)
 static int
 site_embedded(lua_State *L)
 {
-    const char *data = NULL;
     const struct luacme_embedded *e =
-        embedded_find(L, luaL_checkstring(L, 1), &data);
+        embedded_lookup(luaL_checkstring(L, 1));
+    const char *data;
 
     if (e == NULL)
         return 0;
-    lua_pushlstring(L, data, e->len);
+    data = embedded_bytes(L, e);
+    lua_pushlstring(L, data, e->raw);
+    embedded_release(L, -2);
     return 1;
 }
 
@@ -429,10 +411,10 @@ main(int argc, char **argv)
      * libcurl and OpenSSL's TLS: a few milliseconds of start-up. */
 #ifdef M_MMAP_THRESHOLD
     /* glibc's default threshold moves up to the size of the last freed
-     * mmap'd block, so a second expansion of the embedded modules would
-     * land in the heap and stay resident after it is freed (issue 11,
-     * peak RSS). A fixed threshold keeps blocks of 128 KB and more in
-     * their own maps, returned as soon as they are freed. */
+     * mmap'd block, so the next zstd context (160 KB, one per embedded
+     * module loaded) would land in the heap and stay resident after it
+     * is freed (issue 11, peak RSS). A fixed threshold keeps blocks of
+     * 128 KB and more in their own maps, returned as soon as freed. */
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 #endif
     L = luaL_newstate();

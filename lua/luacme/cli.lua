@@ -12,7 +12,6 @@
 --
 -- `luacme run FILE.lua ARGS...` runs a recipe with arg as lua.c sets it;
 -- everything after FILE is the recipe's, untouched.
-local client = require "luacme.client"
 local core = require "luacme.core"
 local errors = require "luacme.errors"
 local util = require "luacme.util"
@@ -53,10 +52,14 @@ local function fail(kind, detail, fields)
     return nil, errors.new(kind, detail, fields)
 end
 
--- Directory presets (--directory NAME).
+-- Directory presets (--directory NAME). Let's Encrypt's are
+-- client.LETSENCRYPT and client.LETSENCRYPT_STAGING (cli_args_test
+-- checks), written out so that a command that never goes on the network
+-- (--version, help, list) starts without loading the protocol client.
 M.PRESETS = {
-    letsencrypt = client.LETSENCRYPT,
-    ["letsencrypt-staging"] = client.LETSENCRYPT_STAGING,
+    letsencrypt = "https://acme-v02.api.letsencrypt.org/directory",
+    ["letsencrypt-staging"] =
+        "https://acme-staging-v02.api.letsencrypt.org/directory",
     zerossl = "https://acme.zerossl.com/v2/DV90",
     buypass = "https://api.buypass.com/acme/directory",
     ["buypass-staging"] = "https://api.test4.buypass.no/acme/directory",

@@ -42,7 +42,6 @@ local sched = require "luacme.sched"
 local state = require "luacme.state"
 local store = require "luacme.store"
 local storage = require "luacme.storage"
-local fleet = require "luacme.fleet"
 
 local M = {}
 
@@ -100,7 +99,9 @@ function M.open(opts)
                 "(--storage-plaintext-keys): whoever can read the store " ..
                 "has the keys")
         end
-        fl = fleet.open{ backend = backend, spec = spec, key = skey,
+        -- required here: a machine without a shared store never
+        -- loads it (issue 11, peak RSS)
+        fl = require("luacme.fleet").open{ backend = backend, spec = spec, key = skey,
             plaintext = opts.storage_plaintext_keys, st = st,
             ttl = opts.lock_ttl }
     end

@@ -85,6 +85,9 @@ end)
 
 t.test("directory presets and --staging", function()
   t.eq(cli.directory_url(nil), cli.PRESETS.letsencrypt)
+  local client = require "luacme.client"
+  t.eq(cli.PRESETS.letsencrypt, client.LETSENCRYPT)
+  t.eq(cli.PRESETS["letsencrypt-staging"], client.LETSENCRYPT_STAGING)
   t.eq(cli.directory_url("letsencrypt"),
     "https://acme-v02.api.letsencrypt.org/directory")
   t.eq(cli.directory_url(nil, true),

@@ -39,33 +39,57 @@ t.test("modules load from the binary when the disk has none", function()
 end)
 
 -- What an installed binary runs: each embedded chunk is the tree's file
--- as the build compiled it (stripped bytecode by default), so it must
--- equal the tree's file compiled here; a "source" or "plain" build
--- embeds the text itself.
+-- as the build made it. "source" (the default) embeds the text minified:
+-- it must compile to the very same code as the file, on the same lines;
+-- "bytecode" embeds the file compiled and stripped; "plain" the text.
+local function stripped(text, rel)
+  return string.dump(assert(load(text, "=" .. rel, "t")), true)
+end
+
+local function lines(text)
+  local n = 1
+  for _ in text:gmatch("\n") do n = n + 1 end
+  return n
+end
+
 t.test("embedded chunks are the tree's files, compiled as built", function()
-  local n = 0
+  local n, small, big = 0, 0, 0
   for _, rel in ipairs(site.embedded_list()) do
     local src = t.readfile(site.root .. "/" .. rel)
-    local want = src
+    local got = site.embedded(rel)
     if site.embedded_format == "bytecode" then
-      want = string.dump(assert(load(src, "=" .. rel, "t")), true)
+      t.ok(got == stripped(src, rel), rel .. " differs from the tree's")
+    else
+      t.ok(stripped(got, rel) == stripped(src, rel),
+        rel .. " compiles to other code than the tree's")
+      t.eq(lines(got), lines(src), rel .. ": lines")
+      small, big = small + #got, big + #src
     end
-    t.ok(site.embedded(rel) == want, rel .. " differs from the tree's")
     n = n + 1
   end
   t.ok(n >= 10, "expected the module files, saw " .. n)
   t.eq(site.embedded("lua/luacme/no-such.lua"), nil)
+  local cache = t.readfile(os.getenv("LUACME_TEST_BUILD_DIR") ..
+    "/CMakeCache.txt")
+  if cache:match("LUACME_EMBED:STRING=(%w+)") == "source" then
+    -- comments and indentation gone: a third of the text and more
+    t.ok(small < big * 2 / 3, ("minified %d of %d bytes"):format(small, big))
+  end
 end)
 
-t.test("the release build embeds stripped bytecode", function()
+t.test("the release build embeds minified source by default", function()
   local cache = t.readfile(os.getenv("LUACME_TEST_BUILD_DIR") ..
     "/CMakeCache.txt")
   local want = cache:match("LUACME_EMBED:STRING=(%w+)")
   t.eq(site.embedded_format, want == "plain" and "source" or want)
-  if want ~= "bytecode" then return end
-  t.eq(site.embedded_mode, "b")
-  t.eq(site.embedded("lua/luacme/init.lua"):sub(1, 4), "\27Lua")
-  -- without the tree, modules are those chunks: no source lines
+  if want == "bytecode" then
+    t.eq(site.embedded_mode, "b")
+    t.eq(site.embedded("lua/luacme/init.lua"):sub(1, 4), "\27Lua")
+  else
+    t.eq(site.embedded_mode, "t")
+  end
+  -- without the tree, modules load without their debug information
+  -- (half their resident size): no source lines, whatever the format
   local r = assert(run_without_disk([[
     local client = require "luacme.client"
     local info = debug.getinfo(client.new, "SL")
@@ -73,6 +97,27 @@ t.test("the release build embeds stripped bytecode", function()
   ]]))
   t.eq(r.status, 0, r.stderr)
   t.eq(r.stdout, "=? nil")
+end)
+
+-- Commands that never go on the network do not load the protocol
+-- client: a client.lua that cannot load does not stop --version.
+t.test("--version starts without the protocol client", function()
+  local dir = t.tmpdir()
+  assert(core.mkdir(dir .. "/lua"))
+  assert(core.mkdir(dir .. "/lua/luacme"))
+  t.writefile(dir .. "/lua/luacme/client.lua", 'error("client loaded")')
+  local env = core.environ()
+  env.LUACME_LUA_PATH = dir
+  local r = assert(core.spawn{ argv = t.luacme_argv(exe, "--version"),
+    env = env })
+  t.eq(r.status, 0, r.stderr)
+  t.match(r.stdout, "^luacme ")
+  -- while a script that needs it gets the poisoned file
+  t.writefile(dir .. "/s.lua", 'require "luacme.client"')
+  r = assert(core.spawn{ argv = t.luacme_argv(exe, "run", dir .. "/s.lua"),
+    env = env })
+  t.ok(r.status ~= 0)
+  t.match(r.stderr, "client loaded")
 end)
 
 t.test("a missing module still fails with a clear message", function()
