@@ -1021,7 +1021,10 @@ waitfds_of(const struct pollfd *extra, unsigned n)
     struct curl_waitfd *w;
     unsigned i;
 
-    if (n == 0 || (w = calloc(n, sizeof(*w))) == NULL)
+    if (n == 0)
+        return NULL;
+    w = calloc(n, sizeof(*w));
+    if (w == NULL)
         return NULL;
     for (i = 0; i < n; i++) {
         w[i].fd = extra[i].fd;

@@ -2,10 +2,9 @@
  * Processes of luacme.core (see proc.h): core.spawn, core.spawn_start
  * (a program that runs while the caller goes on; core.http_run waits on
  * its pipes) and our own process facts (environment, PID, UID), as thin
- * bindings. Expected failures
- * return nil, message, kind; wrong arguments raise. The result of a run
- * is held in a box userdata whose __gc frees it, so a memory error while
- * pushing it cannot leak.
+ * bindings. Expected failures return nil, message, kind; wrong
+ * arguments raise. The result of a run is held in a box userdata whose
+ * __gc frees it, so a memory error while pushing it cannot leak.
  */
 #include "lua_bind.h"
 
