@@ -39,7 +39,7 @@ t.test("two programs of 0.5 s in two tasks take about 0.5 s", function()
   t.ok(res[1][1], tostring(res[1][2]))
   t.eq(res[2][1].stdout, "two\n")
   t.ok(overlap(log[1], log[2]), "the two runs overlap")
-  t.ok(took >= 0.5 and took < 0.8, "2 x 0.5 s took " .. took)
+  t.ok(took >= 0.5 and took < 0.85, "2 x 0.5 s took " .. took)
 end)
 
 t.test("a sleeping task keeps ticking while a program runs", function()
