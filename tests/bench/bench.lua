@@ -362,6 +362,22 @@ local function rss_rows(exe, script)
     target = "<= 12", note = string.format("%.1f..%.1f MiB",
       math.min(table.unpack(cli)) / 1024,
       math.max(table.unpack(cli)) / 1024) }
+  -- The floor under both: Debian's curl command (the same libcurl, with
+  -- OpenSSL 3) fetching the directory once over HTTPS; whatever a
+  -- program on these two libraries does, it pays this.
+  local floor = {}
+  for i = 1, 3 do
+    local r = assert(core.spawn{ argv = { "/usr/bin/time", "-f",
+      "maxrss %M", "curl", "-sS", "--fail", "-o", "/dev/null", "--cacert",
+      E.env.ca_file, E.env.directory } })
+    assert(r.status == 0, r.stdout .. r.stderr)
+    floor[i] = assert(tonumber(r.stderr:match("maxrss (%d+)")), r.stderr)
+  end
+  row{ case = "  floor: `curl` (same libcurl+OpenSSL), one HTTPS GET",
+    value = string.format("%.1f", median(floor) / 1024), unit = "MiB",
+    note = string.format("%.1f..%.1f MiB; median of 3",
+      math.min(table.unpack(floor)) / 1024,
+      math.max(table.unpack(floor)) / 1024) }
   -- where the peak goes (the peak is at the end of the issuance)
   part("OpenSSL (libcrypto, libssl: code, tables, relocations)",
     v.by_openssl)
