@@ -22,10 +22,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <resolv.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -771,4 +775,168 @@ out:
     if (inited)
         res_nclose(&st);
     return rc;
+}
+
+/* A query on its own thread: what the caller and the thread share. */
+struct dns_job {
+    pthread_mutex_t mu;
+    int refs;                       /* the caller's, the thread's */
+    int done;                       /* under mu */
+    int fd;                         /* eventfd, written once done */
+    char *name;
+    char *server;
+    unsigned qtype;
+    struct dns_query_opts o;
+    int rc;                         /* dns_query's, once done */
+    struct dns_result *res;
+    struct luacme_err err;
+};
+
+/* Drop one reference; the last frees j. */
+static void
+job_unref(struct dns_job *j)
+{
+    int last;
+
+    pthread_mutex_lock(&j->mu);
+    last = --j->refs == 0;
+    pthread_mutex_unlock(&j->mu);
+    if (!last)
+        return;
+    pthread_mutex_destroy(&j->mu);
+    if (j->fd >= 0)
+        close(j->fd);
+    dns_result_free(j->res);
+    free(j->name);
+    free(j->server);
+    free(j);
+}
+
+static void *
+job_run(void *arg)
+{
+    struct dns_job *j = arg;
+    struct dns_result *res = NULL;
+    struct luacme_err err;
+    uint64_t one = 1;
+    ssize_t n;
+    int rc;
+
+    memset(&err, 0, sizeof(err));
+    rc = dns_query(j->name, j->qtype, &j->o, &res, &err);
+    pthread_mutex_lock(&j->mu);
+    j->rc = rc;
+    j->res = res;
+    j->err = err;
+    j->done = 1;
+    pthread_mutex_unlock(&j->mu);
+    /* An eventfd write cannot block (one write) nor raise SIGPIPE. */
+    n = write(j->fd, &one, sizeof(one));
+    (void)n;
+    job_unref(j);
+    return NULL;
+}
+
+int
+dns_job_start(const char *name, unsigned qtype,
+    const struct dns_query_opts *o, struct dns_job **out,
+    struct luacme_err *err)
+{
+    struct dns_job *j;
+    pthread_attr_t attr;
+    pthread_t th;
+    sigset_t all, old;
+    int e;
+
+    j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return err_set(err, "memory", "dns: out of memory");
+    j->fd = -1;
+    j->o = *o;
+    j->qtype = qtype;
+    j->name = strdup(name);
+    j->server = o->server != NULL ? strdup(o->server) : NULL;
+    j->o.server = j->server;
+    if (j->name == NULL || (o->server != NULL && j->server == NULL)) {
+        free(j->name);
+        free(j->server);
+        free(j);
+        return err_set(err, "memory", "dns: out of memory");
+    }
+    j->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (j->fd < 0 || pthread_mutex_init(&j->mu, NULL) != 0) {
+        e = errno;
+        if (j->fd >= 0)
+            close(j->fd);
+        free(j->name);
+        free(j->server);
+        free(j);
+        return err_set(err, "network", "dns: eventfd: %s", strerror(e));
+    }
+    j->refs = 2;
+    /* Signals are the main thread's business (Ctrl-C raises there);
+     * the query still sees luacme_interrupted. */
+    sigfillset(&all);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    e = pthread_create(&th, &attr, job_run, j);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (e != 0) {
+        j->refs = 1;
+        job_unref(j);
+        return err_set(err, "network", "dns: pthread_create: %s",
+            strerror(e));
+    }
+    *out = j;
+    return 0;
+}
+
+int
+dns_job_fd(const struct dns_job *j)
+{
+    return j->fd;
+}
+
+int
+dns_job_done(struct dns_job *j)
+{
+    int d;
+
+    pthread_mutex_lock(&j->mu);
+    d = j->done;
+    pthread_mutex_unlock(&j->mu);
+    return d;
+}
+
+int
+dns_job_finish(struct dns_job *j, struct dns_result **res,
+    struct luacme_err *err)
+{
+    int rc;
+
+    pthread_mutex_lock(&j->mu);
+    if (!j->done) {
+        pthread_mutex_unlock(&j->mu);
+        return err_set(err, "network", "dns: query not done yet");
+    }
+    rc = j->rc;
+    if (rc == 0) {
+        *res = j->res;
+        j->res = NULL;
+    } else {
+        *err = j->err;
+    }
+    j->rc = -1;
+    err_set(&j->err, "network", "dns: result already taken");
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+void
+dns_job_free(struct dns_job *j)
+{
+    if (j != NULL)
+        job_unref(j);
 }

@@ -81,6 +81,40 @@ int dns_query(const char *name, unsigned qtype,
     const struct dns_query_opts *o, struct dns_result **res,
     struct luacme_err *err);
 
+/*
+ * The same query without blocking the caller, for an event loop
+ * (luacme.sched through core.http_run): dns_query runs on a thread of
+ * its own (signals blocked there) and a descriptor becomes readable
+ * when it is done. A thread rather than a state machine over the
+ * exchange above: the query code stays one straight function with one
+ * deadline, and the thread's life is bounded by that same deadline.
+ */
+struct dns_job;                     /* opaque; dns_job_free frees */
+
+/* Start dns_query(name, qtype, o) on a thread; name and o->server are
+ * copied. Returns 0 and *out, or -1 with err filled ("memory",
+ * "network" when no thread or descriptor could be made). */
+int dns_job_start(const char *name, unsigned qtype,
+    const struct dns_query_opts *o, struct dns_job **out,
+    struct luacme_err *err);
+
+/* A descriptor that polls readable once the query is done (owned by
+ * j). */
+int dns_job_fd(const struct dns_job *j);
+
+/* Non-zero once the query is done. */
+int dns_job_done(struct dns_job *j);
+
+/* After dns_job_done: what dns_query returned (0 and *res to free with
+ * dns_result_free, or -1 and err). Call once. */
+int dns_job_finish(struct dns_job *j, struct dns_result **res,
+    struct luacme_err *err);
+
+/* Drop the caller's hold on j. A query still running is left to end
+ * by its own deadline (or luacme_interrupted); its thread then frees
+ * what is left. Accepts NULL. */
+void dns_job_free(struct dns_job *j);
+
 /* Is the reply r of rlen bytes the answer to the query q of qlen bytes
  * (as res_nmkquery builds it: one question)? Same id, QR set, same
  * opcode, and the same question (name without regard to ASCII case) or,

@@ -6,7 +6,9 @@
  */
 #include "http.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -412,6 +414,11 @@ setup_handle(const struct http_client *c, CURL *h)
     SETOPT(cc, h, CURLOPT_XFERINFOFUNCTION, on_progress);
     SETOPT(cc, h, CURLOPT_NOPROGRESS, 0L);
     SETOPT(cc, h, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+    /* The smallest upload buffer libcurl takes (its default is 64 KB,
+     * kept for the handle's life once a body is read through a
+     * callback): a JWS body is a few KB, a larger one just takes more
+     * rounds (issue 11, peak RSS). */
+    SETOPT(cc, h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     return cc;
 }
 
@@ -1002,16 +1009,64 @@ collect(struct http_multi *m)
 int
 http_multi_run(struct http_multi *m, long timeout_ms, struct luacme_err *err)
 {
-    CURLMcode mc;
-    int running = 0, n;
+    return http_multi_wait(m, timeout_ms, NULL, 0, err);
+}
 
+/* curl_multi_poll's view of extra (its own flag values); NULL when
+ * there are none or out of memory (then the wait sees transfers only,
+ * still bounded by timeout_ms). */
+static struct curl_waitfd *
+waitfds_of(const struct pollfd *extra, unsigned n)
+{
+    struct curl_waitfd *w;
+    unsigned i;
+
+    if (n == 0)
+        return NULL;
+    w = calloc(n, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        w[i].fd = extra[i].fd;
+        w[i].events = (short)(((extra[i].events & POLLIN) ?
+            CURL_WAIT_POLLIN : 0) | ((extra[i].events & POLLOUT) ?
+            CURL_WAIT_POLLOUT : 0));
+    }
+    return w;
+}
+
+int
+http_multi_wait(struct http_multi *m, long timeout_ms, struct pollfd *extra,
+    unsigned nextra, struct luacme_err *err)
+{
+    struct curl_waitfd *w = NULL;
+    CURLMcode mc;
+    unsigned i;
+    int running = 0, n, tmo;
+
+    tmo = timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms;
+    if (m == NULL) {
+        if (extra != NULL && timeout_ms > 0 &&
+            poll(extra, (nfds_t)nextra, tmo) < 0 && errno != EINTR)
+            return err_set(err, "protocol", "http: poll: %s",
+                strerror(errno));
+        return 0;
+    }
     mc = curl_multi_perform(m->m, &running);
     if (mc == CURLM_OK) {
         n = collect(m);
-        if (n > 0 || running == 0 || timeout_ms <= 0)
+        if (n > 0 || (running == 0 && extra == NULL) || timeout_ms <= 0)
             return n;
-        mc = curl_multi_poll(m->m, NULL, 0, (int)(timeout_ms > INT_MAX ?
-            INT_MAX : timeout_ms), NULL);
+        /* One wait for the network and the caller's descriptors (rather
+         * than a thread or a second loop): libcurl adds extra to its
+         * own poll() set, so whichever is first wakes the caller. */
+        w = waitfds_of(extra, nextra);
+        mc = curl_multi_poll(m->m, w, w != NULL ? nextra : 0, tmo, NULL);
+        for (i = 0; w != NULL && i < nextra; i++)
+            extra[i].revents = (short)(((w[i].revents & CURL_WAIT_POLLIN) ?
+                POLLIN : 0) | ((w[i].revents & CURL_WAIT_POLLOUT) ?
+                POLLOUT : 0));
+        free(w);
     }
     if (mc == CURLM_OK)
         mc = curl_multi_perform(m->m, &running);

@@ -94,6 +94,19 @@ void http_multi_free(struct http_multi *m);
 int http_multi_run(struct http_multi *m, long timeout_ms,
     struct luacme_err *err);
 
+struct pollfd;
+
+/* http_multi_run that also wakes for the nextra descriptors of extra
+ * (fd and events POLLIN / POLLOUT; an event loop's other work, such as
+ * the pipes of running programs); their revents are filled. With extra
+ * not NULL (nextra may be 0: a program whose pipes are closed, only its
+ * exit left to see) it waits up to timeout_ms even while no transfer
+ * runs. m may be NULL (no transfer was ever started): then it is a
+ * poll() of extra alone. Returns how
+ * many transfers finished, or -1 with *err filled ("protocol"). */
+int http_multi_wait(struct http_multi *m, long timeout_ms,
+    struct pollfd *extra, unsigned nextra, struct luacme_err *err);
+
 /* The multi handle c's transfers run on (owned by c; not a new
  * reference). */
 struct http_multi *http_client_multi(const struct http_client *c);

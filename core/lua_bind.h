@@ -49,6 +49,21 @@ void lbind_pushkey(lua_State *L, struct evp_pkey_st *pkey);
  * alone fires only once control comes back there. */
 extern lua_State *volatile lbind_running;
 
+struct pollfd;
+
+/* lua_proc.c: for core.http_run. The descriptors to wait on for the
+ * process (core.spawn_start) at idx: fills up to 3 entries of pfd and
+ * returns how many, lowering *wait_ms to the longest wait it allows
+ * (to 0 for one that has exited). 0 for a collected one, -1 when idx
+ * is no process. */
+int lbind_proc_wait_fds(lua_State *L, int idx, struct pollfd *pfd,
+    int *wait_ms);
+
+/* lua_dns.c: the same for a DNS query (core.dns_start): 1 entry while
+ * it runs, 0 (and *wait_ms 0) once done, -1 when idx is no query. */
+int lbind_dns_wait_fds(lua_State *L, int idx, struct pollfd *pfd,
+    int *wait_ms);
+
 void lbind_encoding(lua_State *L);  /* lua_core.c: b64url, digests, random */
 void lbind_keys(lua_State *L);      /* lua_keys.c: keys and JWS */
 void lbind_x509(lua_State *L);      /* lua_x509.c: CSR, certificates */

@@ -1,19 +1,26 @@
 /*
- * core.dns_query and core.dns_parse: dns.c's results as Lua tables. The
+ * core.dns_query, core.dns_start (the same query on a thread, for the
+ * luacme.sched loop) and core.dns_parse: dns.c's results as Lua tables. The
  * C result sits in a userdata box with __gc while it is converted, so a
  * raise (memory) cannot leak it.
  */
 #include "lua_bind.h"
 
+#include <poll.h>
 #include <string.h>
 
 #include "dns.h"
 #include "luacme_limits.h"
 
 #define RESULT_MT "luacme.dns.result"       /* internal: owns a result */
+#define JOB_MT "luacme.dns.query"           /* a query started */
 
 struct lresult {
     struct dns_result *r;
+};
+
+struct ljob {
+    struct dns_job *j;                      /* NULL once collected */
 };
 
 static const char *const query_opts[] = {
@@ -157,6 +164,60 @@ opt_bool(lua_State *L, const char *k, int def)
     return v;
 }
 
+/* The arguments of core.dns_query (1 name, 2 type, 3 options) into
+ * *name, *qtype and o; strings stay on the stack. Returns NULL, or the
+ * message of an "invalid" failure (a NUL in name or server). Raises for
+ * wrong types and unknown options. */
+static const char *
+read_query(lua_State *L, const char **name, unsigned *qtype,
+    struct dns_query_opts *o)
+{
+    size_t len, slen;
+    lua_Integer t;
+    int isint;
+
+    *name = luaL_checklstring(L, 1, &len);
+    *qtype = dns_type_code(qtypes[luaL_checkoption(L, 2, NULL, qtypes)]);
+    memset(o, 0, sizeof(*o));
+    o->recurse = 1;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, 3) != 0) {
+            lua_pop(L, 1);
+            if (lua_type(L, -1) != LUA_TSTRING)
+                luaL_argerror(L, 3, "option names must be strings");
+            if (!known_opt(lua_tostring(L, -1)))
+                luaL_argerror(L, 3, lua_pushfstring(L, "unknown option "
+                    "'%s'", lua_tostring(L, -1)));
+        }
+        lua_getfield(L, 3, "server");
+        if (!lua_isnil(L, -1)) {
+            if (lua_type(L, -1) != LUA_TSTRING)
+                luaL_argerror(L, 3, "'server' must be a string");
+            o->server = lua_tolstring(L, -1, &slen);  /* stays */
+            /* C would read only the part before a NUL. */
+            if (strlen(o->server) != slen)
+                return "dns: server must be IP, IP:PORT or "
+                    "[IPv6]:PORT (it contains a NUL)";
+        }
+        lua_getfield(L, 3, "timeout");
+        if (!lua_isnil(L, -1)) {
+            t = lua_tointegerx(L, -1, &isint);
+            if (!isint || t < 1 || t > LUACME_DNS_TIMEOUT_MAX_S)
+                luaL_argerror(L, 3, lua_pushfstring(L, "'timeout' must be "
+                    "whole seconds, 1..%d", LUACME_DNS_TIMEOUT_MAX_S));
+            o->timeout_s = (int)t;
+        }
+        lua_pop(L, 1);
+        o->recurse = opt_bool(L, "recurse", 1);
+        o->tcp = opt_bool(L, "tcp", 0);
+    }
+    if (strlen(*name) != len)
+        return "dns: name contains a NUL";
+    return NULL;
+}
+
 /* core.dns_query(name, type, {server=, timeout=, recurse=, tcp=}) ->
  * result, or nil, message, kind.
  *   name     the name asked for (trailing dot optional)
@@ -179,56 +240,111 @@ l_dns_query(lua_State *L)
     struct dns_query_opts o;
     struct luacme_err err;
     struct lresult *b;
-    const char *name;
-    size_t len, slen;
-    lua_Integer t;
-    int isint, qtype;
+    const char *name, *bad;
+    unsigned qtype;
 
-    name = luaL_checklstring(L, 1, &len);
-    qtype = luaL_checkoption(L, 2, NULL, qtypes);
-    memset(&o, 0, sizeof(o));
-    o.recurse = 1;
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_pushnil(L);
-        while (lua_next(L, 3) != 0) {
-            lua_pop(L, 1);
-            if (lua_type(L, -1) != LUA_TSTRING)
-                luaL_argerror(L, 3, "option names must be strings");
-            if (!known_opt(lua_tostring(L, -1)))
-                luaL_argerror(L, 3, lua_pushfstring(L, "unknown option "
-                    "'%s'", lua_tostring(L, -1)));
-        }
-        lua_getfield(L, 3, "server");
-        if (!lua_isnil(L, -1)) {
-            if (lua_type(L, -1) != LUA_TSTRING)
-                luaL_argerror(L, 3, "'server' must be a string");
-            o.server = lua_tolstring(L, -1, &slen);  /* stays */
-            /* C would read only the part before a NUL. */
-            if (strlen(o.server) != slen)
-                return lbind_fail(L, "dns: server must be IP, IP:PORT or "
-                    "[IPv6]:PORT (it contains a NUL)", "invalid");
-        }
-        lua_getfield(L, 3, "timeout");
-        if (!lua_isnil(L, -1)) {
-            t = lua_tointegerx(L, -1, &isint);
-            if (!isint || t < 1 || t > LUACME_DNS_TIMEOUT_MAX_S)
-                luaL_argerror(L, 3, lua_pushfstring(L, "'timeout' must be "
-                    "whole seconds, 1..%d", LUACME_DNS_TIMEOUT_MAX_S));
-            o.timeout_s = (int)t;
-        }
-        lua_pop(L, 1);
-        o.recurse = opt_bool(L, "recurse", 1);
-        o.tcp = opt_bool(L, "tcp", 0);
-    }
-    if (strlen(name) != len)
-        return lbind_fail(L, "dns: name contains a NUL", "invalid");
-
+    bad = read_query(L, &name, &qtype, &o);
+    if (bad != NULL)
+        return lbind_fail(L, bad, "invalid");
     b = new_box(L);
-    if (dns_query(name, dns_type_code(qtypes[qtype]), &o, &b->r, &err)
-        != 0)
+    if (dns_query(name, qtype, &o, &b->r, &err) != 0)
         return lbind_err(L, &err);
     return push_result(L);
+}
+
+/* core.dns_start(name, type, opts) (the arguments of core.dns_query)
+ * -> query, or nil, message, kind. The query runs on a thread while
+ * the caller goes on: query:done() says whether it is done (without
+ * blocking); query:result() then gives what core.dns_query would have;
+ * query:close() (also __gc and __close) drops it (one still running
+ * ends by its own timeout). core.http_run(seconds, {query, ...}) wakes
+ * when it is done. */
+static int
+l_dns_start(lua_State *L)
+{
+    struct dns_query_opts o;
+    struct luacme_err err;
+    struct ljob *lj;
+    const char *name, *bad;
+    unsigned qtype;
+
+    bad = read_query(L, &name, &qtype, &o);
+    if (bad != NULL)
+        return lbind_fail(L, bad, "invalid");
+    lj = lua_newuserdatauv(L, sizeof(*lj), 0);
+    lj->j = NULL;
+    luaL_setmetatable(L, JOB_MT);
+    if (dns_job_start(name, qtype, &o, &lj->j, &err) != 0)
+        return lbind_err(L, &err);
+    return 1;
+}
+
+static struct ljob *
+job_get(lua_State *L)
+{
+    struct ljob *lj = luaL_checkudata(L, 1, JOB_MT);
+
+    if (lj->j == NULL)
+        luaL_error(L, "attempt to use a collected or closed DNS query");
+    return lj;
+}
+
+/* query:done() -> true once the answer (or the failure) is in. */
+static int
+l_job_done(lua_State *L)
+{
+    lua_pushboolean(L, dns_job_done(job_get(L)->j));
+    return 1;
+}
+
+/* query:result() -> as core.dns_query; once, after done() said true
+ * (raises before). The query is collected: a second call raises. */
+static int
+l_job_result(lua_State *L)
+{
+    struct ljob *lj = job_get(L);
+    struct luacme_err err;
+    struct lresult *b;
+    int rc;
+
+    if (!dns_job_done(lj->j))
+        return luaL_error(L, "DNS query still running");
+    b = new_box(L);
+    rc = dns_job_finish(lj->j, &b->r, &err);
+    dns_job_free(lj->j);
+    lj->j = NULL;
+    if (rc != 0)
+        return lbind_err(L, &err);
+    return push_result(L);
+}
+
+static int
+l_job_close(lua_State *L)
+{
+    struct ljob *lj = luaL_checkudata(L, 1, JOB_MT);
+
+    dns_job_free(lj->j);
+    lj->j = NULL;
+    return 0;
+}
+
+int
+lbind_dns_wait_fds(lua_State *L, int idx, struct pollfd *pfd, int *wait_ms)
+{
+    struct ljob *lj = luaL_testudata(L, idx, JOB_MT);
+
+    if (lj == NULL)
+        return -1;
+    if (lj->j == NULL)
+        return 0;
+    if (dns_job_done(lj->j)) {
+        *wait_ms = 0;
+        return 0;
+    }
+    pfd->fd = dns_job_fd(lj->j);
+    pfd->events = POLLIN;
+    pfd->revents = 0;
+    return 1;
 }
 
 /* core.dns_parse(packet) -> result (as core.dns_query gives, whatever
@@ -254,9 +370,29 @@ lbind_dns(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"dns_query", l_dns_query},
+        {"dns_start", l_dns_start},
         {"dns_parse", l_dns_parse},
         {NULL, NULL}
     };
+
+    static const luaL_Reg jmeta[] = {
+        {"__gc", l_job_close},
+        {"__close", l_job_close},
+        {NULL, NULL}
+    };
+    static const luaL_Reg jmethods[] = {
+        {"done", l_job_done},
+        {"result", l_job_result},
+        {"close", l_job_close},
+        {NULL, NULL}
+    };
+
+    luaL_newmetatable(L, JOB_MT);
+    luaL_setfuncs(L, jmeta, 0);
+    luaL_newlibtable(L, jmethods);
+    luaL_setfuncs(L, jmethods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
 
     if (luaL_newmetatable(L, RESULT_MT)) {
         lua_pushcfunction(L, result_gc);

@@ -8,6 +8,7 @@
 #include "lua_bind.h"
 
 #include <limits.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -476,28 +477,58 @@ l_xfer_close(lua_State *L)
     return 0;
 }
 
-/* core.http_run([seconds]) -> n: moves every started transfer along,
- * waiting up to seconds (default 0: not at all; at most
+/* core.http_run([seconds[, waits]]) -> n: moves every started transfer
+ * along, waiting up to seconds (default 0: not at all; at most
  * LUACME_HTTP_RUN_MAX_MS) for network activity while any runs; n is
- * how many finished. nil, message, kind when libcurl fails. */
+ * how many finished. waits, a list of processes (core.spawn_start) and
+ * DNS queries (core.dns_start), adds their descriptors to the wait
+ * (also when no transfer runs) and shortens it to what each allows (a
+ * program's timeout, its exit check), so one wait serves a loop of
+ * transfers, programs and queries; step them after with :done().
+ * nil, message, kind when libcurl fails. */
 static int
 l_http_run(lua_State *L)
 {
     lua_Number s = luaL_optnumber(L, 1, 0);
-    struct lmulti *lm;
+    struct http_multi *m = NULL;
+    struct pollfd *pfd = NULL;
     struct luacme_err err;
-    long ms;
-    int n;
+    lua_Integer i, nprocs = 0;
+    unsigned nfd = 0;
+    int ms, n;
 
     luaL_argcheck(L, s >= 0, 1, "must be >= 0");
-    if (lua_getfield(L, LUA_REGISTRYINDEX, POOL_KEY) != LUA_TUSERDATA) {
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        nprocs = (lua_Integer)lua_rawlen(L, 2);
+        luaL_argcheck(L, nprocs <= 65536, 2, "at most 65536 waits");
+    }
+    lua_settop(L, 2);
+    ms = s * 1000 > LUACME_HTTP_RUN_MAX_MS ? LUACME_HTTP_RUN_MAX_MS :
+        (int)(s * 1000);
+    /* Not NULL whenever programs run, even with no pipe open: the wait
+     * must then last until one may have exited, not return at once. */
+    if (nprocs > 0)
+        pfd = lua_newuserdatauv(L, (size_t)nprocs * 3 * sizeof(*pfd), 0);
+    for (i = 1; i <= nprocs; i++) {
+        lua_rawgeti(L, 2, i);
+        n = lbind_proc_wait_fds(L, -1, pfd + nfd, &ms);
+        if (n < 0)
+            n = lbind_dns_wait_fds(L, -1, pfd + nfd, &ms);
+        if (n < 0)
+            luaL_argerror(L, 2, lua_pushfstring(L, "element %d is no "
+                "process (core.spawn_start) nor DNS query "
+                "(core.dns_start)", (int)i));
+        nfd += (unsigned)n;
+        lua_pop(L, 1);
+    }
+    if (lua_getfield(L, LUA_REGISTRYINDEX, POOL_KEY) == LUA_TUSERDATA)
+        m = ((struct lmulti *)lua_touserdata(L, -1))->m;
+    else if (nprocs == 0) {
         lua_pushinteger(L, 0);          /* no client yet: nothing runs */
         return 1;
     }
-    lm = lua_touserdata(L, -1);
-    ms = s * 1000 > LUACME_HTTP_RUN_MAX_MS ? LUACME_HTTP_RUN_MAX_MS :
-        (long)(s * 1000);
-    n = http_multi_run(lm->m, ms, &err);
+    n = http_multi_wait(m, ms, pfd, nfd, &err);
     if (n < 0)
         return lbind_err(L, &err);
     lua_pushinteger(L, n);

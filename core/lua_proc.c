@@ -1,9 +1,10 @@
 /*
- * Processes of luacme.core (see proc.h): core.spawn and our own process
- * facts (environment, PID, UID), as thin bindings. Expected failures
- * return nil, message, kind; wrong arguments raise. The result of a run
- * is held in a box userdata whose __gc frees it, so a memory error while
- * pushing it cannot leak.
+ * Processes of luacme.core (see proc.h): core.spawn, core.spawn_start
+ * (a program that runs while the caller goes on; core.http_run waits on
+ * its pipes) and our own process facts (environment, PID, UID), as thin
+ * bindings. Expected failures return nil, message, kind; wrong
+ * arguments raise. The result of a run is held in a box userdata whose
+ * __gc frees it, so a memory error while pushing it cannot leak.
  */
 #include "lua_bind.h"
 
@@ -17,6 +18,14 @@
 extern char **environ;
 
 #define BOX_MT "luacme.procbox"
+#define PROC_MT "luacme.proc"           /* a program started */
+
+/* A program started by core.spawn_start. */
+struct lproc {
+    struct spawn_proc *p;               /* NULL once collected or closed */
+    int state;                          /* 0 runs, 1 exited, -1 failed */
+    struct luacme_err err;              /* state -1: why */
+};
 
 /* Owner of a run's output until it is pushed to Lua. */
 struct procbox {
@@ -203,6 +212,24 @@ push_result(lua_State *L, const struct spawn_result *r)
     lua_setfield(L, -2, "truncated");
 }
 
+/* The option table at 1 as core.spawn reads it into o; the strings o
+ * points to stay on the stack above it. Raises for a mistake. */
+static void
+check_spawn_opts(lua_State *L, const char *fname, struct spawn_opts *o)
+{
+    static const char *const opts[] = {"argv", "env", "stdin", "cwd",
+        "timeout", "max_output", NULL};
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lbind_check_options(L, 1, fname, opts);
+    lua_settop(L, 1);
+    lua_newtable(L);                            /* 2: anchor */
+    memset(o, 0, sizeof(*o));
+    o->argv = check_argv(L);                    /* 3, 4 */
+    o->envp = check_env(L);                     /* 5, 6 */
+    check_io(L, o);                             /* 7, 8 */
+}
+
 /* core.spawn{argv={prog, ...}, env=, stdin=, cwd=, timeout=, max_output=}
  * -> {status=, signal=, stdout=, stderr=, timed_out=, truncated=}
  * | nil, msg, kind ("not_found" when the program cannot be found,
@@ -210,27 +237,121 @@ push_result(lua_State *L, const struct spawn_result *r)
 static int
 l_spawn(lua_State *L)
 {
-    static const char *const opts[] = {"argv", "env", "stdin", "cwd",
-        "timeout", "max_output", NULL};
     struct spawn_opts o;
     struct luacme_err err;
     struct procbox *b;
 
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lbind_check_options(L, 1, "spawn", opts);
-    lua_settop(L, 1);
-    lua_newtable(L);                            /* 2: anchor */
-    memset(&o, 0, sizeof(o));
-    o.argv = check_argv(L);                     /* 3, 4 */
-    o.envp = check_env(L);                      /* 5, 6 */
-    check_io(L, &o);                            /* 7, 8 */
-
+    check_spawn_opts(L, "spawn", &o);
     b = newbox(L);
     if (spawn_run(&o, &b->res, &err) != 0)
         return lbind_err(L, &err);
     push_result(L, &b->res);
     spawn_result_free(&b->res);
     return 1;
+}
+
+/* core.spawn_start{...} (the options of core.spawn) -> proc, or nil,
+ * message, kind when it could not be started (as core.spawn fails
+ * before the program runs). The program runs while the caller goes on:
+ * proc:done() moves its data without blocking and says whether it has
+ * exited; proc:result() then gives what core.spawn would have;
+ * proc:close() (also __gc and __close) stops one still running
+ * (SIGTERM, then SIGKILL after the grace second) and reaps it.
+ * core.http_run(seconds, {proc, ...}) waits on the pipes of procs too.
+ * Starting blocks only until the exec happened or failed. */
+static int
+l_spawn_start(lua_State *L)
+{
+    struct spawn_opts o;
+    struct lproc *lp;
+
+    check_spawn_opts(L, "spawn_start", &o);
+    lp = lua_newuserdatauv(L, sizeof(*lp), 0);
+    memset(lp, 0, sizeof(*lp));
+    luaL_setmetatable(L, PROC_MT);
+    if (spawn_start(&o, &lp->p, &lp->err) != 0)
+        return lbind_err(L, &lp->err);
+    return 1;
+}
+
+static struct lproc *
+proc_get(lua_State *L, int idx)
+{
+    struct lproc *lp = luaL_checkudata(L, idx, PROC_MT);
+
+    if (lp->p == NULL)
+        luaL_error(L, "attempt to use a collected or closed process");
+    return lp;
+}
+
+/* proc:done() -> true once the program has exited (or its run failed);
+ * steps it first, without blocking. */
+static int
+l_proc_done(lua_State *L)
+{
+    struct lproc *lp = proc_get(L, 1);
+    int r;
+
+    if (lp->state == 0) {
+        r = spawn_step(lp->p, &lp->err);
+        lp->state = r > 0 ? 1 : r;
+    }
+    lua_pushboolean(L, lp->state != 0);
+    return 1;
+}
+
+/* proc:result() -> as core.spawn; once, after done() said true (raises
+ * before). The process is collected: a second call raises. */
+static int
+l_proc_result(lua_State *L)
+{
+    struct lproc *lp = proc_get(L, 1);
+    struct procbox *b;
+    int rc;
+
+    if (lp->state == 0)
+        return luaL_error(L, "process still running");
+    b = newbox(L);
+    rc = lp->state < 0 ? -1 : spawn_finish(lp->p, &b->res, &lp->err);
+    spawn_free(lp->p);
+    lp->p = NULL;
+    if (rc != 0)
+        return lbind_err(L, &lp->err);
+    push_result(L, &b->res);
+    spawn_result_free(&b->res);
+    return 1;
+}
+
+/* __gc, __close and proc:close(): see l_spawn_start. Idempotent. */
+static int
+l_proc_close(lua_State *L)
+{
+    struct lproc *lp = luaL_checkudata(L, 1, PROC_MT);
+
+    spawn_stop(lp->p);
+    spawn_free(lp->p);
+    lp->p = NULL;
+    return 0;
+}
+
+int
+lbind_proc_wait_fds(lua_State *L, int idx, struct pollfd *pfd, int *wait_ms)
+{
+    struct lproc *lp = luaL_testudata(L, idx, PROC_MT);
+    int ms, n;
+
+    if (lp == NULL)
+        return -1;
+    if (lp->p == NULL)
+        return 0;
+    if (lp->state != 0) {
+        *wait_ms = 0;
+        return 0;
+    }
+    n = spawn_wait_fds(lp->p, pfd, &ms);
+    if (ms < *wait_ms)
+        *wait_ms = ms;
+    return n;
 }
 
 /* core.environ() -> table name -> value of our environment. */
@@ -272,11 +393,31 @@ lbind_proc(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"spawn", l_spawn},
+        {"spawn_start", l_spawn_start},
         {"environ", l_environ},
         {"getpid", l_getpid},
         {"getuid", l_getuid},
         {NULL, NULL}
     };
+
+    static const luaL_Reg pmeta[] = {
+        {"__gc", l_proc_close},
+        {"__close", l_proc_close},
+        {NULL, NULL}
+    };
+    static const luaL_Reg pmethods[] = {
+        {"done", l_proc_done},
+        {"result", l_proc_result},
+        {"close", l_proc_close},
+        {NULL, NULL}
+    };
+
+    luaL_newmetatable(L, PROC_MT);
+    luaL_setfuncs(L, pmeta, 0);
+    luaL_newlibtable(L, pmethods);
+    luaL_setfuncs(L, pmethods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
 
     luaL_newmetatable(L, BOX_MT);
     lua_pushcfunction(L, box_gc);

@@ -1,9 +1,12 @@
 /*
- * Child processes for the hook programs. spawn_run starts a program
- * without a shell (spawn_start), moves its stdin, stdout and stderr
- * while watching the clock and luacme_interrupted (spawn_pump), then
- * collects its end (spawn_reap): a hook program can never wedge or
- * outlive us.
+ * Child processes for the hook programs. spawn_start starts a program
+ * without a shell, spawn_step moves its stdin, stdout and stderr without
+ * blocking while watching the clock and luacme_interrupted, and
+ * spawn_finish collects its end: a hook program can never wedge or
+ * outlive us. spawn_run is those steps with a poll() between them; an
+ * event loop (luacme.sched, through core.http_run) waits on
+ * spawn_wait_fds together with its other work instead, so a running
+ * program holds up nobody else.
  */
 /* NSIG and syscall(2) are outside POSIX.1-2008. */
 #define _DEFAULT_SOURCE
@@ -287,20 +290,24 @@ spawn_result_free(struct spawn_result *res)
     memset(res, 0, sizeof(*res));
 }
 
-/* One run of spawn_run: what its stages share. */
-struct child {
-    const struct spawn_opts *o;
-    const char *prog;           /* o->argv[0], for messages */
+/* One run: what its stages share. */
+struct spawn_proc {
+    char *prog;                 /* copy of argv[0], for messages */
+    char *stdin_data;           /* copy of the stdin bytes, or NULL */
+    size_t stdin_len;
+    size_t max_output;
     sig_atomic_t start_int;     /* luacme_interrupted when we began */
     pid_t pid;                  /* -1 until forked */
     int reaped;                 /* 1 once waited for */
     int lost;                   /* 1: the kernel reaped it, no status */
+    int exited;                 /* 1: exited, all it wrote captured */
     int wstatus;
     int in_w;                   /* our end of its stdin; -1 once closed */
     size_t in_off;              /* bytes of stdin_data written so far */
     struct capture out, err;    /* its stdout and stderr */
     int truncated;              /* output beyond max_output discarded */
     int interrupted, timed_out; /* why we stop it, if we do */
+    int cancelled;              /* spawn_stop asked for it */
     int stopping, killed;       /* SIGTERM sent; SIGKILL sent */
     double deadline, kill_at;   /* deadline 0: no timeout */
     int idle_ms;                /* poll wait once only the exit is left */
@@ -310,7 +317,8 @@ struct child {
  * is close-on-exec), two ints that it failed (stage and errno, see
  * child_exec). Returns 0, or -1 with err filled and the child reaped. */
 static int
-exec_report(struct child *c, int rep_r, struct luacme_err *err)
+exec_report(struct spawn_proc *c, const char *cwd, int rep_r,
+    struct luacme_err *err)
 {
     int msg[2];
     ssize_t n;
@@ -325,18 +333,18 @@ exec_report(struct child *c, int rep_r, struct luacme_err *err)
     c->reaped = 1;
     if (msg[0] == 1)
         return err_set(err, err_errno_kind(msg[1]), "spawn: cwd %s: %s",
-            c->o->cwd, strerror(msg[1]));
+            cwd, strerror(msg[1]));
     return err_errno(err, "spawn", c->prog, msg[1]);
 }
 
 /* Fork and exec the program on fresh pipes. Returns 0 when it runs
  * (c->pid set, our non-blocking ends of its stdin, stdout and stderr in
  * c, the deadline set), or -1 with err filled: a child that could not
- * exec is reaped, one that runs is left to spawn_run's cleanup. */
+ * exec is reaped, one that runs is left to spawn_free. */
 static int
-spawn_start(struct child *c, struct luacme_err *err)
+fork_exec(struct spawn_proc *c, const struct spawn_opts *o,
+    struct luacme_err *err)
 {
-    const struct spawn_opts *o = c->o;
     sigset_t all, oldmask;
     char **paths = NULL;
     size_t npaths = 0;
@@ -379,10 +387,10 @@ spawn_start(struct child *c, struct luacme_err *err)
     close_fd(&out_w);
     close_fd(&err_w);
     close_fd(&rep_w);
-    if (exec_report(c, rep_r, err) != 0)
+    if (exec_report(c, o->cwd, rep_r, err) != 0)
         goto out;
 
-    if (c->in_w >= 0 && (o->stdin_len == 0 || set_nonblock(c->in_w) != 0))
+    if (c->in_w >= 0 && (c->stdin_len == 0 || set_nonblock(c->in_w) != 0))
         close_fd(&c->in_w);
     if (set_nonblock(c->out.fd) != 0 || set_nonblock(c->err.fd) != 0) {
         err_errno(err, "spawn", c->prog, errno);
@@ -405,7 +413,7 @@ out:
  * exists its PID (our process group id) cannot be reused, so the group
  * can still be killed safely. */
 static int
-child_exited(struct child *c)
+child_exited(struct spawn_proc *c)
 {
     siginfo_t si;
 
@@ -419,16 +427,17 @@ child_exited(struct child *c)
     return 0;
 }
 
-/* Once the deadline passed or an interrupt came, send the child's group
- * SIGTERM, and SIGKILL when the grace period is over too. */
+/* Once the deadline passed, an interrupt came or spawn_stop asked, send
+ * the child's group SIGTERM, and SIGKILL when the grace period is over
+ * too. */
 static void
-stop_when_due(struct child *c, double now)
+stop_when_due(struct spawn_proc *c, double now)
 {
     if (!c->interrupted && c->start_int == 0 && luacme_interrupted != 0)
         c->interrupted = 1;
     if (!c->timed_out && c->deadline > 0 && now >= c->deadline)
         c->timed_out = 1;
-    if ((c->interrupted || c->timed_out) && !c->stopping) {
+    if ((c->interrupted || c->timed_out || c->cancelled) && !c->stopping) {
         c->stopping = 1;
         kill(-c->pid, SIGTERM);
         c->kill_at = now + LUACME_SPAWN_KILL_GRACE_S;
@@ -439,13 +448,84 @@ stop_when_due(struct child *c, double now)
     }
 }
 
-/* How long the next poll of nfd pipes may wait, in milliseconds: a
- * tick, less when the deadline or the SIGKILL is nearer. */
-static int
-poll_timeout(struct child *c, int nfd, double now)
+/* Write what the pipe takes of the rest of stdin_data; close our end
+ * once all is written or the child will take no more. */
+static void
+feed_stdin(struct spawn_proc *c)
 {
-    int tmo;
+    struct sigaction ign, pipe_old;
+    ssize_t n;
+    int e, saved;
 
+    /* A child that exits without reading its stdin must give us EPIPE,
+     * not kill us with SIGPIPE; only around the write, since between
+     * steps the rest of the process runs with its own disposition. */
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    saved = sigaction(SIGPIPE, &ign, &pipe_old) == 0;
+    n = write(c->in_w, c->stdin_data + c->in_off, c->stdin_len - c->in_off);
+    e = errno;
+    if (saved)
+        sigaction(SIGPIPE, &pipe_old, NULL);
+    if (n > 0)
+        c->in_off += (size_t)n;
+    /* EPIPE: the child does not want the rest, which is its business;
+     * the exit status tells the story. */
+    if (c->in_off == c->stdin_len || (n < 0 && e != EAGAIN &&
+        e != EWOULDBLOCK && e != EINTR))
+        close_fd(&c->in_w);
+}
+
+int
+spawn_step(struct spawn_proc *c, struct luacme_err *err)
+{
+    size_t max = c->max_output;
+
+    if (c->exited)
+        return 1;
+    stop_when_due(c, mono_now());
+    if (c->in_w >= 0)
+        feed_stdin(c);
+    if (capture_read(&c->out, max, &c->truncated, 16) != 0 ||
+        capture_read(&c->err, max, &c->truncated, 16) != 0)
+        return err_errno(err, "spawn: read", c->prog, errno);
+    if (!child_exited(c))
+        return 0;
+    /* All it wrote is in the pipes now; take that and stop, even if a
+     * descendant keeps them open. */
+    if (capture_read(&c->out, max, &c->truncated, 64) != 0 ||
+        capture_read(&c->err, max, &c->truncated, 64) != 0)
+        return err_errno(err, "spawn: read", c->prog, errno);
+    c->exited = 1;
+    return 1;
+}
+
+int
+spawn_wait_fds(struct spawn_proc *c, struct pollfd *pfd, int *wait_ms)
+{
+    double now = mono_now();
+    int nfd = 0, tmo;
+
+    if (c->exited) {
+        *wait_ms = 0;
+        return 0;
+    }
+    if (c->in_w >= 0) {
+        pfd[nfd].fd = c->in_w;
+        pfd[nfd].events = POLLOUT;
+        pfd[nfd++].revents = 0;
+    }
+    if (c->out.fd >= 0) {
+        pfd[nfd].fd = c->out.fd;
+        pfd[nfd].events = POLLIN;
+        pfd[nfd++].revents = 0;
+    }
+    if (c->err.fd >= 0) {
+        pfd[nfd].fd = c->err.fd;
+        pfd[nfd].events = POLLIN;
+        pfd[nfd++].revents = 0;
+    }
     /* With every pipe closed only the exit is left to notice: look
      * again soon (it is usually a moment away), then less often. */
     if (nfd == 0)
@@ -456,96 +536,17 @@ poll_timeout(struct child *c, int nfd, double now)
         tmo = ms_until(c->deadline, now, tmo);
     if (c->stopping && !c->killed)
         tmo = ms_until(c->kill_at, now, tmo);
-    return tmo;
+    *wait_ms = tmo;
+    return nfd;
 }
 
-/* Write what the pipe takes of the rest of stdin_data; close our end
- * once all is written or the child will take no more. */
-static void
-feed_stdin(struct child *c)
-{
-    const struct spawn_opts *o = c->o;
-    ssize_t n;
-
-    n = write(c->in_w, o->stdin_data + c->in_off, o->stdin_len - c->in_off);
-    if (n > 0)
-        c->in_off += (size_t)n;
-    /* EPIPE: the child does not want the rest, which is its business;
-     * the exit status tells the story. */
-    if (c->in_off == o->stdin_len || (n < 0 && errno != EAGAIN &&
-        errno != EWOULDBLOCK && errno != EINTR))
-        close_fd(&c->in_w);
-}
-
-/* Wait until a pipe is ready or it is time to look at the clock again,
- * then feed stdin and capture output. Returns 0, or -1 with err. */
-static int
-pump_once(struct child *c, double now, struct luacme_err *err)
-{
-    struct pollfd pfd[3];
-    size_t max = c->o->max_output;
-    int nfd = 0, idx_in = -1, idx_out = -1, idx_err = -1;
-
-    if (c->in_w >= 0) {
-        pfd[nfd].fd = c->in_w;
-        pfd[nfd].events = POLLOUT;
-        idx_in = nfd++;
-    }
-    if (c->out.fd >= 0) {
-        pfd[nfd].fd = c->out.fd;
-        pfd[nfd].events = POLLIN;
-        idx_out = nfd++;
-    }
-    if (c->err.fd >= 0) {
-        pfd[nfd].fd = c->err.fd;
-        pfd[nfd].events = POLLIN;
-        idx_err = nfd++;
-    }
-    if (poll(pfd, (nfds_t)nfd, poll_timeout(c, nfd, now)) < 0) {
-        if (errno == EINTR)
-            return 0;
-        return err_errno(err, "spawn: poll", c->prog, errno);
-    }
-    if (idx_in >= 0 && pfd[idx_in].revents != 0)
-        feed_stdin(c);
-    if ((idx_out >= 0 && pfd[idx_out].revents != 0 &&
-        capture_read(&c->out, max, &c->truncated, 16) != 0) ||
-        (idx_err >= 0 && pfd[idx_err].revents != 0 &&
-        capture_read(&c->err, max, &c->truncated, 16) != 0))
-        return err_errno(err, "spawn: read", c->prog, errno);
-    return 0;
-}
-
-/* Move data between us and the child until it exits, stopping it on a
- * timeout or an interrupt. Returns 0 once it has exited (not reaped;
- * all it wrote is captured), or -1 with err filled. */
-static int
-spawn_pump(struct child *c, struct luacme_err *err)
-{
-    size_t max = c->o->max_output;
-    double now;
-
-    while (!child_exited(c)) {
-        now = mono_now();
-        stop_when_due(c, now);
-        if (pump_once(c, now, err) != 0)
-            return -1;
-    }
-    /* All it wrote is in the pipes now; take that and stop, even if a
-     * descendant keeps them open. */
-    if (capture_read(&c->out, max, &c->truncated, 64) != 0 ||
-        capture_read(&c->err, max, &c->truncated, 64) != 0)
-        return err_errno(err, "spawn: read", c->prog, errno);
-    return 0;
-}
-
-/* Reap the exited child. Returns 0 with res filled (the output buffers
- * move from c to res), or -1 with err filled: "interrupted" when we
- * stopped it for an interrupt. */
-static int
-spawn_reap(struct child *c, struct spawn_result *res,
+int
+spawn_finish(struct spawn_proc *c, struct spawn_result *res,
     struct luacme_err *err)
 {
+    memset(res, 0, sizeof(*res));
+    if (!c->exited || c->reaped)
+        return err_set(err, "io", "spawn: %s: not exited yet", c->prog);
     /* Stopped on purpose: nothing of that job may linger. */
     if (c->stopping)
         kill(-c->pid, SIGKILL);
@@ -570,15 +571,44 @@ spawn_reap(struct child *c, struct spawn_result *res,
     res->err_out = c->err.buf;
     res->err_len = c->err.len;
     c->out.buf = c->err.buf = NULL;
+    c->out.len = c->err.len = 0;
     return 0;
 }
 
-/* Release what a run holds. A child not reaped yet (a failure of ours
- * while it ran) is killed with its group and reaped: it must not
- * outlive us. */
-static void
-child_release(struct child *c)
+/* Step c, waiting on its pipes with poll() in between, until it has
+ * exited. Returns 0, or -1 with err filled. */
+static int
+step_until_exit(struct spawn_proc *c, struct luacme_err *err)
 {
+    struct pollfd pfd[3];
+    int r, nfd, ms;
+
+    while ((r = spawn_step(c, err)) == 0) {
+        nfd = spawn_wait_fds(c, pfd, &ms);
+        if (poll(pfd, (nfds_t)nfd, ms) < 0 && errno != EINTR)
+            return err_errno(err, "spawn: poll", c->prog, errno);
+    }
+    return r < 0 ? -1 : 0;
+}
+
+void
+spawn_stop(struct spawn_proc *c)
+{
+    struct luacme_err err;
+
+    if (c == NULL || c->pid <= 0 || c->reaped || c->exited)
+        return;
+    c->cancelled = 1;
+    /* Bounded: stop_when_due sends SIGKILL once the grace is over. A
+     * failed read leaves the rest to spawn_free's SIGKILL. */
+    step_until_exit(c, &err);
+}
+
+void
+spawn_free(struct spawn_proc *c)
+{
+    if (c == NULL)
+        return;
     if (c->pid > 0 && !c->reaped) {
         kill(-c->pid, SIGKILL);
         kill(c->pid, SIGKILL);
@@ -590,40 +620,60 @@ child_release(struct child *c)
     close_fd(&c->err.fd);
     free(c->out.buf);
     free(c->err.buf);
+    free(c->stdin_data);
+    free(c->prog);
+    free(c);
+}
+
+int
+spawn_start(const struct spawn_opts *o, struct spawn_proc **out,
+    struct luacme_err *err)
+{
+    struct spawn_proc *c;
+
+    if (o->argv == NULL || o->argv[0] == NULL)
+        return err_set(err, "io", "spawn: empty argv");
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return err_errno(err, "spawn", o->argv[0], ENOMEM);
+    c->start_int = luacme_interrupted;
+    c->pid = -1;
+    c->in_w = c->out.fd = c->err.fd = -1;
+    c->idle_ms = 1;
+    c->max_output = o->max_output;
+    c->prog = strdup(o->argv[0]);
+    if (o->stdin_data != NULL) {
+        c->stdin_len = o->stdin_len;
+        /* +1: a zero-length copy still marks "stdin is a pipe". */
+        c->stdin_data = malloc(o->stdin_len + 1);
+        if (c->stdin_data != NULL)
+            memcpy(c->stdin_data, o->stdin_data, o->stdin_len);
+    }
+    if (c->prog == NULL || (o->stdin_data != NULL && c->stdin_data == NULL)) {
+        err_errno(err, "spawn", o->argv[0], ENOMEM);
+        spawn_free(c);
+        return -1;
+    }
+    if (fork_exec(c, o, err) != 0) {
+        spawn_free(c);
+        return -1;
+    }
+    *out = c;
+    return 0;
 }
 
 int
 spawn_run(const struct spawn_opts *o, struct spawn_result *res,
     struct luacme_err *err)
 {
-    struct child c;
-    struct sigaction ign, pipe_old;
-    int rc = -1, pipe_saved = 0;
+    struct spawn_proc *c = NULL;
+    int rc = -1;
 
     memset(res, 0, sizeof(*res));
-    memset(&c, 0, sizeof(c));
-    c.o = o;
-    c.prog = o->argv != NULL ? o->argv[0] : NULL;
-    c.start_int = luacme_interrupted;
-    c.pid = -1;
-    c.in_w = c.out.fd = c.err.fd = -1;
-    c.idle_ms = 1;
-    if (c.prog == NULL)
-        return err_set(err, "io", "spawn: empty argv");
-    /* A child that exits without reading its stdin must give us EPIPE,
-     * not kill us with SIGPIPE. */
-    memset(&ign, 0, sizeof(ign));
-    ign.sa_handler = SIG_IGN;
-    sigemptyset(&ign.sa_mask);
-    if (sigaction(SIGPIPE, &ign, &pipe_old) == 0)
-        pipe_saved = 1;
-
-    if (spawn_start(&c, err) == 0 && spawn_pump(&c, err) == 0 &&
-        spawn_reap(&c, res, err) == 0)
+    if (spawn_start(o, &c, err) != 0)
+        return -1;
+    if (step_until_exit(c, err) == 0 && spawn_finish(c, res, err) == 0)
         rc = 0;
-
-    child_release(&c);
-    if (pipe_saved)
-        sigaction(SIGPIPE, &pipe_old, NULL);
+    spawn_free(c);
     return rc;
 }

@@ -49,13 +49,67 @@ struct spawn_result {
  * luacme_interrupted becomes non-zero while waiting (it was zero at the
  * start), the child's group gets the same treatment and -1 with kind
  * "interrupted" is returned. The child is always reaped. SIGPIPE is
- * ignored while this runs (restored after).
+ * ignored around each write to the child's stdin.
  * Returns 0 with *res filled (free with spawn_result_free), or -1 with
  * err filled and *res zeroed: "not_found" / "permission" / "io" when the
  * program (or cwd) could not be executed (errno passed back through a
- * close-on-exec pipe), "interrupted", or "io" for a system failure. */
+ * close-on-exec pipe), "interrupted", or "io" for a system failure.
+ * It is spawn_start, spawn_step and poll on spawn_wait_fds until done,
+ * spawn_finish, spawn_free. */
 int spawn_run(const struct spawn_opts *opts, struct spawn_result *res,
     struct luacme_err *err);
+
+/*
+ * The same run in steps, for an event loop that waits on many things at
+ * once (luacme.sched: other programs, HTTP transfers, timers): start
+ * it, then wait on its spawn_wait_fds for at most the time given there
+ * and call spawn_step, until spawn_step says it exited; spawn_finish
+ * gives the result. Nothing here blocks but spawn_start (until the
+ * exec happened or failed: the time of a fork and an exec) and
+ * spawn_stop. Every guarantee of spawn_run holds as long as the loop
+ * keeps calling spawn_step within the time spawn_wait_fds asked for.
+ */
+struct spawn_proc;                  /* opaque; spawn_free frees */
+struct pollfd;
+
+/* Start the program (see spawn_run). What the run needs later (argv[0]
+ * for messages, stdin_data) is copied: opts may go once this returns.
+ * Returns 0 and *out (free with spawn_free), or -1 with err filled as
+ * spawn_run fails before the program runs, *out untouched. */
+int spawn_start(const struct spawn_opts *opts, struct spawn_proc **out,
+    struct luacme_err *err);
+
+/* Move data without blocking: feed stdin, read what stdout and stderr
+ * hold, send SIGTERM / SIGKILL when the timeout or an interrupt (or
+ * spawn_stop) makes it due. Returns 1 once the program has exited and
+ * all it wrote is captured (then at once on every further call), 0
+ * while it runs, or -1 with err filled (a failed read: the run is lost;
+ * spawn_free still stops it). */
+int spawn_step(struct spawn_proc *p, struct luacme_err *err);
+
+/* The descriptors to wait on before the next spawn_step: fills up to 3
+ * entries of pfd (fd, events; revents zeroed) and returns how many
+ * (possibly 0: only the exit is left to notice), and sets *wait_ms to
+ * the longest the caller may wait before calling spawn_step again (a
+ * tick to see the clock and luacme_interrupted, less when the timeout
+ * or the SIGKILL is nearer; 0 once exited). */
+int spawn_wait_fds(struct spawn_proc *p, struct pollfd *pfd, int *wait_ms);
+
+/* After spawn_step returned 1: reap the program. Returns 0 with *res
+ * filled (free with spawn_result_free; the output moves from p to
+ * res), or -1 with err: "interrupted" when it was stopped for an
+ * interrupt, "io" when called before it exited. Call once. */
+int spawn_finish(struct spawn_proc *p, struct spawn_result *res,
+    struct luacme_err *err);
+
+/* Stop a program still running, politely: SIGTERM to its group, up to
+ * LUACME_SPAWN_KILL_GRACE_S for it to end (its output still drained),
+ * then SIGKILL. Blocks that long at most. Does nothing once it exited. */
+void spawn_stop(struct spawn_proc *p);
+
+/* Free p; a program not reaped yet is killed with its group (SIGKILL)
+ * and reaped: it must not outlive us. Accepts NULL. */
+void spawn_free(struct spawn_proc *p);
 
 /* Free the buffers of res and zero it. Accepts a zeroed res. */
 void spawn_result_free(struct spawn_result *res);

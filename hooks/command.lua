@@ -16,11 +16,20 @@ local hooks = require "luacme.hooks"
 
 local M = {
     description = "deploy: run a command after a certificate changed",
+    -- Two certificates of renew --parallel must not reload one server
+    -- at the same moment: calls of one cmd wait for each other, unless
+    -- parallel=yes. Other work goes on meanwhile (luacme.sched.spawn).
+    serial = function(opts)
+        return not hooks.truthy(opts.parallel)
+    end,
     options = {
         { name = "cmd", required = true,
           help = "the command, split on spaces, no shell" },
         { name = "sh", help = "1: run cmd with /bin/sh -c instead" },
         { name = "timeout", help = "seconds it may take (default 300)" },
+        { name = "parallel",
+          help = "yes: several runs may overlap (renew --parallel); " ..
+              "default one run of cmd at a time" },
     },
 }
 

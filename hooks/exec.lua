@@ -23,8 +23,12 @@ local hooks = require "luacme.hooks"
 
 local M = {
     description = "run a dehydrated-style hook script (no shell)",
-    -- Scripts written for dehydrated expect one call at a time.
-    serial = true,
+    -- Scripts written for dehydrated expect one call at a time; the
+    -- user may say a script can take several (parallel=yes). Either way
+    -- a running script holds up nothing else (luacme.sched.spawn).
+    serial = function(opts)
+        return not hooks.truthy(opts.parallel)
+    end,
     options = {
         { name = "script", required = true,
           help = "the script (or give its path as the spec: --hook ./hook.sh)" },
@@ -41,6 +45,10 @@ local M = {
               "call with every challenge of the order, DOMAIN " ..
               "TOKEN_FILENAME TOKEN_VALUE repeated, as dehydrated's " ..
               "HOOK_CHAIN=yes" },
+        { name = "parallel",
+          help = "yes: the script may run several calls at once (the " ..
+              "challenges of an order, certificates of renew " ..
+              "--parallel); default one call at a time" },
         { name = "wellknown",
           help = "http-01: write the token file into this directory " ..
               "first and remove it after clean_challenge, as dehydrated " ..
@@ -81,6 +89,11 @@ function M.setup(opts)
         if not n or n < 0 or n > 86400 then
             return nil, "dns_wait must be seconds (0..86400)"
         end
+    end
+    if hooks.truthy(opts.parallel) and hooks.truthy(opts.chain) then
+        -- chain=yes hands every challenge to the first ready(): the
+        -- others must wait for that call, which only serial calls do.
+        return nil, "parallel=yes cannot be combined with chain=yes"
     end
     if opts.wellknown then
         local w = core.stat(opts.wellknown)

@@ -146,8 +146,9 @@ local function where(server)
 end
 
 -- core.dns_query with our timeout; returns the result or nil, message.
+-- In a task (luacme.sched) the other tasks run while it waits.
 function M.query(name, qtype, server, recurse)
-    local r, err = core.dns_query(name, qtype, { server = server,
+    local r, err = sched.dns_query(name, qtype, { server = server,
         timeout = M.QUERY_TIMEOUT, recurse = recurse ~= false })
     if not r then return nil, err end
     return r

@@ -348,11 +348,11 @@ function M.load(spec, role)
         description = mod.description, options = mod.options }
     for _, f in ipairs(M.FUNCTIONS) do hook[f] = mod[f] end
     -- serial: calls of this hook never overlap, across certificates
-    -- too (one key per file, per script for exec).
+    -- too (one key per file, per script for exec, per cmd for command).
     hook.serial = mod.serial
     if type(hook.serial) == "function" then hook.serial = hook.serial(opts) end
     hook.serial = hook.serial and true or nil
-    hook.serial_key = file .. "\0" .. tostring(opts.script or "")
+    hook.serial_key = file .. "\0" .. tostring(opts.script or opts.cmd or "")
 
     if mod.setup then
         local r, e = mod.setup(opts)
@@ -515,12 +515,13 @@ end
 -- Run a program without a shell: opts.env (default environment()),
 -- opts.timeout (seconds, default 300), opts.stdin. Returns the result
 -- table of core.spawn when it exited 0, or nil, message (the program's
--- stderr, or stdout when stderr is empty, trimmed and printable).
+-- stderr, or stdout when stderr is empty, trimmed and printable). In a
+-- task (luacme.sched) the others run while the program does.
 function M.run(argv, opts)
     opts = opts or {}
     local what = M.printable(argv[1], 200)
     if argv[2] then what = what .. " " .. M.printable(argv[2], 100) end
-    local res, msg = core.spawn({ argv = argv,
+    local res, msg = sched.spawn({ argv = argv,
         env = opts.env or M.environment(), stdin = opts.stdin,
         timeout = opts.timeout or 300, cwd = opts.cwd })
     if not res then

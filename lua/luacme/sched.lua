@@ -1,8 +1,10 @@
 -- Cooperative tasks in one process: Lua coroutines over libcurl's
 -- multi interface. A task waits by yielding to the loop (for an HTTP
--- transfer, a sleep, a lock or its children); the loop drives every
--- transfer of the process's one connection pool with core.http_run and
--- resumes whoever can go on. Outside a task everything blocks as
+-- transfer, a program it runs, a DNS query, a sleep, a lock or its
+-- children); the loop drives every transfer of the process's one
+-- connection pool, the pipes of every running program and the running
+-- DNS queries with one wait (core.http_run) and resumes whoever can go
+-- on. Outside a task everything blocks as
 -- before, so code written for one issuance works unchanged.
 --
 --   local sched = require "luacme.sched"
@@ -10,6 +12,8 @@
 --   -- res[i] = table.pack(fi()) once all are done
 --   sched.sleep(0.5)                 -- a task: others run meanwhile
 --   sched.request(t, req)            -- t = core.http{}: as t:request
+--   sched.spawn(opts)                -- as core.spawn; others run
+--   sched.dns_query(name, type, o)   -- as core.dns_query; others run
 --   sched.serial(key, fn, ...)       -- fn(...) with no other task
 --                                    -- inside serial(key) meanwhile
 --
@@ -20,8 +24,9 @@
 -- alive is closed, youngest first, so its <close> guards run (their
 -- cleanup then blocks), and the error is raised from sched.all.
 --
--- Every wait keeps its bound: a transfer has its timeouts, a sleep its
--- end; a task waiting for a lock or for children waits for tasks that
+-- Every wait keeps its bound: a transfer has its timeouts, a program
+-- its timeout (the loop wakes for it however busy it is), a DNS query
+-- its own, a sleep its end; a task waiting for a lock or for children waits for tasks that
 -- have such bounds.
 local core = require "luacme.core"
 
@@ -72,7 +77,7 @@ function Loop:spawn(fn, parent)
 end
 
 function Loop:wake(task)
-    task.wake_at, task.xfer, task.waiting = nil, nil, nil
+    task.wake_at, task.xfer, task.job, task.waiting = nil, nil, nil, nil
     self.ready[#self.ready + 1] = task
 end
 
@@ -83,6 +88,7 @@ function Loop:abort(err)
         if coroutine.status(task.co) == "suspended" then
             TASKS[task.co] = nil
             if task.xfer then task.xfer:cancel() end
+            if task.job then task.job:close() end
             coroutine.close(task.co)
         end
     end
@@ -137,7 +143,7 @@ function Loop:_run()
         end
         if self.alive == 0 then break end
         local now = M.now()
-        local next_wake, xfers = nil, false
+        local next_wake, xfers, jobs = nil, false, {}
         for _, task in ipairs(self.tasks) do
             if task.wake_at then
                 if task.wake_at <= now then self:wake(task)
@@ -146,13 +152,18 @@ function Loop:_run()
                 end
             elseif task.xfer then
                 if task.xfer:done() then self:wake(task) else xfers = true end
+            elseif task.job then
+                if task.job:done() then self:wake(task)
+                else jobs[#jobs + 1] = task.job end
             end
         end
         if #self.ready == 0 then
             local wait = math.min(next_wake and (next_wake - now) or
                 M.MAX_WAIT, M.MAX_WAIT)
-            if xfers then
-                local n, msg = core.http_run(math.max(wait, 0))
+            if xfers or #jobs > 0 then
+                -- core.http_run shortens the wait to what each program
+                -- allows (its timeout, its exit check).
+                local n, msg = core.http_run(math.max(wait, 0), jobs)
                 if not n then self:abort(msg) end
             elseif next_wake then
                 if wait > 0 then core.sleep(wait) end
@@ -227,6 +238,39 @@ function M.request(t, req)
     task.xfer = x
     coroutine.yield(WAKE)
     return x:result()
+end
+
+-- spawn(opts) -> as core.spawn(opts). In a task the program runs while
+-- the others go on: the task waits for it in the loop, which waits on
+-- its pipes together with the transfers (core.spawn_start); outside a
+-- task, core.spawn. Closing the task (a raise in the loop) stops the
+-- program (SIGTERM, SIGKILL after a grace second).
+function M.spawn(opts)
+    local task = current()
+    if not task then return core.spawn(opts) end
+    local p <close>, msg, kind = core.spawn_start(opts)
+    if not p then return nil, msg, kind end
+    if not p:done() then
+        task.job = p
+        coroutine.yield(WAKE)
+    end
+    return p:result()
+end
+
+-- dns_query(name, qtype, opts) -> as core.dns_query. In a task the
+-- query runs on a thread (core.dns_start) while the others go on;
+-- outside a task, core.dns_query. A closed task drops its query, which
+-- ends by its own timeout.
+function M.dns_query(name, qtype, opts)
+    local task = current()
+    if not task then return core.dns_query(name, qtype, opts) end
+    local q <close>, msg, kind = core.dns_start(name, qtype, opts)
+    if not q then return nil, msg, kind end
+    if not q:done() then
+        task.job = q
+        coroutine.yield(WAKE)
+    end
+    return q:result()
 end
 
 -- serial(key, fn, ...) -> fn(...): no two tasks run inside serial with

@@ -1,4 +1,6 @@
-/* proc: spawn_run, the way hook programs run (core/proc.c). */
+/* proc: spawn_run, the way hook programs run, and the same run in steps
+ * for an event loop (core/proc.c). */
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -316,6 +318,69 @@ test_spawn_sigchld_ignored(void)
     signal(SIGCHLD, SIG_DFL);
 }
 
+/* Two programs in steps, one poll() over both: they run side by side,
+ * each one's timeout holds, and spawn_stop ends one politely. */
+static void
+test_spawn_steps(void)
+{
+    static const char *const slow[] = {"sh", "-c", "sleep 0.4; echo a",
+        NULL};
+    static const char *const hang[] = {"sleep", "30", NULL};
+    struct spawn_opts o1, o2;
+    struct spawn_proc *p1 = NULL, *p2 = NULL;
+    struct spawn_result r1, r2;
+    struct pollfd pfd[6];
+    struct luacme_err err;
+    int d1 = 0, d2 = 0, n, ms1, ms2;
+    double t0 = now();
+
+    memset(&o1, 0, sizeof(o1));
+    o1.argv = slow;
+    o1.max_output = 1024;
+    o2 = o1;
+    o2.argv = hang;
+    o2.timeout = 0.2;
+    CHECK(spawn_start(&o1, &p1, &err) == 0);
+    CHECK(spawn_start(&o2, &p2, &err) == 0);
+    while (!d1 || !d2) {
+        n = 0;
+        ms1 = ms2 = 1000;
+        if (!d1)
+            n += spawn_wait_fds(p1, pfd + n, &ms1);
+        if (!d2)
+            n += spawn_wait_fds(p2, pfd + n, &ms2);
+        CHECK((d1 || ms1 <= 100) && (d2 || ms2 <= 100));
+        poll(pfd, (nfds_t)n, ms1 < ms2 ? ms1 : ms2);
+        if (!d1)
+            d1 = spawn_step(p1, &err);
+        if (!d2)
+            d2 = spawn_step(p2, &err);
+        CHECK(d1 >= 0 && d2 >= 0);
+        if (now() - t0 > 10)
+            break;
+    }
+    CHECK(spawn_finish(p1, &r1, &err) == 0);
+    CHECK(r1.exited && r1.status == 0 && r1.out_len == 2);
+    CHECK(spawn_finish(p2, &r2, &err) == 0);
+    CHECK(r2.timed_out && r2.signaled && r2.signal == SIGTERM);
+    /* Side by side: 0.4 s and a 0.2 s timeout, not one after the other. */
+    CHECK(now() - t0 < 0.55);
+    CHECK(spawn_step(p1, &err) == 1);
+    spawn_result_free(&r1);
+    spawn_result_free(&r2);
+    spawn_free(p1);
+    spawn_free(p2);
+
+    /* spawn_stop: SIGTERM, the program ends at once; not reaped twice. */
+    CHECK(spawn_start(&o1, &p1, &err) == 0);
+    t0 = now();
+    spawn_stop(p1);
+    CHECK(now() - t0 < 0.5);
+    CHECK(spawn_step(p1, &err) == 1);
+    spawn_free(p1);
+    spawn_free(NULL);
+}
+
 int
 main(void)
 {
@@ -328,6 +393,7 @@ main(void)
     test_spawn_interrupt();
     test_spawn_clean_child();
     test_spawn_sigchld_ignored();
+    test_spawn_steps();
     scratch_close();
     return check_done();
 }

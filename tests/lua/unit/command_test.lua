@@ -138,3 +138,29 @@ t.test("secrets stay out of the command's environment", function()
     t.eq(env.LUACME_EAB_HMAC_KEY, nil)
     t.eq(env.LUACME_API_KEY, nil)
 end)
+
+t.test("runs of one cmd wait for each other unless parallel=yes", function()
+    local sched = require "luacme.sched"
+    local dir = t.tmpdir()
+    -- Logs when it ran, in nanoseconds of the wall clock.
+    t.writefile(dir .. "/slow", "#!/bin/sh\ns=$(date +%s%N)\nsleep 0.3\n" ..
+        "echo \"$s $(date +%s%N)\" >> '" .. dir .. "/runs'\n")
+    assert(core.chmod(dir .. "/slow", 493))
+    local function two(spec)
+        local h = assert(hooks.load(spec))
+        local function one()
+            assert(hooks.call(h, "deploy_cert", CERT))
+        end
+        os.remove(dir .. "/runs")
+        sched.all({ one, one })
+        local r = {}
+        for l in io.lines(dir .. "/runs") do
+            local s, e = l:match("^(%d+) (%d+)$")
+            r[#r + 1] = { tonumber(s), tonumber(e) }
+        end
+        t.eq(#r, 2)
+        return r[1][1] < r[2][2] and r[2][1] < r[1][2]
+    end
+    t.eq(two("command:cmd=" .. dir .. "/slow"), false)
+    t.eq(two("command:cmd=" .. dir .. "/slow,parallel=yes"), true)
+end)

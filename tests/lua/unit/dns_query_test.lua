@@ -266,3 +266,58 @@ t.test("dns_parse: LUACME_DNS_MAX_RECORDS and LUACME_DNS_PACKET_MAX",
     t.fails("too_large", "LUACME_DNS_PACKET_MAX",
         core.dns_parse(string.rep("\0", 65536)))
 end)
+
+t.test("queries in tasks wait through the loop: they overlap, others run",
+    function()
+    local sched = require "luacme.sched"
+    local dnsmod = require "luacme.dns"
+    with_server({ ["127.0.0.1"] = { records = records({
+        { "x.example.test.", "TXT", 42, "v" } }) },
+        ["127.0.0.2"] = { silent = true } }, function(srv, server)
+        local silent = "127.0.0.2:" .. srv.port
+        local done, ticks = 0, 0
+        local function slow()
+            local r = table.pack(sched.dns_query("x.example.test.", "TXT",
+                { server = silent, timeout = 1 }))
+            done = done + 1
+            return table.unpack(r, 1, r.n)
+        end
+        local t0 = core.monotonic()
+        local res = sched.all({ slow, slow, function()
+            while done < 2 do
+                sched.sleep(0.02)
+                ticks = ticks + 1
+            end
+        end, function()
+            -- luacme.dns's own queries go through the loop too.
+            return dnsmod.query("x.example.test.", "TXT", server)
+        end })
+        local took = core.monotonic() - t0
+        t.fails("timeout", silent, table.unpack(res[1], 1, 3))
+        t.fails("timeout", silent, table.unpack(res[2], 1, 3))
+        t.eq(res[4][1][1].data, "v")
+        t.ok(took >= 0.9 and took < 1.7, "2 x 1 s timeouts took " .. took)
+        t.ok(ticks >= 20, "a timer task ticked meanwhile: " .. ticks)
+        -- The query object itself.
+        local q = assert(core.dns_start("x.example.test.", "TXT",
+            { server = server }))
+        t.raises(function() q:result() end, "still running")
+        while not q:done() do core.http_run(1, { q }) end
+        local r = q:result()
+        t.eq(r[1].data, "v")
+        t.raises(function() q:result() end, "collected")
+        q:close()
+        -- Closing one still running returns at once; it ends by itself.
+        q = assert(core.dns_start("x.example.test.", "TXT",
+            { server = silent, timeout = 1 }))
+        t0 = core.monotonic()
+        q:close()
+        t.ok(core.monotonic() - t0 < 0.2, "close does not wait")
+        t.fails("invalid", "NUL", core.dns_start("a\0b", "TXT"))
+        t.raises(function() core.dns_start("x.", "TXT", { bogus = 1 }) end,
+            "unknown option")
+        -- Outside a task sched.dns_query is core.dns_query.
+        t.eq(sched.dns_query("x.example.test.", "TXT", { server = server })[1]
+            .data, "v")
+    end, { "127.0.0.1", "127.0.0.2" })
+end)

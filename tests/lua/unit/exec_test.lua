@@ -254,3 +254,56 @@ t.test("chain=yes: one deploy_challenge and one clean_challenge for all",
     t.ok(hooks.call(h, "cleanup", a))
     t.eq(#calls(log), 2)
 end)
+
+-- A script whose every call takes 0.3 s and logs when it ran, in
+-- nanoseconds of the wall clock (one line per call: "START END").
+local SLOW = [[#!/bin/sh
+s=$(date +%%s%%N)
+sleep 0.3
+echo "$s $(date +%%s%%N)" >> %s
+]]
+
+-- Did two runs logged by SLOW (or alike) in file overlap?
+local function overlapped(file)
+    local r = {}
+    for l in io.lines(file) do
+        local s, e = l:match("^(%d+) (%d+)$")
+        r[#r + 1] = { tonumber(s), tonumber(e) }
+    end
+    assert(#r == 2, "two runs logged")
+    return r[1][1] < r[2][2] and r[2][1] < r[1][2]
+end
+
+-- Deploy two challenges through hook h, in two tasks; returns the time.
+local function two_deploys(h)
+    local sched = require "luacme.sched"
+    local function one(ch)
+        return function() assert(hooks.call(h, "deploy", ch)) end
+    end
+    local t0 = core.monotonic()
+    sched.all({ one(http_ch("a.example", "tok_a")),
+        one(http_ch("b.example", "tok_b")) })
+    return core.monotonic() - t0
+end
+
+t.test("calls are serial by default; parallel=yes lets them overlap",
+    function()
+    local dir = t.tmpdir()
+    t.writefile(dir .. "/slow.sh", SLOW:format("'" .. dir .. "/runs'"))
+    assert(core.chmod(dir .. "/slow.sh", 493))
+    local h = assert(hooks.load(dir .. "/slow.sh"))
+    t.eq(h.serial, true)
+    local took = two_deploys(h)
+    t.eq(overlapped(dir .. "/runs"), false, "serial runs overlap")
+    t.ok(took >= 0.6, "serial: 2 x 0.3 s took " .. took)
+    os.remove(dir .. "/runs")
+    h = assert(hooks.load("exec:script=" .. dir .. "/slow.sh,parallel=yes"))
+    t.eq(h.serial, nil)
+    took = two_deploys(h)
+    t.eq(overlapped(dir .. "/runs"), true, "parallel runs overlap")
+    t.ok(took < 0.55, "parallel: 2 x 0.3 s took " .. took)
+    local v, err = hooks.load("exec:script=" .. dir ..
+        "/slow.sh,parallel=yes,chain=yes")
+    t.eq(v, nil)
+    t.match(err.detail, "parallel=yes cannot be combined with chain=yes")
+end)
