@@ -79,7 +79,7 @@ function Server:log()
   return s
 end
 
--- Start the test server SCRIPT with ARGS; returns once its port
+-- Start SCRIPT (default server.py) with ARGS; returns once its port
 -- file exists.
 local function start_script(script, args, base_scheme)
   local dir = t.tmpdir()
@@ -108,16 +108,30 @@ end
 -- opts.closed: only hold a port that refuses connections.
 local function server(opts)
   opts = opts or {}
+  local dir = t.tmpdir()
   local cert = opts.cert or pki.good
-  local args
+  local cmd = "python3 " .. q(SERVER) .. " --dir " .. q(dir) .. " --parent " .. PID
   if opts.closed then
-    args = "--closed"
+    cmd = cmd .. " --closed"
   elseif opts.plain then
-    args = "--plain"
+    cmd = cmd .. " --plain"
   else
-    args = "--cert " .. q(cert.crt) .. " --key " .. q(cert.key)
+    cmd = cmd .. " --cert " .. q(cert.crt) .. " --key " .. q(cert.key)
   end
-  return start_script(SERVER, args, opts.plain and "http" or "https")
+  os.execute(cmd .. " </dev/null >" .. q(dir .. "/server.log") .. " 2>&1 &")
+  local srv = setmetatable({ dir = dir }, Server)
+  local deadline = core.monotonic() + 10
+  repeat
+    srv.port = readnum(dir .. "/server.port")
+    if not srv.port then core.sleep(0.02) end
+  until srv.port or core.monotonic() > deadline
+  srv.pid = readnum(dir .. "/server.pid")
+  if not srv.port then
+    srv:stop()
+    error("test server did not start within 10 s: " .. srv:log())
+  end
+  srv.base = (opts.plain and "http" or "https") .. "://127.0.0.1:" .. srv.port
+  return srv
 end
 
 local function client(opts)
