@@ -635,6 +635,5 @@ t.test("after a POST swallowed by an HTTP/2 connection, HTTP/1.1", function()
   t.eq(c:stats().http_version, "1.1")
   -- and GETs too, which the stalled connection still answered
   status, _, body = assert(c:request{ url = srv.base .. "/stats" })
-  t.eq(status, 200)
   t.eq(body, "h2=1 h1=1 posts=1")
 end)
