@@ -50,8 +50,6 @@ struct xfer {
 struct http_multi {
     CURLM *m;
     int refs;
-    int h1_only;                /* HTTP/2 distrusted: see xfer_finished */
-    int last_h2;                /* the last reply came over HTTP/2 */
 };
 
 /* A client is the settings every transfer gets; the easy handles are
@@ -826,8 +824,6 @@ set_request(struct http_xfer *xf, const char *body, size_t body_len,
     /* A reused handle keeps options between transfers: put the method
      * back to a plain GET first, then set what this request needs. */
     SETOPT(cc, h, CURLOPT_URL, xf->url);
-    if (xf->c->multi->h1_only)
-        SETOPT(cc, h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     SETOPT(cc, h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
     SETOPT(cc, h, CURLOPT_HTTPGET, 1L);
     SETOPT(cc, h, CURLOPT_MAXFILESIZE_LARGE, maxfile);
@@ -984,23 +980,8 @@ xfer_finished(struct http_xfer *xf, CURLcode cc)
     if (curl_easy_getinfo(xf->h, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK)
         c->stats.connects += nconn;
     if (cc == CURLE_OK && curl_easy_getinfo(xf->h, CURLINFO_HTTP_VERSION,
-        &version) == CURLE_OK && version_name(version) != NULL) {
+        &version) == CURLE_OK && version_name(version) != NULL)
         c->stats.http_version = version_name(version);
-        c->multi->last_h2 = version == CURL_HTTP_VERSION_2_0;
-    }
-    /* A request that timed out without a byte of reply on a reused
-     * HTTP/2 connection may have met a stalled connection rather than a
-     * slow server: with Pebble under load every later POST on it timed
-     * out the same way, for minutes (likely libcurl 7.88's HTTP/2
-     * upload stall), while GETs still went through. libcurl keeps such
-     * a connection and hands it out again, so the pool's later transfers
-     * ask for HTTP/1.1, which never reuses an HTTP/2 connection: one
-     * timeout, not one per request. Every ACME server speaks HTTP/1.1.
-     * The reply's version is unknown here (there was none): the last
-     * one the pool saw stands for it. */
-    if (cc == CURLE_OPERATION_TIMEDOUT && !xf->x.hdr_done && nconn == 0 &&
-        c->multi->last_h2)
-        c->multi->h1_only = 1;
 }
 
 /* Move finished transfers out of the multi. Returns how many. */

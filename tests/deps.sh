@@ -8,7 +8,7 @@ set -euo pipefail
 
 build_pkgs=(cmake make gcc pkg-config liblua5.4-dev lua-cjson-dev
     libcurl4-openssl-dev libssl-dev libzstd-dev)
-test_pkgs=(pebble python3 python3-h2 openssl ca-certificates clang
+test_pkgs=(pebble python3 openssl ca-certificates clang
     libclang-rt-14-dev procps curl time binutils
     pdns-server pdns-backend-sqlite3 sqlite3 bind9 bind9-dnsutils
     lua5.4 lua-cjson luarocks

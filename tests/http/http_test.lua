@@ -79,30 +79,6 @@ function Server:log()
   return s
 end
 
--- Start SCRIPT (default server.py) with ARGS; returns once its port
--- file exists.
-local function start_script(script, args, base_scheme)
-  local dir = t.tmpdir()
-  -- Debian's python (python3-h2 lives there), not one earlier on PATH
-  local py = core.stat("/usr/bin/python3") and "/usr/bin/python3" or "python3"
-  local cmd = py .. " " .. q(script) .. " --dir " .. q(dir) .. " --parent " ..
-    PID .. " " .. args
-  os.execute(cmd .. " </dev/null >" .. q(dir .. "/server.log") .. " 2>&1 &")
-  local srv = setmetatable({ dir = dir }, Server)
-  local deadline = core.monotonic() + 10
-  repeat
-    srv.port = readnum(dir .. "/server.port")
-    if not srv.port then core.sleep(0.02) end
-  until srv.port or core.monotonic() > deadline
-  srv.pid = readnum(dir .. "/server.pid")
-  if not srv.port then
-    srv:stop()
-    error("test server did not start within 10 s: " .. srv:log())
-  end
-  srv.base = base_scheme .. "://127.0.0.1:" .. srv.port
-  return srv
-end
-
 -- Start server.py; returns once its port file exists, which it writes
 -- after the socket listens. opts.plain: HTTP; opts.cert: a pki entry;
 -- opts.closed: only hold a port that refuses connections.
@@ -605,35 +581,4 @@ t.test("started transfers run at once on the shared pool (core.http_run)",
   core.http_run(0.1)
   x:cancel()
   t.eq(c:request{ url = srv.base .. "/conn?tag=after" }, 200)
-end)
-
--- A shared HTTP/2 connection that stops answering POSTs (seen with
--- Pebble under load, every POST timing out with 0 bytes received while
--- GETs went through: likely libcurl 7.88's HTTP/2 upload stall) costs
--- one timeout, not one per request: the requests after it go over
--- fresh HTTP/1.1 connections.
-t.test("after a POST swallowed by an HTTP/2 connection, HTTP/1.1", function()
-  local srv <close> = start_script(here .. "/h2stall.py", "--cert " ..
-    q(pki.good.crt) .. " --key " .. q(pki.good.key), "https")
-  local c <close> = assert(core.http{ ca_file = pki.good.crt, timeout = 1 })
-  local status, _, body = assert(c:request{ url = srv.base .. "/ok" })
-  t.eq(status, 200)
-  t.eq(body, "h2 ok")
-  t.eq(c:stats().http_version, "2")
-  local t0 = core.monotonic()
-  t.fails("timeout", nil, c:request{ method = "POST", url = srv.base ..
-    "/post", body = "{}", once = true })
-  t.ok(core.monotonic() - t0 < 3, "the stalled POST ended by its timeout")
-  for i = 1, 2 do
-    t0 = core.monotonic()
-    status, _, body = assert(c:request{ method = "POST", url = srv.base ..
-      "/post", body = "{}", once = i == 1 })
-    t.eq(status, 200)
-    t.eq(body, "h1 ok")
-    t.ok(core.monotonic() - t0 < 0.9, "answered at once")
-  end
-  t.eq(c:stats().http_version, "1.1")
-  -- and GETs too, which the stalled connection still answered
-  status, _, body = assert(c:request{ url = srv.base .. "/stats" })
-  t.eq(body, "h2=1 h1=1 posts=1")
 end)
