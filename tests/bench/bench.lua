@@ -196,33 +196,26 @@ local function issue_cases(slow, rounds)
   end, http)
   time_row("20 names, http-01", r, "worst", 0.25)
 
+  -- Wildcard + base through an exec dns-01 script; with parallel=yes
+  -- the script may take both calls at once, so the two deploy_challenge
+  -- (and clean_challenge) runs overlap.
   local dir = E.scratch()
-  local h = assert(hooks.load("exec:script=" .. dns_script(dir) ..
-      ",types=dns-01", "challenge"))
-  r = run_case(E, c, log, "wildcard", rounds, function(i)
-    local base = E.name(tag .. "wc" .. i)
-    return { base, "*." .. base }
-  end, function(names)
-    local key = assert(core.key_generate("ec256"))
-    local csr = assert(core.csr{ key = key, names = names })
-    return c:issue{ identifiers = acme.domain_ids(table.unpack(names)),
-      csr = csr, hooks = { h } }
-  end)
+  local function wildcard(label, opts, name_tag)
+    local h = assert(hooks.load("exec:script=" .. dns_script(dir) ..
+        ",types=dns-01" .. opts, "challenge"))
+    r = run_case(E, c, log, label, rounds, function(i)
+      local base = E.name(tag .. name_tag .. i)
+      return { base, "*." .. base }
+    end, function(names)
+      local key = assert(core.key_generate("ec256"))
+      local csr = assert(core.csr{ key = key, names = names })
+      return c:issue{ identifiers = acme.domain_ids(table.unpack(names)),
+        csr = csr, hooks = { h } }
+    end)
+  end
+  wildcard("wildcard", "", "wc")
   time_row("wildcard + base, dns-01 exec hook", r, "median", 0.15)
-
-  -- The same script allowed to take both calls at once (parallel=yes):
-  -- the two deploy_challenge (and clean_challenge) runs overlap.
-  h = assert(hooks.load("exec:script=" .. dns_script(dir) ..
-      ",types=dns-01,parallel=yes", "challenge"))
-  r = run_case(E, c, log, "wildcard parallel", rounds, function(i)
-    local base = E.name(tag .. "wp" .. i)
-    return { base, "*." .. base }
-  end, function(names)
-    local key = assert(core.key_generate("ec256"))
-    local csr = assert(core.csr{ key = key, names = names })
-    return c:issue{ identifiers = acme.domain_ids(table.unpack(names)),
-      csr = csr, hooks = { h } }
-  end)
+  wildcard("wildcard parallel", ",parallel=yes", "wp")
   time_row("wildcard + base, dns-01 exec hook, parallel=yes", r, "median",
     0.15)
 
@@ -366,41 +359,40 @@ local function rss_rows(exe, script)
     row{ case = "  " .. label, value = string.format("%.0f", kb),
       unit = "KiB", note = note }
   end
-  -- The real command as installed (account created first, files
-  -- written): /usr/bin/time's maximum resident set, median of 3.
-  local E = require "e2e"
-  local cli = {}
-  for i = 1, 3 do
-    local r = assert(core.spawn{ argv = { "/usr/bin/time", "-f",
-      "maxrss %M", exe, "--directory", E.env.directory, "--ca-bundle",
-      E.env.ca_file, "--state", E.scratch() .. "/state", "issue", "-d",
-      E.name("rsscli" .. i), "--hook", "webroot:root=" .. E.env.webroot,
-      "--agree-tos", "--contact", "rss@example.test" },
-      env = release_env() })
-    assert(r.status == 0, r.stdout .. r.stderr)
-    cli[i] = assert(tonumber(r.stderr:match("maxrss (%d+)")), r.stderr)
+  -- The maximum resident set of three runs of a command (argv given
+  -- run i), by /usr/bin/time: a row with the median and the range.
+  local function maxrss_row(case, target, argv_of, env)
+    local kb = {}
+    for i = 1, 3 do
+      local argv = { "/usr/bin/time", "-f", "maxrss %M",
+        table.unpack(argv_of(i)) }
+      local r = assert(core.spawn{ argv = argv, env = env })
+      assert(r.status == 0, r.stdout .. r.stderr)
+      kb[i] = assert(tonumber(r.stderr:match("maxrss (%d+)")), r.stderr)
+    end
+    row{ case = case, value = string.format("%.1f", median(kb) / 1024),
+      unit = "MiB", target = target, note = string.format(
+        "%.1f..%.1f MiB; median of 3", math.min(table.unpack(kb)) / 1024,
+        math.max(table.unpack(kb)) / 1024) }
   end
-  row{ case = "peak RSS of `luacme issue` (real command, median of 3)",
-    value = string.format("%.1f", median(cli) / 1024), unit = "MiB",
-    target = "<= 12", note = string.format("%.1f..%.1f MiB",
-      math.min(table.unpack(cli)) / 1024,
-      math.max(table.unpack(cli)) / 1024) }
+  -- The real command as installed (account created first, files
+  -- written).
+  local E = require "e2e"
+  maxrss_row("peak RSS of `luacme issue` (real command, median of 3)",
+    "<= 12", function(i)
+      return { exe, "--directory", E.env.directory, "--ca-bundle",
+        E.env.ca_file, "--state", E.scratch() .. "/state", "issue", "-d",
+        E.name("rsscli" .. i), "--hook", "webroot:root=" .. E.env.webroot,
+        "--agree-tos", "--contact", "rss@example.test" }
+    end, release_env())
   -- The floor under both: Debian's curl command (the same libcurl, with
   -- OpenSSL 3) fetching the directory once over HTTPS; whatever a
   -- program on these two libraries does, it pays this.
-  local floor = {}
-  for i = 1, 3 do
-    local r = assert(core.spawn{ argv = { "/usr/bin/time", "-f",
-      "maxrss %M", "curl", "-sS", "--fail", "-o", "/dev/null", "--cacert",
-      E.env.ca_file, E.env.directory } })
-    assert(r.status == 0, r.stdout .. r.stderr)
-    floor[i] = assert(tonumber(r.stderr:match("maxrss (%d+)")), r.stderr)
-  end
-  row{ case = "  floor: `curl` (same libcurl+OpenSSL), one HTTPS GET",
-    value = string.format("%.1f", median(floor) / 1024), unit = "MiB",
-    note = string.format("%.1f..%.1f MiB; median of 3",
-      math.min(table.unpack(floor)) / 1024,
-      math.max(table.unpack(floor)) / 1024) }
+  maxrss_row("  floor: `curl` (same libcurl+OpenSSL), one HTTPS GET", nil,
+    function()
+      return { "curl", "-sS", "--fail", "-o", "/dev/null", "--cacert",
+        E.env.ca_file, E.env.directory }
+    end)
   -- where the peak goes (the peak is at the end of the issuance)
   part("OpenSSL (libcrypto, libssl: code, tables, relocations)",
     v.by_openssl)
